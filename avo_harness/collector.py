@@ -1,0 +1,275 @@
+"""Turning a candidate module into pytest items, without importing it.
+
+``candidates/<task>/<name>.py`` becomes a :class:`CandidateFile` holding one
+``correctness`` item (hypothesis over the task's whole input space, boundary
+cases first) and one ``benchmark[<config>]`` item per benchmark configuration,
+timed through pytest-benchmark. All of them talk to the candidate through one
+:class:`~avo_harness.sandbox.Sandbox`, started on first use and closed with the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shlex
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .checker import Verdict, check_case
+from .guard import scan_source
+from .options import REPLAY_FLAG, HarnessSettings
+from .sandbox import Sandbox, SandboxSettings
+from .tasks import BenchConfig, Case, Task, get_task, task_names
+from .timer import clock_name
+
+SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
+
+
+def is_candidate(path: Path) -> bool:
+    """``candidates/<known task>/<name>.py`` with a name that does not start with ``_``."""
+    return (path.suffix == ".py" and not path.name.startswith("_")
+            and path.parent.parent.name == "candidates" and path.parent.name in task_names())
+
+
+class CaseFailure(AssertionError):
+    """One input on which the candidate is wrong; hypothesis shrinks to the smallest."""
+
+    def __init__(self, case: Case | None, verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.case = case
+        self.verdict = verdict
+
+
+class CandidateFile(pytest.File):
+    """A candidate module: its items share one sandboxed child process."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task: Task = get_task(self.path.parent.name)
+        self.settings: HarnessSettings = self.config.stash[SETTINGS_KEY]
+        self.source = self.path.read_bytes()
+        self.correctness_failed = False
+        self._sandbox: Sandbox | None = None
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.settings.cuda else "cpu"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source).hexdigest()
+
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox(self.path, self.task.name, SandboxSettings(
+                self.settings.cuda, self.settings.timeout_s, self.settings.memory_limit_bytes))
+        return self._sandbox
+
+    def collect(self) -> list[pytest.Item]:
+        items: list[pytest.Item] = [CorrectnessItem.from_parent(self, name="correctness")]
+        if self.settings.replay is None:
+            for config in self.task.bench_configs(cuda=self.settings.cuda):
+                items.append(BenchmarkItem.from_parent(
+                    self, name=f"benchmark[{config.name}]", callobj=_timed_by_pytest_benchmark,
+                    bench=config))
+        return items
+
+    def teardown(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+
+
+class CorrectnessItem(pytest.Item):
+    """Hypothesis over the task's inputs; fails with the minimal failing input."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.file: CandidateFile = self.parent  # type: ignore[assignment]
+        self.examples_run = 0
+        self.details: dict[str, Any] = {}
+
+    def runtest(self) -> None:
+        file = self.file
+        banned = scan_source(file.source.decode(errors="replace"), file.task.forbidden)
+        if banned:
+            self._fail(None, Verdict(False, "forbidden-call",
+                                     f"the source names forbidden {', '.join(banned)}"))
+        if file.settings.replay is not None:
+            self._check(file.settings.replay)
+        else:
+            self._hypothesis()
+        self.details = {"outcome": "passed", "examples": self.examples_run}
+
+    def _hypothesis(self) -> None:
+        from hypothesis import HealthCheck, Phase, example, given, settings
+
+        task, large = self.file.task, self.file.settings.cuda
+
+        @settings(max_examples=self.file.settings.examples, deadline=None, database=None,
+                  report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+                  phases=(Phase.explicit, Phase.generate, Phase.shrink), print_blob=False)
+        @given(task.cases(large=large))
+        def correct_on(case: Case) -> None:
+            self._check(case)
+
+        for case in reversed(task.boundary_cases(large=large)):
+            correct_on = example(case)(correct_on)
+        try:
+            correct_on()
+        except BaseException as exc:
+            failure = _find_case_failure(exc)
+            if failure is None:
+                raise
+            self._fail(failure.case, failure.verdict)
+
+    def _check(self, case: Case) -> None:
+        self.examples_run += 1
+        verdict, _ = check_case(self.file.task, self.file.sandbox(), case, self.file.device)
+        if not verdict.passed:
+            raise CaseFailure(case, verdict)
+
+    def _fail(self, case: Case | None, verdict: Verdict) -> None:
+        self.file.correctness_failed = True
+        failure: dict[str, Any] = {"rule": verdict.rule, "message": verdict.message}
+        if case is not None:
+            failure["case"] = case
+            failure["replay"] = self.replay_command(case)
+        failure.update({k: v for k, v in verdict.to_json().items() if k not in failure
+                        and k not in ("passed",)})
+        self.details = {"outcome": "failed", "examples": self.examples_run, "failure": failure}
+        raise CaseFailure(case, verdict)
+
+    def replay_command(self, case: Case) -> str:
+        return (f"pytest {shlex.quote(self.nodeid)} {REPLAY_FLAG} "
+                f"{shlex.quote(json.dumps(case, sort_keys=True))}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        exc = excinfo.value
+        if not isinstance(exc, CaseFailure):
+            return str(super().repr_failure(excinfo))
+        return format_failure(self.file.path, self.details.get("failure", {}))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"{self.path.name}::correctness"
+
+
+def format_failure(path: Path, failure: dict[str, Any]) -> str:
+    """The review of a correctness failure, as printed under the failing item."""
+    lines = [f"{path.name} is wrong (rule: {failure.get('rule')})"]
+    if "case" in failure:
+        case = failure["case"]
+        lines.append("  minimal failing input: " + " ".join(f"{k}={v}" for k, v in case.items()))
+    if "max_abs_err" in failure:
+        lines += [
+            f"  max abs error {failure['max_abs_err']:.4g} vs tolerance "
+            f"{failure['tolerance']:.4g} (2 x {failure['lowp_err']:.4g}, the error of a plain "
+            "torch reference in the input dtype, + 1 ulp)",
+            f"  relative error (norm) {failure['rel_err']:.4g}",
+            "  worst element: " + ", ".join(f"{k}={v}" for k, v in failure["worst_index"].items())
+            + f": got {failure['worst_value']:.6g}, expected {failure['worst_expected']:.6g}",
+            f"  elements over tolerance: {failure['n_exceeding']}/{failure['n_total']}; "
+            f"NaN: {failure['n_nan']}; Inf: {failure['n_inf']}",
+        ]
+    else:
+        lines.append("  " + failure.get("message", ""))
+    if "replay" in failure:
+        lines.append(f"  replay: {failure['replay']}")
+    if failure.get("traceback"):
+        lines.append("  candidate traceback:\n" + failure["traceback"].rstrip())
+    return "\n".join(lines)
+
+
+def _find_case_failure(exc: BaseException) -> CaseFailure | None:
+    """Our failure, also when hypothesis wraps it (e.g. in a flakiness group)."""
+    if isinstance(exc, CaseFailure):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _find_case_failure(inner)
+        if found is not None:
+            return found
+    return None
+
+
+class _ReplayClock:
+    """A clock for pytest-benchmark that advances by device-measured seconds.
+
+    pytest-benchmark reads ``timer()`` before and after each round of the target;
+    the target advances this clock by one measured round, so its statistics are
+    those of the true device times, not of the pipe to the child.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.__name__ = name
+        self.__module__ = "avo_harness"
+        self._times: list[float] = []
+        self._now = 0.0
+
+    def load(self, times: list[float]) -> None:
+        self._times = list(times)
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self) -> None:
+        self._now += self._times.pop(0)
+
+
+def _timed_by_pytest_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> None:
+    """The body of every benchmark item (the item itself does the work)."""
+    request.node.measure(benchmark)
+
+
+class BenchmarkItem(pytest.Function):
+    """One benchmark configuration: time the candidate, verify what it returned."""
+
+    def __init__(self, *, bench: BenchConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.file: CandidateFile = self.parent  # type: ignore[assignment]
+        self.bench = bench
+        self.clock = _ReplayClock(clock_name(self.file.settings.cuda).replace("-", "_"))
+        self.add_marker(pytest.mark.benchmark(timer=self.clock, group=bench.name))
+        self.details: dict[str, Any] = {}
+
+    def measure(self, benchmark: Any) -> None:
+        file, task = self.file, self.file.task
+        cuda = file.settings.cuda
+        if file.correctness_failed:
+            self.details = {"outcome": "skipped", "reason": "correctness failed"}
+            pytest.skip("not timed: the candidate failed correctness")
+        # A fresh private seed each run: the timed inputs cannot be known in advance.
+        case = {**self.bench.case, "seed": secrets.randbits(31)}
+        verdict, times = check_case(task, file.sandbox(), case, file.device, timed=True)
+        summary = summarize(times, task.flops(case)) if times else {}
+        self.details = {"params": self.bench.case, "clock": clock_name(cuda), **summary}
+        if not verdict.passed:
+            self.details.update(outcome="failed", rule=verdict.rule, message=verdict.message)
+            raise CaseFailure(case, verdict)
+        self.details["outcome"] = "passed"
+        benchmark.extra_info.update(tflops=summary["tflops"], clock=clock_name(cuda))
+        self.clock.load(times)
+        benchmark.pedantic(self.clock.advance, rounds=len(times), iterations=1)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        exc = excinfo.value
+        if isinstance(exc, CaseFailure):
+            return (f"{self.name}: the timed call's output is wrong (rule: {exc.verdict.rule})\n"
+                    f"  {exc.verdict.message}"
+                    + (f"\n  candidate traceback:\n{exc.verdict.traceback}"
+                       if exc.verdict.traceback else ""))
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"{self.path.name}::{self.name}"
+
+
+def summarize(times: list[float], flops: float) -> dict[str, Any]:
+    """Timing statistics of one configuration, and its rate at the median."""
+    median = statistics.median(times)
+    q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+    return {"rounds": len(times), "median_s": median, "iqr_s": q3 - q1, "min_s": min(times),
+            "mean_s": statistics.fmean(times), "tflops": flops / median / 1e12}

@@ -1,0 +1,122 @@
+"""The ``avo`` option group: every option is a command-line flag mirrored as an ini key.
+
+Values are read and validated once, into :class:`HarnessSettings`; a bad value is
+a one-line ``pytest.UsageError``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from .tasks import Case
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str           # "examples" -> --avo-examples and ini key avo_examples
+    help: str
+    default: str | None
+    metavar: str = "VALUE"
+
+    @property
+    def flag(self) -> str:
+        return "--avo-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "avo_" + self.name
+
+
+OPTIONS = (
+    Option("device", "where candidates run: auto (CUDA if present), cuda, or cpu (the Triton "
+           "interpreter)", "auto", "auto|cuda|cpu"),
+    Option("examples", "hypothesis examples per correctness check, after the boundary cases "
+           "(default: 50 in the interpreter, 100 on a GPU)", None, "N"),
+    Option("timeout", "seconds a candidate may take to answer one request (import, call, or a "
+           "whole timing run) before it is killed", "300", "SECONDS"),
+    Option("memory_limit", "GiB of address space for a candidate's process in the interpreter "
+           "(0: no limit; not applied under CUDA)", "8", "GIB"),
+    Option("report", "write the machine-readable JSON report of this run to PATH", None, "PATH"),
+)
+# Only a single run wants this, so it is a flag and not an ini key.
+REPLAY_FLAG = "--avo-replay"
+
+
+@dataclass(frozen=True)
+class HarnessSettings:
+    cuda: bool
+    examples: int
+    timeout_s: float
+    memory_limit_bytes: int
+    report: Path | None
+    replay: Case | None
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("avo", "avo-harness: collect, check, time and evolve kernels")
+    for opt in OPTIONS:
+        group.addoption(opt.flag, dest=opt.ini, default=None, metavar=opt.metavar,
+                        help=f"{opt.help} [ini: {opt.ini}]")
+        parser.addini(opt.ini, opt.help, default=opt.default)
+    group.addoption(REPLAY_FLAG, dest="avo_replay", default=None, metavar="CASE_JSON",
+                    help="check exactly this one input (as printed in a failure report) "
+                         "instead of running hypothesis")
+
+
+def raw(config: pytest.Config, name: str) -> str | None:
+    """The option's value: the flag if given, else the ini key, else its default."""
+    value = config.getoption("avo_" + name)
+    if value is None:
+        value = config.getini("avo_" + name)
+    return None if value in (None, "") else str(value)
+
+
+def parsed(config: pytest.Config, name: str, convert: Callable[[str], Any],
+           check: Callable[[Any], bool], expected: str) -> Any:
+    text = raw(config, name)
+    if text is None:
+        return None
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not check(value):
+        raise pytest.UsageError(f"--avo-{name.replace('_', '-')}: expected {expected}, "
+                                f"got {text!r}")
+    return value
+
+
+def read_settings(config: pytest.Config) -> HarnessSettings:
+    device = parsed(config, "device", str, lambda v: v in ("auto", "cuda", "cpu"),
+                    "one of auto, cuda, cpu")
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise pytest.UsageError("--avo-device cuda: no CUDA device is visible "
+                                "(torch.cuda.is_available() is False)")
+    cuda = has_cuda and device != "cpu"
+    examples = parsed(config, "examples", int, lambda v: v >= 0, "an integer >= 0")
+    replay_text = config.getoption("avo_replay")
+    replay = None
+    if replay_text is not None:
+        try:
+            replay = json.loads(replay_text)
+        except json.JSONDecodeError as exc:
+            raise pytest.UsageError(f"{REPLAY_FLAG}: not valid JSON ({exc})") from None
+        if not isinstance(replay, dict):
+            raise pytest.UsageError(f"{REPLAY_FLAG}: expected a JSON object, got {replay_text!r}")
+    report = raw(config, "report")
+    return HarnessSettings(
+        cuda=cuda,
+        examples=(100 if cuda else 50) if examples is None else examples,
+        timeout_s=parsed(config, "timeout", float, lambda v: v > 0, "a number of seconds > 0"),
+        memory_limit_bytes=int(parsed(config, "memory_limit", float, lambda v: v >= 0,
+                                      "a number of GiB >= 0") * 2**30),
+        report=Path(report) if report else None,
+        replay=replay,
+    )

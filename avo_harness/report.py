@@ -1,0 +1,115 @@
+"""The machine-readable report (``--avo-report PATH``): the fitness the loop reads.
+
+Schema ``avo-harness/report/1`` (documented in README.md)::
+
+    {"schema": "avo-harness/report/1", "created": ISO-8601, "environment": {...},
+     "candidates": {"<nodeid of the file>": {
+         "task": str, "path": str, "sha256": str,
+         "correctness": {"outcome": "passed|failed|error|skipped", "examples": int,
+                         "failure": {"rule", "message", "case", "replay", "max_abs_err",
+                                     "rel_err", "tolerance", "lowp_err", "worst_index",
+                                     "worst_value", "worst_expected", "n_exceeding",
+                                     "n_total", "n_nan", "n_inf", "traceback"}},
+         "benchmarks": {"<config>": {"outcome", "params", "clock", "rounds", "median_s",
+                                     "iqr_s", "min_s", "mean_s", "tflops"}}}}}
+
+The file is replaced atomically, so a reader never sees half a report.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .collector import BenchmarkItem, CandidateFile, CorrectnessItem
+from .options import HarnessSettings
+from .timer import clock_name
+
+SCHEMA = "avo-harness/report/1"
+
+
+def environment(cuda: bool) -> dict[str, Any]:
+    """Where the numbers come from; timings are only comparable within one environment."""
+    import torch
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "device": torch.cuda.get_device_name() if cuda else "cpu (Triton interpreter)",
+        "cuda": cuda,
+        "interpreter": not cuda,
+        "clock": clock_name(cuda),
+        "torch": torch.__version__,
+        "triton": version("triton"),
+        "cuda_runtime": torch.version.cuda,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+class JSONReport:
+    """Gathers each candidate item's details and writes them at session end."""
+
+    def __init__(self, path: Path, settings: HarnessSettings) -> None:
+        self.path = path
+        self.settings = settings
+        self.candidates: dict[str, dict[str, Any]] = {}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if not isinstance(item, (CorrectnessItem, BenchmarkItem)):
+            return report
+        if report.when != "call" and report.passed:
+            return report
+        details = dict(item.details)
+        if report.failed and details.get("outcome") != "failed":
+            # Raised outside the checks (a harness or environment error), not a verdict.
+            details = {"outcome": "error", "message": report.longreprtext.splitlines()[-1:]}
+        elif report.skipped:
+            details.setdefault("outcome", "skipped")
+            details.setdefault("reason", str(report.longrepr[-1]) if isinstance(
+                report.longrepr, tuple) else "skipped")
+        entry = self._entry(item.file)
+        if isinstance(item, CorrectnessItem):
+            entry["correctness"] = details
+        else:
+            entry["benchmarks"][item.bench.name] = details
+        return report
+
+    def _entry(self, file: CandidateFile) -> dict[str, Any]:
+        return self.candidates.setdefault(file.nodeid, {
+            "task": file.task.name, "path": str(file.path), "sha256": file.sha256,
+            "correctness": {"outcome": "skipped"}, "benchmarks": {}})
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        document = {
+            "schema": SCHEMA,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "environment": environment(self.settings.cuda),
+            "candidates": self.candidates,
+        }
+        write_json_atomically(self.path, document)
+
+
+def write_json_atomically(path: Path, document: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        json.dump(document, out, indent=1, default=str)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,182 @@
+"""Attention forward: ``attention(q, k, v, causal=False, sm_scale=None)``.
+
+q is (B, Hq, Nq, D); k and v are (B, Hkv, Nk, D) with Hq % Hkv == 0, and query
+head h reads kv head h // (Hq // Hkv). With ``causal``, query i sees key j iff
+j <= i + (Nk - Nq) (bottom-right aligned, as FlashAttention 2.1+); a query row
+that sees no key outputs zeros. sm_scale defaults to 1/sqrt(D).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from . import BenchConfig, Call, Case, Task
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+DTYPES = ("float16", "bfloat16", "float32")
+HEAD_DIMS = (32, 64, 96, 128)
+#: How q, k and v lie in memory: contiguous, a (B, N, H, D) tensor transposed, or rows padded.
+LAYOUTS = ("bhnd", "bnhd", "padded")
+# Sequence lengths just off the usual block sizes catch missing tail masks.
+_EDGE_LENGTHS = (1, 2, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129)
+# Score elements materialised at once by the reference (bounds its memory at any size).
+_REFERENCE_CHUNK = 1 << 26
+
+
+class Attention(Task):
+    name = "attention"
+    entry = "attention"
+    output_dims = ("batch", "head", "query", "dim")
+    forbidden = (
+        "torch.nn.functional.scaled_dot_product_attention",
+        "torch._C._nn.scaled_dot_product_attention",
+        "torch.ops.aten._scaled_dot_product_attention_math",
+        "torch.ops.aten._scaled_dot_product_flash_attention",
+        "torch.ops.aten._scaled_dot_product_efficient_attention",
+        "torch.ops.aten._scaled_dot_product_cudnn_attention",
+        "torch.ops.aten._flash_attention_forward",
+        "torch.ops.aten._efficient_attention_forward",
+        "torch.nn.MultiheadAttention",
+        "torch.nn.functional.multi_head_attention_forward",
+        "flash_attn",
+        "xformers",
+        "cudnn",
+    )
+
+    def cases(self, *, large: bool) -> SearchStrategy[Case]:
+        from hypothesis import strategies as st
+
+        max_n = 4096 if large else 160
+        lengths = st.one_of(st.integers(1, max_n), st.sampled_from(_EDGE_LENGTHS))
+
+        @st.composite
+        def draw(draw: st.DrawFn) -> Case:
+            hkv = draw(st.integers(1, 3))
+            group = draw(st.sampled_from((1, 2, 4)))
+            explicit_scale = draw(st.booleans())
+            return {
+                "B": draw(st.integers(1, 2)),
+                "Hq": hkv * group,
+                "Hkv": hkv,
+                "Nq": draw(lengths),
+                "Nk": draw(lengths),
+                "D": draw(st.sampled_from(HEAD_DIMS)),
+                "dtype": draw(st.sampled_from(DTYPES)),
+                "causal": draw(st.booleans()),
+                "sm_scale": draw(st.floats(0.02, 2.0)) if explicit_scale else None,
+                "layout": draw(st.sampled_from(LAYOUTS)),
+                "spread": draw(st.sampled_from((1.0, 4.0))),
+                "seed": draw(st.integers(0, 2**31 - 1)),
+            }
+
+        return draw()
+
+    def boundary_cases(self, *, large: bool) -> list[Case]:
+        n = 1000 if large else 129
+        base: Case = {"B": 1, "Hq": 2, "Hkv": 2, "D": 64, "dtype": "float16", "causal": False,
+                      "sm_scale": None, "layout": "bhnd", "spread": 1.0, "seed": 0}
+        return [
+            {**base, "Nq": 1, "Nk": 1},
+            {**base, "Nq": 1, "Nk": 1, "causal": True},
+            {**base, "Nq": 1, "Nk": n, "causal": True},            # one query sees every key
+            {**base, "Nq": 70, "Nk": 20, "causal": True},          # rows 0..49 see no key
+            {**base, "Nq": 33, "Nk": n, "causal": True, "dtype": "bfloat16"},
+            {**base, "Nq": n, "Nk": n, "causal": True, "D": 96},
+            {**base, "Nq": 65, "Nk": 65, "Hq": 4, "Hkv": 1, "causal": True},   # MQA
+            {**base, "Nq": 17, "Nk": n, "Hq": 6, "Hkv": 3, "dtype": "bfloat16"},  # GQA
+            {**base, "Nq": 40, "Nk": 33, "layout": "bnhd", "D": 128, "sm_scale": 0.3},
+            {**base, "Nq": 31, "Nk": 47, "layout": "padded", "D": 32, "dtype": "float32"},
+            {**base, "Nq": 64, "Nk": 64, "spread": 4.0, "dtype": "bfloat16", "causal": True},
+            {**base, "B": 2, "Nq": 16, "Nk": 17, "sm_scale": 1.7},
+        ]
+
+    def make_inputs(self, case: Case, device: str) -> Call:
+        gen = torch.Generator(device=device).manual_seed(case["seed"])
+        dtype = getattr(torch, case["dtype"])
+        b, d, layout = case["B"], case["D"], case["layout"]
+
+        def tensor(heads: int, n: int, spread: float = 1.0) -> torch.Tensor:
+            shape = {"bhnd": (b, heads, n, d), "bnhd": (b, n, heads, d),
+                     "padded": (b, heads, n, d + 8)}[layout]
+            t = (torch.randn(shape, generator=gen, device=device) * spread).to(dtype)
+            if layout == "bnhd":
+                return t.transpose(1, 2)
+            if layout == "padded":
+                return t[..., :d]
+            return t
+
+        q = tensor(case["Hq"], case["Nq"], case.get("spread", 1.0))
+        k = tensor(case["Hkv"], case["Nk"])
+        v = tensor(case["Hkv"], case["Nk"])
+        return Call((q, k, v), {"causal": case["causal"], "sm_scale": case["sm_scale"]})
+
+    def reference(self, call: Call, compute_dtype: torch.dtype) -> torch.Tensor:
+        q, k, v = call.args
+        causal = bool(call.kwargs.get("causal", False))
+        sm_scale = call.kwargs.get("sm_scale")
+        b, hq, nq, d = q.shape
+        hkv, nk = k.shape[1], k.shape[2]
+        group = hq // hkv
+        scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
+        out = torch.empty(q.shape, dtype=compute_dtype, device=q.device)
+        rows = max(1, _REFERENCE_CHUNK // max(1, b * group * nk))
+        key_pos = torch.arange(nk, device=q.device)
+        for h in range(hkv):
+            kh = k[:, h].to(compute_dtype)                       # (B, Nk, D)
+            vh = v[:, h].to(compute_dtype)
+            heads = slice(h * group, (h + 1) * group)
+            for start in range(0, nq, rows):
+                stop = min(nq, start + rows)
+                qh = q[:, heads, start:stop].to(compute_dtype)   # (B, G, rows, D)
+                s = torch.matmul(qh, kh.transpose(-1, -2).unsqueeze(1)) * scale
+                if causal:
+                    query_pos = torch.arange(start, stop, device=q.device)
+                    visible = key_pos[None, :] <= query_pos[:, None] + (nk - nq)
+                    s = s.masked_fill(~visible, float("-inf"))
+                    p = torch.softmax(s, dim=-1).masked_fill(~visible.any(-1)[:, None], 0.0)
+                else:
+                    p = torch.softmax(s, dim=-1)
+                out[:, heads, start:stop] = torch.matmul(p, vh.unsqueeze(1))
+        return out
+
+    def bench_configs(self, *, cuda: bool) -> list[BenchConfig]:
+        if not cuda:
+            tiny: Case = {"B": 1, "Hq": 2, "Hkv": 2, "Nq": 128, "Nk": 128, "D": 64,
+                          "dtype": "float16", "sm_scale": None, "layout": "bhnd", "spread": 1.0}
+            return [BenchConfig(f"interp-d64-n128{'-causal' if c else ''}", {**tiny, "causal": c})
+                    for c in (False, True)]
+        configs = []
+        for d, heads in ((64, 32), (128, 16)):
+            for n in (1024, 4096, 16384):
+                for causal in (False, True):
+                    configs.append(_suite_config(d, n, heads, heads, causal))
+        for hkv in (8, 4):
+            for causal in (False, True):
+                configs.append(_suite_config(128, 4096, 32, hkv, causal))
+        return configs
+
+    def flops(self, case: Case) -> float:
+        full = 4.0 * case["B"] * case["Hq"] * case["Nq"] * case["Nk"] * case["D"]
+        return full / 2 if case["causal"] else full
+
+    def bytes_moved(self, case: Case) -> float:
+        size = torch.finfo(getattr(torch, case["dtype"])).bits // 8
+        q_and_o = 2 * case["B"] * case["Hq"] * case["Nq"] * case["D"]
+        k_and_v = 2 * case["B"] * case["Hkv"] * case["Nk"] * case["D"]
+        return float(size * (q_and_o + k_and_v))
+
+
+def _suite_config(d: int, n: int, hq: int, hkv: int, causal: bool) -> BenchConfig:
+    """A configuration of the H100 suite: bf16, batch x length = 32768 tokens (AVO's scheme)."""
+    gqa = f"-gqa{hq // hkv}" if hq != hkv else ""
+    name = f"d{d}-n{n}{gqa}{'-causal' if causal else ''}"
+    return BenchConfig(name, {"B": 32768 // n, "Hq": hq, "Hkv": hkv, "Nq": n, "Nk": n, "D": d,
+                              "dtype": "bfloat16", "causal": causal, "sm_scale": None,
+                              "layout": "bhnd", "spread": 1.0})
+
+
+TASK = Attention()
