@@ -28,6 +28,7 @@ _ALLOWED = {
     ("torch.multiprocessing.reductions", "rebuild_storage_fd"),
     ("torch.multiprocessing.reductions", "rebuild_storage_filename"),
     ("torch.multiprocessing.reductions", "rebuild_typed_storage"),
+    ("torch.multiprocessing.reductions", "rebuild_typed_storage_child"),
     ("torch.multiprocessing.reductions", "rebuild_storage_empty"),
     ("multiprocessing.resource_sharer", "DupFd"),
 }

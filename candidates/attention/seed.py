@@ -16,10 +16,10 @@ import triton.language as tl
 
 # Read and rewritten by the evolution loop (avo_harness.tunables): keep it a literal.
 TUNABLES = {
-    "BLOCK_M": {"value": 64, "choices": [16, 32, 64, 128]},
-    "BLOCK_N": {"value": 32, "choices": [16, 32, 64, 128]},
-    "num_warps": {"value": 4, "choices": [2, 4, 8]},
-    "num_stages": {"value": 2, "choices": [1, 2, 3, 4]},
+    "BLOCK_M": {"value": 128, "choices": [16, 32, 64, 128]},
+    "BLOCK_N": {"value": 64, "choices": [16, 32, 64, 128]},
+    "num_warps": {"value": 8, "choices": [2, 4, 8]},
+    "num_stages": {"value": 3, "choices": [1, 2, 3, 4]},
     "SPLIT_MASKED": {"value": True, "choices": [False, True]},
 }
 # Predicates over the tunables above; a configuration that breaks one is never proposed.
@@ -34,10 +34,10 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
-def _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
-                offs_m, offs_d, lo, hi, Nk, D, causal_offset,
+def _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base,
+                stride_kn, stride_kd, stride_vn, stride_vd, offs_m, offs_d, lo, hi, Nk, D, causal_offset,
                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, MASKED: tl.constexpr,
-                CAUSAL: tl.constexpr, DOT_FP32: tl.constexpr):
+                CAUSAL: tl.constexpr, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
     d_ok = offs_d < D
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -47,9 +47,9 @@ def _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base, stride_kn, stride_kd
         v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd,
                     mask=n_ok[:, None] & d_ok[None, :], other=0.0)
         if DOT_FP32:
-            qk = tl.dot(q.to(tl.float32), k.to(tl.float32)) * qk_scale
+            qk = tl.dot(q.to(tl.float32), k.to(tl.float32), input_precision=PRECISION) * qk_scale
         else:
-            qk = tl.dot(q, k) * qk_scale
+            qk = tl.dot(q, k, input_precision=PRECISION) * qk_scale
         if MASKED:
             visible = n_ok[None, :]
             if CAUSAL:
@@ -63,9 +63,9 @@ def _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base, stride_kn, stride_kd
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         if DOT_FP32:
-            acc += tl.dot(p, v.to(tl.float32))
+            acc += tl.dot(p, v.to(tl.float32), input_precision=PRECISION)
         else:
-            acc += tl.dot(p.to(v.dtype), v)
+            acc += tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     return acc, l_i, m_i
 
@@ -78,7 +78,8 @@ def _attn_fwd(Q, K, V, O, qk_scale,
               stride_ob, stride_oh, stride_om, stride_od,
               Hq, GROUP, Nq, Nk, D,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-              CAUSAL: tl.constexpr, SPLIT_MASKED: tl.constexpr, DOT_FP32: tl.constexpr):
+              CAUSAL: tl.constexpr, SPLIT_MASKED: tl.constexpr, DOT_FP32: tl.constexpr,
+              PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
     off_b = pid_bh // Hq
@@ -109,14 +110,16 @@ def _attn_fwd(Q, K, V, O, qk_scale,
         full = Nk
     if SPLIT_MASKED:
         full = (full // BLOCK_N) * BLOCK_N
-        acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base, stride_kn, stride_kd,
-                                    stride_vn, stride_vd, offs_m, offs_d, 0, full, Nk, D,
-                                    causal_offset, BLOCK_N, BLOCK_D, False, CAUSAL, DOT_FP32)
+        acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base,
+                                    stride_kn, stride_kd, stride_vn, stride_vd, offs_m, offs_d,
+                                    0, full, Nk, D, causal_offset, BLOCK_N, BLOCK_D,
+                                    False, CAUSAL, DOT_FP32, PRECISION)
     else:
         full = 0
-    acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base, stride_kn, stride_kd,
-                                stride_vn, stride_vd, offs_m, offs_d, full, end, Nk, D,
-                                causal_offset, BLOCK_N, BLOCK_D, True, CAUSAL, DOT_FP32)
+    acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, qk_scale, k_base, v_base,
+                                stride_kn, stride_kd, stride_vn, stride_vd, offs_m, offs_d,
+                                full, end, Nk, D, causal_offset, BLOCK_N, BLOCK_D,
+                                True, CAUSAL, DOT_FP32, PRECISION)
 
     # Rows that see no key have l == 0 and acc == 0: they output zeros.
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
@@ -133,14 +136,20 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
         sm_scale = 1.0 / math.sqrt(D)
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     block_d = max(16, triton.next_power_of_2(D))
+    block_n, stages = _CFG["BLOCK_N"], _CFG["num_stages"]
+    precision = "tf32"
+    if q.element_size() > 2:
+        # float32 tiles are twice as large: keep a pipelined K/V tile within shared memory.
+        # Hopper's tf32 truncates, so float32 inputs get exact float32 products.
+        block_n, stages, precision = min(block_n, 32), 1, "ieee"
     grid = (triton.cdiv(Nq, _CFG["BLOCK_M"]), B * Hq)
     _attn_fwd[grid](
         q, k, v, o, sm_scale * 1.4426950408889634,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(),
         Hq, Hq // Hkv, Nq, Nk, D,
-        BLOCK_M=_CFG["BLOCK_M"], BLOCK_N=_CFG["BLOCK_N"], BLOCK_D=block_d,
+        BLOCK_M=_CFG["BLOCK_M"], BLOCK_N=block_n, BLOCK_D=block_d,
         CAUSAL=causal, SPLIT_MASKED=_CFG["SPLIT_MASKED"],
-        DOT_FP32=_INTERPRETED,
-        num_warps=_CFG["num_warps"], num_stages=_CFG["num_stages"],
+        DOT_FP32=_INTERPRETED, PRECISION=precision,
+        num_warps=_CFG["num_warps"], num_stages=stages,
     )
     return o

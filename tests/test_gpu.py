@@ -1,0 +1,76 @@
+"""The sandbox over CUDA IPC: run on the device (``pytest tests/test_gpu.py``); skips without CUDA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from avo_harness.checker import check_case
+from avo_harness.sandbox import Sandbox, SandboxSettings
+from avo_harness.tasks import get_task
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+HONEST = '''
+import torch
+def attention(q, k, v, causal=False, sm_scale=None):
+    g = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(g, 1).float(), v.repeat_interleave(g, 1).float()
+    s = q.float() @ k.transpose(-1, -2) * (sm_scale or q.shape[-1] ** -0.5)
+    if causal:
+        nq, nk = q.shape[2], k.shape[2]
+        i = torch.arange(nq, device=q.device)[:, None]
+        j = torch.arange(nk, device=q.device)[None, :]
+        s = s.masked_fill(j > i + nk - nq, float("-inf"))
+    p = torch.softmax(s, -1).nan_to_num(0.0)
+    return (p @ v).to(q.dtype)
+'''
+CASE = {"B": 1, "Hq": 4, "Hkv": 2, "Nq": 300, "Nk": 257, "D": 64, "dtype": "bfloat16",
+        "causal": True, "sm_scale": None, "layout": "bnhd", "spread": 1.0, "seed": 7}
+
+
+def _sandbox(tmp_path: Path, body: str) -> Sandbox:
+    path = tmp_path / "candidate.py"
+    path.write_text(body)
+    return Sandbox(path, "attention", SandboxSettings(cuda=True, timeout_s=120,
+                                                      memory_limit_bytes=0))
+
+
+def test_honest_candidate_passes_over_ipc(tmp_path: Path) -> None:
+    box = _sandbox(tmp_path, HONEST)
+    try:
+        verdict, _ = check_case(get_task("attention"), box, CASE, "cuda")
+        assert verdict.passed, verdict.message
+        verdict, times = check_case(get_task("attention"), box, CASE, "cuda", timed=True)
+        assert verdict.passed, verdict.message
+        assert len(times) >= 10 and all(t > 0 for t in times)
+    finally:
+        box.close()
+
+
+def test_input_mutation_is_seen_through_ipc(tmp_path: Path) -> None:
+    box = _sandbox(tmp_path, HONEST + "\n_inner = attention\n"
+                   "def attention(q, k, v, causal=False, sm_scale=None):\n"
+                   "    out = _inner(q, k, v, causal, sm_scale)\n"
+                   "    k.mul_(0.5)\n"
+                   "    return out\n")
+    try:
+        verdict, _ = check_case(get_task("attention"), box, CASE, "cuda")
+        assert not verdict.passed and verdict.rule == "input-mutated"
+    finally:
+        box.close()
+
+
+def test_library_attention_is_caught_on_cuda(tmp_path: Path) -> None:
+    box = _sandbox(tmp_path, "import torch\n"
+                   "def attention(q, k, v, causal=False, sm_scale=None):\n"
+                   "    f = getattr(torch.nn.functional, 'scaled_dot_' + 'product_attention')\n"
+                   "    return f(q, k, v, is_causal=causal, scale=sm_scale, enable_gqa=True)\n")
+    try:
+        verdict, _ = check_case(get_task("attention"), box, CASE, "cuda")
+        assert not verdict.passed
+        assert "forbidden call: torch.nn.functional.scaled_dot_product_attention" in verdict.message
+    finally:
+        box.close()
