@@ -21,6 +21,7 @@ class Option:
     help: str
     default: str | None
     metavar: str = "VALUE"
+    switch: bool = False  # a flag without a value (ini: a bool)
 
     @property
     def flag(self) -> str:
@@ -41,6 +42,26 @@ OPTIONS = (
     Option("memory_limit", "GiB of address space for a candidate's process in the interpreter "
            "(0: no limit; not applied under CUDA)", "8", "GIB"),
     Option("report", "write the machine-readable JSON report of this run to PATH", None, "PATH"),
+    Option("evolve", "run the evolutionary search instead of tests (see README)", None,
+           switch=True),
+    Option("resume", "with --avo-evolve: continue the latest run of the task in the store",
+           None, switch=True),
+    Option("lineage", "print the lineage in the store as a table and exit", None, switch=True),
+    Option("task", "the task to evolve (a module of avo_harness.tasks)", "attention", "NAME"),
+    Option("operator", "the variation operator (built in: builtin; more through the "
+           "pytest_avo_operators hook)", "builtin", "NAME"),
+    Option("generations", "stop after this many new candidates", "8", "N"),
+    Option("time_budget", "stop proposing after this long (e.g. 900, 15m, 2h; 0: no limit)",
+           "0", "DURATION"),
+    Option("cost_budget", "stop once operators have spent this many US dollars (0: no limit)",
+           "0", "USD"),
+    Option("seed", "seed of the operators' random choices (same seed, same proposals)", "0",
+           "N"),
+    Option("store", "folder of the lineage store and the staging area", ".avo", "PATH"),
+    Option("eval_timeout", "seconds one whole evaluation may take before it is killed and "
+           "recorded as failed", "1800", "SECONDS"),
+    Option("margin", "a candidate is committed if its geomean is at least (1 - margin) x the "
+           "best so far (ties always are)", "0", "FRACTION"),
 )
 # Only a single run wants this, so it is a flag and not an ini key.
 REPLAY_FLAG = "--avo-replay"
@@ -59,12 +80,22 @@ class HarnessSettings:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("avo", "avo-harness: collect, check, time and evolve kernels")
     for opt in OPTIONS:
-        group.addoption(opt.flag, dest=opt.ini, default=None, metavar=opt.metavar,
-                        help=f"{opt.help} [ini: {opt.ini}]")
-        parser.addini(opt.ini, opt.help, default=opt.default)
+        if opt.switch:
+            group.addoption(opt.flag, dest=opt.ini, action="store_true", default=None,
+                            help=f"{opt.help} [ini: {opt.ini}]")
+            parser.addini(opt.ini, opt.help, type="bool", default=False)
+        else:
+            group.addoption(opt.flag, dest=opt.ini, default=None, metavar=opt.metavar,
+                            help=f"{opt.help} [ini: {opt.ini}]")
+            parser.addini(opt.ini, opt.help, default=opt.default)
     group.addoption(REPLAY_FLAG, dest="avo_replay", default=None, metavar="CASE_JSON",
                     help="check exactly this one input (as printed in a failure report) "
                          "instead of running hypothesis")
+
+
+def switch(config: pytest.Config, name: str) -> bool:
+    value = config.getoption("avo_" + name)
+    return bool(config.getini("avo_" + name)) if value is None else bool(value)
 
 
 def raw(config: pytest.Config, name: str) -> str | None:
@@ -119,4 +150,47 @@ def read_settings(config: pytest.Config) -> HarnessSettings:
                                       "a number of GiB >= 0") * 2**30),
         report=Path(report) if report else None,
         replay=replay,
+    )
+
+
+@dataclass(frozen=True)
+class EvolveSettings:
+    task: str
+    operator: str
+    generations: int
+    time_budget_s: float
+    cost_budget_usd: float
+    seed: int
+    store: Path
+    resume: bool
+    eval_timeout_s: float
+    margin: float
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
+def read_evolve_settings(config: pytest.Config) -> EvolveSettings:
+    from .tasks import task_names
+
+    task = parsed(config, "task", str, lambda v: v in task_names(),
+                  f"one of {', '.join(task_names())}")
+    return EvolveSettings(
+        task=task,
+        operator=str(raw(config, "operator")),
+        generations=parsed(config, "generations", int, lambda v: v >= 0, "an integer >= 0"),
+        time_budget_s=parsed(config, "time_budget", _duration, lambda v: v >= 0,
+                             "a duration >= 0 such as 900, 15m or 2h"),
+        cost_budget_usd=parsed(config, "cost_budget", float, lambda v: v >= 0,
+                               "a number of dollars >= 0"),
+        seed=parsed(config, "seed", int, lambda v: True, "an integer"),
+        store=Path(str(raw(config, "store"))),
+        resume=switch(config, "resume"),
+        eval_timeout_s=parsed(config, "eval_timeout", float, lambda v: v > 0,
+                              "a number of seconds > 0"),
+        margin=parsed(config, "margin", float, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
     )

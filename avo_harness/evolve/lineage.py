@@ -1,0 +1,184 @@
+"""The lineage store: every evaluated candidate of every run, in one SQLite file.
+
+Each state change is one transaction, and candidate files are derived from it
+(written atomically after the row that justifies them is committed), so a run
+killed at any instant, ``kill -9`` included, resumes with nothing lost and
+nothing evaluated twice: a row still ``pending`` was never judged and is
+evaluated again; a committed row's file is rewritten if it went missing.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL,
+    started TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    finished TEXT,
+    stop_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    generation INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    parents TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    rationale TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'passed', 'failed')),
+    committed INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    scores TEXT,
+    geomean REAL,
+    report TEXT,
+    proposed_at TEXT NOT NULL,
+    evaluated_at TEXT,
+    operator_s REAL,
+    eval_s REAL,
+    tokens_in INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    UNIQUE (run_id, generation)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+@dataclass
+class Record:
+    """One candidate as the lineage knows it."""
+
+    id: int
+    run_id: int
+    generation: int
+    name: str
+    parents: list[int]
+    operator: str
+    rationale: str
+    source: str
+    source_hash: str
+    status: str
+    committed: bool
+    reason: str | None
+    scores: dict[str, float] | None
+    geomean: float | None
+    report: dict[str, Any] | None
+    operator_s: float | None
+    eval_s: float | None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+class Lineage:
+    """The store; one instance per process, used from one thread."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "lineage.sqlite"
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._db:  # one transaction, committed or rolled back as a whole
+            self._db.execute("BEGIN IMMEDIATE")
+            return self._db.execute(sql, args)
+
+    def start_run(self, task: str, settings: dict[str, Any]) -> int:
+        cur = self._tx("INSERT INTO runs (task, started, settings) VALUES (?, ?, ?)",
+                       (task, _now(), json.dumps(settings, sort_keys=True)))
+        return int(cur.lastrowid)
+
+    def latest_run(self, task: str) -> int | None:
+        row = self._db.execute("SELECT id FROM runs WHERE task = ? ORDER BY id DESC LIMIT 1",
+                               (task,)).fetchone()
+        return None if row is None else int(row["id"])
+
+    def run_settings(self, run_id: int) -> dict[str, Any]:
+        row = self._db.execute("SELECT settings FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row["settings"])
+
+    def finish_run(self, run_id: int, reason: str) -> None:
+        self._tx("UPDATE runs SET finished = ?, stop_reason = ? WHERE id = ?",
+                 (_now(), reason, run_id))
+
+    def add_pending(self, run_id: int, generation: int, name: str, parents: list[int],
+                    operator: str, rationale: str, source: str, operator_s: float,
+                    tokens_in: int = 0, tokens_out: int = 0, cost_usd: float = 0.0) -> int:
+        cur = self._tx(
+            "INSERT INTO candidates (run_id, generation, name, parents, operator, rationale, "
+            "source, source_hash, status, proposed_at, operator_s, tokens_in, tokens_out, "
+            "cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+            (run_id, generation, name, json.dumps(parents), operator, rationale, source,
+             source_hash(source), _now(), operator_s, tokens_in, tokens_out, cost_usd))
+        return int(cur.lastrowid)
+
+    def record_evaluation(self, candidate_id: int, *, passed: bool, committed: bool,
+                          reason: str | None, scores: dict[str, float] | None,
+                          geomean: float | None, report: dict[str, Any] | None,
+                          eval_s: float) -> None:
+        self._tx(
+            "UPDATE candidates SET status = ?, committed = ?, reason = ?, scores = ?, "
+            "geomean = ?, report = ?, evaluated_at = ?, eval_s = ? "
+            "WHERE id = ? AND status = 'pending'",
+            ("passed" if passed else "failed", int(committed), reason,
+             None if scores is None else json.dumps(scores), geomean,
+             None if report is None else json.dumps(report), _now(), eval_s, candidate_id))
+
+    def add_event(self, run_id: int, kind: str, detail: dict[str, Any]) -> None:
+        self._tx("INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                 (run_id, _now(), kind, json.dumps(detail)))
+
+    def records(self, run_id: int | None = None, task: str | None = None) -> list[Record]:
+        """Candidates in proposal order, of one run or of every run of ``task``."""
+        sql = ("SELECT c.* FROM candidates c JOIN runs r ON r.id = c.run_id WHERE 1=1"
+               + (" AND c.run_id = ?" if run_id is not None else "")
+               + (" AND r.task = ?" if task is not None else "") + " ORDER BY c.id")
+        args = tuple(a for a in (run_id, task) if a is not None)
+        return [self._record(row) for row in self._db.execute(sql, args)]
+
+    def pending(self, run_id: int) -> Iterator[Record]:
+        return (r for r in self.records(run_id) if r.status == "pending")
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> Record:
+        return Record(
+            id=row["id"], run_id=row["run_id"], generation=row["generation"], name=row["name"],
+            parents=json.loads(row["parents"]), operator=row["operator"],
+            rationale=row["rationale"], source=row["source"], source_hash=row["source_hash"],
+            status=row["status"], committed=bool(row["committed"]), reason=row["reason"],
+            scores=None if row["scores"] is None else json.loads(row["scores"]),
+            geomean=row["geomean"],
+            report=None if row["report"] is None else json.loads(row["report"]),
+            operator_s=row["operator_s"], eval_s=row["eval_s"], tokens_in=row["tokens_in"],
+            tokens_out=row["tokens_out"], cost_usd=row["cost_usd"])
