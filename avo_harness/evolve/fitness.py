@@ -40,6 +40,11 @@ def from_report(entry: dict[str, Any] | None) -> Fitness:
     return Fitness(True, None, scores, geomean(scores.values()))
 
 
+def accepts(fitness: Fitness, best: float | None, margin: float) -> bool:
+    """AVO's rule: correct, and at least as fast as the best committed (ties accepted)."""
+    return fitness.passed and (best is None or fitness.geomean >= best * (1 - margin))
+
+
 def geomean(values: Any) -> float:
     values = list(values)
     if not values or min(values) <= 0:

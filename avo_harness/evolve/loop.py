@@ -21,6 +21,7 @@ from ..collector import is_candidate
 from ..options import EvolveSettings, raw, read_evolve_settings, read_settings
 from ..tasks import Task, get_task
 from .evaluate import EvalSettings, evaluate
+from .fitness import accepts
 from .lineage import Lineage, Record, source_hash
 from .operators import (Operator, OperatorBudgetExceeded, OperatorExhausted, VariationContext,
                         available)
@@ -54,11 +55,12 @@ def main(config: pytest.Config) -> int:
         else:
             run_id = lineage.start_run(task.name, {k: str(v) for k, v in asdict(settings).items()}
                                        | {"device": eval_settings.device})
-        Evolution(task, settings, eval_settings, lineage, run_id, operator,
-                  rootdir / "candidates" / task.name, store / "staging", Progress()).run()
+        evolution = Evolution(task, settings, eval_settings, lineage, run_id, operator,
+                              rootdir / "candidates" / task.name, store / "staging", Progress())
+        evolution.run()
     finally:
         lineage.close()
-    return 0
+    return 1 if evolution.failed else 0
 
 
 class Evolution:
@@ -75,6 +77,7 @@ class Evolution:
         self.staging = staging / "candidates" / task.name
         self.progress = progress
         self.started = time.monotonic()
+        self.failed = False
 
     def run(self) -> str:
         self.progress.line(f"avo: evolving {self.task.name} (run {self.run_id}, operator "
@@ -97,6 +100,10 @@ class Evolution:
                 proposal = self.operator.propose(context)
             except (OperatorExhausted, OperatorBudgetExceeded) as exc:
                 reason = f"{self.operator.name}: {exc}"
+                break
+            except Exception as exc:  # a plugin's bug must not lose the run: record and stop
+                reason = f"operator {self.operator.name} failed: {type(exc).__name__}: {exc}"
+                self.failed = True
                 break
             name = f"evo_r{self.run_id}_g{generation:03d}"
             cid = self.lineage.add_pending(
@@ -133,8 +140,8 @@ class Evolution:
             evaluation = evaluate(path, self.eval_settings)
         fitness = evaluation.fitness
         best = self._best()
-        commit = fitness.passed and (best is None or seed or
-                                     fitness.geomean >= best * (1 - self.settings.margin))
+        # The starting population is committed whole: each passing seed is a parent.
+        commit = fitness.passed and (seed or accepts(fitness, best, self.settings.margin))
         self.lineage.record_evaluation(
             record.id, passed=fitness.passed, committed=commit, reason=fitness.reason,
             scores=fitness.scores, geomean=fitness.geomean, report=evaluation.report,

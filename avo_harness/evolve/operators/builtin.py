@@ -9,6 +9,7 @@ sequence.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
@@ -113,4 +114,9 @@ def _compatible(record: Record, space: Space) -> bool:
 
 def _canonical_hash(source: str, values: Values) -> str:
     """Identity of a configuration: the code with its TUNABLES written one canonical way."""
-    return source_hash(write_values(source, values))
+    return _canonical_hash_of(source, tuple(sorted(values.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_hash_of(source: str, values: tuple[tuple[str, Any], ...]) -> str:
+    return source_hash(write_values(source, dict(values)))

@@ -1,0 +1,45 @@
+"""Fitness from a report entry: zero unless everything is right, geomean otherwise."""
+from __future__ import annotations
+
+import math
+
+from avo_harness.evolve.fitness import Fitness, accepts, from_report, geomean
+
+PASSED = {"correctness": {"outcome": "passed", "examples": 5},
+          "benchmarks": {"a": {"outcome": "passed", "tflops": 2.0},
+                         "b": {"outcome": "passed", "tflops": 8.0}}}
+
+
+def test_geomean_of_a_passing_candidate() -> None:
+    fit = from_report(PASSED)
+    assert fit.passed and fit.scores == {"a": 2.0, "b": 8.0}
+    assert math.isclose(fit.geomean, 4.0)
+
+
+def test_correctness_failure_zeroes_every_config() -> None:
+    entry = {**PASSED, "correctness": {"outcome": "failed", "failure": {
+        "rule": "tolerance", "message": "max abs error 1 > tolerance\nmore"}}}
+    fit = from_report(entry)
+    assert not fit.passed and fit.geomean == 0.0 and set(fit.scores.values()) == {0.0}
+    assert fit.reason == "correctness: tolerance: max abs error 1 > tolerance"
+
+
+def test_a_wrong_timed_output_zeroes_the_candidate() -> None:
+    entry = {**PASSED, "benchmarks": {**PASSED["benchmarks"], "b": {
+        "outcome": "failed", "rule": "tolerance", "message": "timed output wrong"}}}
+    fit = from_report(entry)
+    assert not fit.passed and fit.reason == "benchmark b: timed output wrong"
+
+
+def test_missing_report_and_empty_benchmarks() -> None:
+    assert not from_report(None).passed
+    assert not from_report({**PASSED, "benchmarks": {}}).passed
+
+
+def test_commit_rule_accepts_ties_and_honours_the_margin() -> None:
+    assert accepts(Fitness(True, None, {}, 4.0), 4.0, 0.0)
+    assert not accepts(Fitness(True, None, {}, 3.9), 4.0, 0.0)
+    assert accepts(Fitness(True, None, {}, 3.9), 4.0, 0.05)
+    assert not accepts(Fitness(False, "x", {}, 9.0), 4.0, 0.0)
+    assert accepts(Fitness(True, None, {}, 1.0), None, 0.0)
+    assert geomean([1.0, 0.0]) == 0.0

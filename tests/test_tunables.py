@@ -1,0 +1,61 @@
+"""Reading and rewriting TUNABLES as text, and the constraint grammar (no eval)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from avo_harness.tunables import TunablesError, read_space, satisfies, write_values
+
+SEED = (Path(__file__).parent.parent / "candidates" / "attention" / "seed.py").read_text()
+
+
+def test_reads_the_seed_space() -> None:
+    space = read_space(SEED)
+    assert space.values["BLOCK_M"] in space.choices["BLOCK_M"]
+    assert set(space.values) == set(space.choices)
+    assert space.allows(space.values)
+
+
+def test_write_values_changes_only_the_values() -> None:
+    new = write_values(SEED, {"BLOCK_M": 64, "num_warps": 4})
+    space = read_space(new)
+    assert space.values["BLOCK_M"] == 64 and space.values["num_warps"] == 4
+    assert space.choices == read_space(SEED).choices
+    before, after = SEED.split("TUNABLES = {")[1], new.split("TUNABLES = {")[1]
+    assert before.split("}\n", 1)[1].split("\n", 1)[1] == after.split("}\n", 1)[1].split(
+        "\n", 1)[1] or SEED.split("CONSTRAINTS")[1] == new.split("CONSTRAINTS")[1]
+    assert SEED.split("TUNABLES = {")[0] == new.split("TUNABLES = {")[0]
+
+
+def test_unknown_tunable_is_refused() -> None:
+    with pytest.raises(TunablesError, match="unknown tunable 'BLOCK_Z'"):
+        write_values(SEED, {"BLOCK_Z": 1})
+
+
+@pytest.mark.parametrize("expr, values, expected", [
+    ("BLOCK_M * BLOCK_N <= 128 * 128", {"BLOCK_M": 128, "BLOCK_N": 128}, True),
+    ("BLOCK_M * BLOCK_N <= 128 * 128", {"BLOCK_M": 128, "BLOCK_N": 256}, False),
+    ("not (A == 1 and B < 8)", {"A": 1, "B": 4}, False),
+    ("A % B == 0 or B % A == 0", {"A": 32, "B": 64}, True),
+    ("1 <= A < 4", {"A": 4}, False),
+])
+def test_constraint_grammar(expr: str, values: dict[str, int], expected: bool) -> None:
+    assert satisfies(expr, values) is expected
+
+
+@pytest.mark.parametrize("constraint", [
+    "__import__('os').system('true')", "A.bit_length() > 1", "[x for x in A]", "A if B else C",
+])
+def test_constraints_outside_the_grammar_are_refused_not_run(constraint: str) -> None:
+    source = ('TUNABLES = {"A": {"value": 1, "choices": [1, 2]}}\n'
+              f"CONSTRAINTS = [{constraint!r}]\n")
+    with pytest.raises(TunablesError, match="outside the constraint grammar"):
+        read_space(source)
+
+
+def test_missing_or_malformed_tunables() -> None:
+    with pytest.raises(TunablesError, match="no TUNABLES"):
+        read_space("x = 1\n")
+    with pytest.raises(TunablesError, match="documented shape"):
+        read_space("TUNABLES = {'A': 3}\n")
