@@ -1,22 +1,28 @@
 """The child side of the sandbox: load one candidate and serve calls from the parent.
 
 Runs in its own process so that a candidate that crashes, hangs or eats memory
-takes only this process down. Everything it receives and sends goes over one
-pipe; tensors travel as shared memory (CPU) or CUDA IPC handles, so the parent
-sees exactly what the candidate wrote, its inputs included.
+takes only this process down. The process is locked down (``_lockdown``) before
+the candidate is imported. Everything it receives and sends goes over one pipe;
+tensors travel as shared memory (CPU) or CUDA IPC handles, so the parent sees
+exactly what the candidate wrote, its inputs included.
+
+Answers: ``("ready", info)``, ``("ok", payload)``, ``("raised", exception)`` or
+``("violated", (rule, message))`` when the lockdown caught something, which
+overrides whatever the request produced.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 
 def serve(conn: Connection, path: str, task_name: str, cuda: bool,
-          memory_limit_bytes: int) -> None:
+          memory_limit_bytes: int, protected: list[str]) -> None:
     """Entry point of the child process."""
     if not cuda:
         os.environ["TRITON_INTERPRET"] = "1"  # before triton can be imported
@@ -27,16 +33,22 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
     import torch
     import torch.multiprocessing  # noqa: F401  (registers the tensor-sharing reducers)
 
-    from .guard import install_tripwires
+    from ._lockdown import Lockdown
     from .tasks import get_task
-    from .timer import GPU_PLAN, INTERPRETER_PLAN, time_calls
+    from .timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, run_rounds
 
     task = get_task(task_name)
+    lockdown = Lockdown(path, protected)
     try:
-        install_tripwires(task.forbidden)
+        lockdown.install(task.forbidden, task.forbidden_ops)
         fn = _load(path, task.entry)
     except BaseException as exc:  # the candidate's import may raise anything, SystemExit too
-        conn.send(("raised", _describe(exc)))
+        caught = lockdown.check()
+        conn.send(("violated", caught) if caught else ("raised", _describe(exc)))
+        return
+    caught = lockdown.check()
+    if caught:
+        conn.send(("violated", caught))
         return
     conn.send(("ready", {"pid": os.getpid()}))
     plan = GPU_PLAN if cuda else INTERPRETER_PLAN
@@ -45,21 +57,33 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
             request = conn.recv()
         except EOFError:
             return
-        kind, args, kwargs = request
+        kind, payload = request
         if kind == "exit":
             return
         try:
             if kind == "call":
+                args, kwargs = payload
+                if cuda:
+                    _poison_allocator(args)
                 out = fn(*args, **kwargs)
+                # Snapshot at return, then again once every stream and thread had time to
+                # finish: the parent compares the two, so late writes cannot hide.
+                early = out.detach().clone() if type(out) is torch.Tensor else None
                 if cuda:
                     torch.cuda.synchronize()
-                conn.send(("ok", _checked(out)))
+                else:
+                    time.sleep(0.005)
+                answer: Any = (_checked(out), early)
             else:  # "time"
-                times, out = time_calls(lambda: fn(*args, **kwargs), cuda=cuda, plan=plan)
-                conn.send(("ok", (times, _checked(out))))
+                run = run_rounds(fn, Rounds(**payload), cuda=cuda, plan=plan)
+                answer = (run.times, run.host_times,
+                          {i: _checked(o) for i, o in run.kept.items()}, run.executed)
+            caught = lockdown.check()
+            conn.send(("violated", caught) if caught else ("ok", answer))
         except BaseException as exc:
-            conn.send(("raised", _describe(exc)))
-        del request, args, kwargs
+            caught = lockdown.check()
+            conn.send(("violated", caught) if caught else ("raised", _describe(exc)))
+        del request, payload
 
 
 def _load(path: str, entry: str) -> Any:
@@ -73,6 +97,18 @@ def _load(path: str, entry: str) -> Any:
     if not callable(fn):
         raise AttributeError(f"{path} defines no function {entry!r}")
     return fn
+
+
+def _poison_allocator(args: tuple[Any, ...]) -> None:
+    """Leave NaN in the caching allocator's free blocks, so ``torch.empty`` output that
+    the candidate never writes reads as NaN, not as an earlier (correct) result."""
+    import torch
+
+    first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    if first is not None and first.is_floating_point():
+        poison = torch.full((2 * first.numel(),), float("nan"), dtype=first.dtype,
+                            device=first.device)
+        del poison
 
 
 def _checked(out: Any) -> Any:

@@ -11,13 +11,17 @@ inputs is caught on large ones.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import random
+import statistics
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 
+from .roofline import SLACK
 from .sandbox import CandidateFault, Sandbox
 from .tasks import Call, Case, Task
+from .timer import Rounds
 
 FACTOR = 2.0
 #: One unit in the last place, relative to 1 (float32 counts as tf32).
@@ -43,6 +47,7 @@ class Verdict:
     n_total: int | None = None
     n_nan: int | None = None
     n_inf: int | None = None
+    error_map: dict[str, Any] | None = None
     traceback: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -92,39 +97,153 @@ def check_output(task: Task, call: Call, out: object, truth: torch.Tensor,
                f"elements over tolerance; {n_nan} NaN, {n_inf} Inf")
     return Verdict(passed, "ok" if passed else "tolerance", message, max_abs, rel, tolerance,
                    lowp_err, dict(zip(dims, worst)), float(out64[tuple(worst)]),
-                   float(truth[tuple(worst)]), n_exceeding, err.numel(), n_nan, n_inf)
+                   float(truth[tuple(worst)]), n_exceeding, err.numel(), n_nan, n_inf,
+                   None if passed else error_map(err, worst, dims))
 
 
-def check_case(task: Task, sandbox: Sandbox, case: Case, device: str, *,
-               timed: bool = False) -> tuple[Verdict, list[float]]:
-    """Run ``case`` through the candidate (timed or once) and judge what came back.
+#: Rows of an error map; longer outputs are max-pooled down to this.
+_MAP_ROWS = 256
+
+
+def error_map(err: torch.Tensor, worst: list[int], dims: tuple[str, ...]) -> dict[str, Any] | None:
+    """The absolute error over the last two dimensions where the worst element lies.
+
+    For attention that is (query, dim) for the worst batch and head: the picture
+    that shows a missing tail mask, a wrong diagonal or a wrong head. Rows are
+    max-pooled to at most 256; a NaN or Inf error is written as null.
+    """
+    if err.dim() < 2:
+        return None
+    plane = err[tuple(worst[:-2])]
+    step = max(1, -(-plane.shape[0] // _MAP_ROWS))
+    if step > 1:
+        pad = (-plane.shape[0]) % step
+        padded = torch.nn.functional.pad(plane.T, (0, pad), value=0.0).T
+        plane = padded.reshape(-1, step, plane.shape[1]).amax(dim=1)
+    values = [[v if v != float("inf") else None for v in row] for row in plane.tolist()]
+    return {"fixed": dict(zip(dims[:-2], worst[:-2])), "axes": list(dims[-2:]),
+            "row_step": step, "values": values}
+
+
+def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict:
+    """Run ``case`` through the candidate once and judge what came back.
 
     The inputs the candidate saw are compared with a private copy afterwards, and the
     references are computed from that copy, so neither a mutated input nor a
-    changed reference can hide a wrong output. Returns the verdict and, when
-    ``timed``, the per-round seconds.
+    changed reference can hide a wrong output. The output must not change after
+    the call returned (another stream, a thread, lazy work finishing late).
     """
     call = task.make_inputs(case, device)
-    pristine = Call(tuple(_copy(a) for a in call.args), dict(call.kwargs))
-    times: list[float] = []
+    pristine = _pristine(call)
     try:
-        if timed:
-            times, out = sandbox.time(call)
-        else:
-            out = sandbox.call(call)
+        out, early = sandbox.call(call)
     except CandidateFault as fault:
-        return Verdict(False, fault.kind, str(fault), traceback=fault.traceback or None), times
+        return _fault_verdict(fault)
     if isinstance(out, dict) and "not_a_tensor" in out:
-        return Verdict(False, "output-type", f"returned {out['not_a_tensor']}, "
-                       "not a plain torch.Tensor"), times
+        return _not_a_tensor(out)
+    mutated = _mutated(call, pristine)
+    if mutated is not None:
+        return mutated
+    if isinstance(early, torch.Tensor) and not _same_bits(early, out):
+        return Verdict(False, "deferred-write", "the output changed after the call returned "
+                       "(work still running on another stream, in a thread, or deferred)")
+    truth, lowp = _references(task, pristine)
+    return check_output(task, pristine, out, truth, lowp)
+
+
+#: Powers of two: scaling the linear argument by one scales the exact output exactly.
+_SCALES = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 4.0, -4.0, 0.25, -0.25, 8.0, -8.0, 0.125, -0.125)
+_SETS = 3
+_KEEP = 3
+
+
+def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_s: float | None,
+                rng: random.Random) -> tuple[Verdict, list[float]]:
+    """Time ``case`` over fresh private inputs each round and verify what the rounds returned.
+
+    ``rng`` must be private to the parent (the candidate can neither read nor
+    reproduce it): it draws the input sets, the order of (set, scale) per round, and
+    which rounds' outputs are verified besides the last. A timing under ``floor_s``
+    (the physical floor), or device time that misses work the host saw, is a fault.
+    Returns the verdict and the per-round seconds.
+    """
+    calls = [task.make_inputs({**case, "seed": rng.randrange(2**31)}, device)
+             for _ in range(_SETS)]
+    pristine = [_pristine(call) for call in calls]
+    scales = _SCALES if task.linear_arg is not None else (1.0,)
+    schedule = [(s, c) for s in range(_SETS) for c in scales]
+    rng.shuffle(schedule)
+    keep = frozenset(rng.sample(range(len(schedule)), _KEEP))
+    rounds = Rounds([call.args for call in calls], dict(calls[0].kwargs), schedule,
+                    task.linear_arg, keep)
+    try:
+        times, host_times, kept, executed = sandbox.time(rounds)
+    except CandidateFault as fault:
+        return _fault_verdict(fault), []
+    for call, clean in zip(calls, pristine):
+        mutated = _mutated(call, clean)
+        if mutated is not None:
+            return mutated, times
+    references: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for index in sorted(kept):
+        out = kept[index]
+        if isinstance(out, dict) and "not_a_tensor" in out:
+            return _not_a_tensor(out), times
+        which, scale = schedule[index]
+        if which not in references:
+            references[which] = _references(task, pristine[which])
+        truth, lowp = references[which]
+        verdict = check_output(task, pristine[which], out, truth * scale, lowp * scale)
+        if not verdict.passed:
+            return replace(verdict, message=f"round {index + 1} of {executed} (input set "
+                           f"{which + 1}, linear input scaled by {scale:g}): "
+                           f"{verdict.message}"), times
+    if not times:
+        return Verdict(False, "protocol", "no timed round came back"), times
+    median = statistics.median(times)
+    host = statistics.median(host_times)
+    if host > 1.5 * median + _ESCAPE_S:
+        return Verdict(False, "timing-escape", f"device time {median * 1e3:.3f} ms per call "
+                       f"but the host waited {host * 1e3:.3f} ms for it: work ran outside "
+                       "the timed stream (another stream, a thread, or deferred)"), times
+    if floor_s is not None and median < floor_s * SLACK:
+        return Verdict(False, "impossible-speed", f"median {median * 1e3:.4f} ms is below "
+                       f"the physical floor {floor_s * 1e3:.4f} ms of this configuration on "
+                       "this machine (FLOPs over the measured matrix rate, bytes over the "
+                       "measured copy bandwidth): work was skipped, cached or not timed"), times
+    return Verdict(True, "ok", f"{len(kept)} timed outputs verified"), times
+
+
+# Host-side slack per round for launch overhead and the tail of the L2 flush.
+_ESCAPE_S = 250e-6
+
+
+def _pristine(call: Call) -> Call:
+    return Call(tuple(_copy(a) for a in call.args), dict(call.kwargs))
+
+
+def _references(task: Task, pristine: Call) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 truth, and the yardstick: the same computation in the inputs' dtype."""
+    truth = task.reference(pristine, torch.float64)
+    yardstick = Call(tuple(_tf32(a) for a in pristine.args), pristine.kwargs)
+    return truth, task.reference(yardstick, pristine.args[0].dtype)
+
+
+def _mutated(call: Call, pristine: Call) -> Verdict | None:
     for i, (seen, kept) in enumerate(zip(call.args, pristine.args)):
         if isinstance(seen, torch.Tensor) and not _same_bits(seen, kept):
             return Verdict(False, "input-mutated", f"the candidate modified input {i} "
-                           f"(of shape {tuple(seen.shape)})"), times
-    truth = task.reference(pristine, torch.float64)
-    yardstick = Call(tuple(_tf32(a) for a in pristine.args), pristine.kwargs)
-    lowp = task.reference(yardstick, pristine.args[0].dtype)
-    return check_output(task, pristine, out, truth, lowp), times
+                           f"(of shape {tuple(seen.shape)})")
+    return None
+
+
+def _fault_verdict(fault: CandidateFault) -> Verdict:
+    return Verdict(False, fault.kind, str(fault), traceback=fault.traceback or None)
+
+
+def _not_a_tensor(out: dict[str, str]) -> Verdict:
+    return Verdict(False, "output-type", f"returned {out['not_a_tensor']}, "
+                   "not a plain torch.Tensor")
 
 
 def _tf32(value: Any) -> Any:

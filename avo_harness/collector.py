@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
+import random
 import shlex
 import statistics
 from pathlib import Path
@@ -18,14 +18,19 @@ from typing import Any
 
 import pytest
 
-from .checker import Verdict, check_case
+from .checker import Verdict, check_case, check_timed
 from .guard import scan_source
-from .options import REPLAY_FLAG, HarnessSettings
+from .options import REPLAY_FLAG, HarnessSettings, raw
+from .roofline import Roofline, measure
 from .sandbox import Sandbox, SandboxSettings
-from .tasks import BenchConfig, Case, Task, get_task, task_names
-from .timer import clock_name
+from .tasks import BenchConfig, Call, Case, Task, get_task, task_names
+from .timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, clock_name, run_rounds
 
 SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
+_ROOFLINE_KEY = pytest.StashKey[Roofline]()
+_BASELINES_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+# Inputs come from here: the OS's entropy, which the candidate can neither read nor replay.
+_PRIVATE = random.SystemRandom()
 
 
 def is_candidate(path: Path) -> bool:
@@ -64,8 +69,13 @@ class CandidateFile(pytest.File):
 
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
+            root = self.config.rootpath
+            protected = [self.path.parent.parent, root / str(raw(self.config, "store"))]
+            if self.settings.report is not None:
+                protected.append(self.settings.report.resolve())
             self._sandbox = Sandbox(self.path, self.task.name, SandboxSettings(
-                self.settings.cuda, self.settings.timeout_s, self.settings.memory_limit_bytes))
+                self.settings.cuda, self.settings.timeout_s, self.settings.memory_limit_bytes,
+                tuple(str(p) for p in protected)))
         return self._sandbox
 
     def collect(self) -> list[pytest.Item]:
@@ -93,10 +103,10 @@ class CorrectnessItem(pytest.Item):
 
     def runtest(self) -> None:
         file = self.file
-        banned = scan_source(file.source.decode(errors="replace"), file.task.forbidden)
-        if banned:
-            self._fail(None, Verdict(False, "forbidden-call",
-                                     f"the source names forbidden {', '.join(banned)}"))
+        findings = scan_source(file.source.decode(errors="replace"), file.task.forbidden)
+        if findings:
+            self._fail(None, Verdict(False, findings[0].rule, "the source "
+                                     + "; ".join(str(f) for f in findings)))
         if file.settings.replay is not None:
             self._check(file.settings.replay)
         else:
@@ -108,12 +118,16 @@ class CorrectnessItem(pytest.Item):
 
         task, large = self.file.task, self.file.settings.cuda
 
+        # Drawn seeds are mixed with a private salt, so no input of a run can be known
+        # in advance; the failure report carries the mixed seed, so replays are exact.
+        salt = _PRIVATE.randrange(2**31)
+
         @settings(max_examples=self.file.settings.examples, deadline=None, database=None,
                   report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
                   phases=(Phase.explicit, Phase.generate, Phase.shrink), print_blob=False)
         @given(task.cases(large=large))
         def correct_on(case: Case) -> None:
-            self._check(case)
+            self._check({**case, "seed": (case["seed"] ^ salt) & 0x7FFFFFFF})
 
         for case in reversed(task.boundary_cases(large=large)):
             correct_on = example(case)(correct_on)
@@ -127,7 +141,7 @@ class CorrectnessItem(pytest.Item):
 
     def _check(self, case: Case) -> None:
         self.examples_run += 1
-        verdict, _ = check_case(self.file.task, self.file.sandbox(), case, self.file.device)
+        verdict = check_case(self.file.task, self.file.sandbox(), case, self.file.device)
         if not verdict.passed:
             raise CaseFailure(case, verdict)
 
@@ -240,15 +254,19 @@ class BenchmarkItem(pytest.Function):
         if file.correctness_failed:
             self.details = {"outcome": "skipped", "reason": "correctness failed"}
             pytest.skip("not timed: the candidate failed correctness")
-        # A fresh private seed each run: the timed inputs cannot be known in advance.
-        case = {**self.bench.case, "seed": secrets.randbits(31)}
-        verdict, times = check_case(task, file.sandbox(), case, file.device, timed=True)
+        case = self.bench.case
+        floor = _roofline(self.config, cuda).floor_s(task.flops(case), task.bytes_moved(case))
+        verdict, times = check_timed(task, file.sandbox(), case, file.device, floor_s=floor,
+                                     rng=_PRIVATE)
         summary = summarize(times, task.flops(case)) if times else {}
-        self.details = {"params": self.bench.case, "clock": clock_name(cuda), **summary}
+        self.details = {"params": case, "clock": clock_name(cuda), "floor_s": floor, **summary}
         if not verdict.passed:
             self.details.update(outcome="failed", rule=verdict.rule, message=verdict.message)
             raise CaseFailure(case, verdict)
         self.details["outcome"] = "passed"
+        baseline = _baseline(self.config, task, self.bench, file.device)
+        if baseline is not None:
+            self.details["baseline"] = baseline
         benchmark.extra_info.update(tflops=summary["tflops"], clock=clock_name(cuda))
         self.clock.load(times)
         benchmark.pedantic(self.clock.advance, rounds=len(times), iterations=1)
@@ -273,3 +291,34 @@ def summarize(times: list[float], flops: float) -> dict[str, Any]:
     q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
     return {"rounds": len(times), "median_s": median, "iqr_s": q3 - q1, "min_s": min(times),
             "mean_s": statistics.fmean(times), "tflops": flops / median / 1e12}
+
+
+def _roofline(config: pytest.Config, cuda: bool) -> Roofline:
+    """This machine's ceilings, measured once per session by the parent."""
+    if _ROOFLINE_KEY not in config.stash:
+        config.stash[_ROOFLINE_KEY] = measure(cuda)
+    return config.stash[_ROOFLINE_KEY]
+
+
+def _baseline(config: pytest.Config, task: Task, bench: BenchConfig,
+              device: str) -> dict[str, Any] | None:
+    """The task's library implementation timed on ``bench`` by the same clock, once per session.
+
+    It runs here in the parent: it is trusted code, and the tripwires of the
+    candidate's process would refuse it there.
+    """
+    baselines = config.stash.setdefault(_BASELINES_KEY, {})
+    if bench.name not in baselines:
+        if task.baseline_name is None:
+            return None
+        call = task.make_inputs({**bench.case, "seed": _PRIVATE.randrange(2**31)}, device)
+        cuda = device == "cuda"
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return task.baseline(Call(args, kwargs))
+
+        rounds = Rounds([call.args], dict(call.kwargs), [(0, 1.0)] * 64, None, frozenset())
+        times = run_rounds(run, rounds, cuda=cuda, plan=GPU_PLAN if cuda else INTERPRETER_PLAN)
+        baselines[bench.name] = {"name": task.baseline_name, "clock": clock_name(cuda),
+                                 **summarize(times.times, task.flops(bench.case))}
+    return baselines[bench.name]

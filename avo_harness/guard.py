@@ -1,97 +1,127 @@
-"""Keeping a candidate away from the library implementations of its own task.
+"""The static first filter: what a candidate's source may not name.
 
-Two layers: a static scan of the source (run by the parent, which never imports
-candidate code) and tripwires installed in the child before the candidate is
-imported, so that a call assembled at run time is still caught.
+Run by the parent, which never imports candidate code. It is a filter, not the
+defence: every rule it enforces is also enforced at run time in the candidate's
+process (``_lockdown``), where a name assembled from strings cannot hide.
+
+Two rules: ``forbidden-call`` (the library implementations of the task) and
+``tampering`` (the means to reach the harness, the process or the machine: frames,
+the garbage collector, ctypes, threads and processes, exits, dynamic imports and
+``eval``, attribute access by computed name, and assignments into imported modules).
 """
 from __future__ import annotations
 
 import ast
-import importlib
-import importlib.abc
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Modules a kernel has no reason to import.
+_TAMPER_MODULES = {
+    "ctypes", "gc", "inspect", "traceback", "threading", "_thread", "multiprocessing",
+    "concurrent", "subprocess", "signal", "atexit", "socket", "importlib", "builtins",
+    "marshal", "pickle", "pytest", "_pytest", "hypothesis", "avo_harness", "sys", "code",
+}
+# Attributes (and names) that reach frames, code objects, the interpreter or the exit.
+_TAMPER_NAMES = {
+    "_getframe", "_current_frames", "tb_frame", "f_back", "f_globals", "f_locals", "gi_frame",
+    "cr_frame", "__globals__", "__closure__", "__code__", "__builtins__", "__subclasses__",
+    "__import__", "_exit", "kill", "killpg", "settrace", "setprofile", "addaudithook",
+    "attrgetter", "__dict__", "__setattr__", "__getattribute__",
+}
+# Builtins that run or reach code by name; as attributes (``torch.compile``) they are fine.
+_TAMPER_BUILTINS = {"eval", "exec", "compile", "globals", "vars", "exit", "quit"}
+_DYNAMIC_ATTRIBUTE = {"getattr", "setattr", "delattr"}
 
 
-class ForbiddenCall(Exception):
-    """A candidate reached for something its task forbids."""
+@dataclass(frozen=True)
+class Finding:
+    """One rule the source breaks, and where."""
+
+    rule: str
+    what: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.what}"
 
 
-def scan_source(source: str, forbidden: Iterable[str]) -> list[str]:
-    """Forbidden names that appear as identifiers, attributes, imports or strings."""
-    leaves = {name.rsplit(".", 1)[-1]: name for name in forbidden}
-    found: list[str] = []
+def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
+    """Every finding in ``source``, forbidden calls first; empty if it is clean."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return found  # the child's import reports the syntax error with its line
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef,
-                                       ast.ClassDef))
-                  and node.body and isinstance(node.body[0], ast.Expr)
-                  and isinstance(node.body[0].value, ast.Constant)}
+        return []  # the child's import reports the syntax error with its line
+    leaves = {name.rsplit(".", 1)[-1]: name for name in forbidden}
+    imported = _imported_names(tree)
+    docstrings = _docstrings(tree)
+    findings: list[Finding] = []
+
+    def add(rule: str, what: str, node: ast.AST) -> None:
+        finding = Finding(rule, what, getattr(node, "lineno", 0))
+        if all((f.rule, f.what) != (rule, what) for f in findings):
+            findings.append(finding)
+
     for node in ast.walk(tree):
-        words: list[str] = []
-        if isinstance(node, ast.Name):
-            words = [node.id]
-        elif isinstance(node, ast.Attribute):
-            words = [node.attr]
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names]
             if isinstance(node, ast.ImportFrom) and node.module:
-                modules.append(node.module)
-            words = [part for m in modules for part in m.split(".")]
+                modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for module in modules:
+                for part in module.split("."):
+                    if part in leaves:
+                        add("forbidden-call", f"imports forbidden {leaves[part]}", node)
+                if module.split(".")[0] in _TAMPER_MODULES:
+                    add("tampering", f"imports {module}", node)
+                if module.split(".")[-1] in _TAMPER_NAMES:
+                    add("tampering", f"imports {module}", node)
+        elif isinstance(node, ast.Name):
+            if node.id in leaves:
+                add("forbidden-call", f"names forbidden {leaves[node.id]}", node)
+            if node.id in _TAMPER_NAMES or node.id in _TAMPER_BUILTINS:
+                add("tampering", f"uses {node.id}", node)
+        elif isinstance(node, ast.Attribute):
+            if node.attr in leaves:
+                add("forbidden-call", f"names forbidden {leaves[node.attr]}", node)
+            if node.attr in _TAMPER_NAMES:
+                add("tampering", f"uses .{node.attr}", node)
+            if isinstance(node.ctx, (ast.Store, ast.Del)) and _root(node) in imported:
+                add("tampering", f"assigns to {ast.unparse(node)}, an imported module's "
+                    "attribute", node)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in _DYNAMIC_ATTRIBUTE:
+            name = node.args[1] if len(node.args) > 1 else None
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                add("tampering", f"calls {node.func.id} with a computed attribute name", node)
+            elif node.func.id != "getattr":
+                add("tampering", f"calls {node.func.id}", node)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
                 and id(node) not in docstrings:
-            words = [leaf for leaf in leaves if leaf in node.value]
-        for word in words:
-            if word in leaves and leaves[word] not in found:
-                found.append(leaves[word])
-    return found
+            for leaf, name in leaves.items():
+                if leaf in node.value:
+                    add("forbidden-call", f"spells forbidden {name} in a string", node)
+    findings.sort(key=lambda f: (f.rule != "forbidden-call", f.line))
+    return findings
 
 
-def install_tripwires(forbidden: Sequence[str]) -> None:
-    """Replace each forbidden callable with one that raises, and refuse forbidden imports."""
-    blocked_modules = [name for name in forbidden if "." not in name]
-    sys.meta_path.insert(0, _ImportBlocker(blocked_modules))
-    for name in forbidden:
-        if "." not in name:
-            continue
-        owner_name, attr = name.rsplit(".", 1)
-        owner = _resolve(owner_name)
-        if owner is None or not hasattr(owner, attr):
-            continue
-        try:
-            setattr(owner, attr, _tripwire(name))
-        except (AttributeError, TypeError):
-            pass  # a read-only owner; the static scan still covers it
+def _imported_names(tree: ast.Module) -> set[str]:
+    """Names bound by imports (``torch``, ``tl``, ``F``...): assigning into them is patching."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(a.asname or a.name for a in node.names)
+    return names
 
 
-def _resolve(dotted: str) -> object | None:
-    parts = dotted.split(".")
-    try:
-        obj: object = importlib.import_module(parts[0])
-    except ImportError:
-        return None
-    for part in parts[1:]:
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
+def _root(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
-def _tripwire(name: str):  # noqa: ANN202
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise ForbiddenCall(f"forbidden call: {name}")
-
-    return refuse
-
-
-class _ImportBlocker(importlib.abc.MetaPathFinder):
-    def __init__(self, names: list[str]) -> None:
-        self._names = names
-
-    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
-        if fullname.split(".")[0] in self._names:
-            raise ForbiddenCall(f"forbidden import: {fullname}")
-        return None
+def _docstrings(tree: ast.Module) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.body and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)}

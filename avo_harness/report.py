@@ -10,8 +10,16 @@ Schema ``avo-harness/report/1`` (documented in README.md)::
                                      "rel_err", "tolerance", "lowp_err", "worst_index",
                                      "worst_value", "worst_expected", "n_exceeding",
                                      "n_total", "n_nan", "n_inf", "traceback"}},
-         "benchmarks": {"<config>": {"outcome", "params", "clock", "rounds", "median_s",
-                                     "iqr_s", "min_s", "mean_s", "tflops"}}}}}
+         "benchmarks": {"<config>": {"outcome", "params", "clock", "floor_s", "rounds",
+                                     "median_s", "iqr_s", "min_s", "mean_s", "tflops",
+                                     "rule", "message"}}}},
+     "baselines": {"<config>": {"name", "clock", "rounds", "median_s", "iqr_s", "min_s",
+                                "mean_s", "tflops"}}}
+
+A correctness failure also carries ``error_map`` (see ``checker.error_map``): the
+absolute error over the last two output dimensions where the worst element is.
+``baselines`` holds the task's library implementation timed by the same clock in
+the same run (for attention, torch SDPA).
 
 The file is replaced atomically, so a reader never sees half a report.
 """
@@ -66,6 +74,7 @@ class JSONReport:
         self.path = path
         self.settings = settings
         self.candidates: dict[str, dict[str, Any]] = {}
+        self.baselines: dict[str, dict[str, Any]] = {}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item,
@@ -87,6 +96,9 @@ class JSONReport:
         if isinstance(item, CorrectnessItem):
             entry["correctness"] = details
         else:
+            baseline = details.pop("baseline", None)
+            if baseline is not None:
+                self.baselines[item.bench.name] = baseline
             entry["benchmarks"][item.bench.name] = details
         return report
 
@@ -101,6 +113,7 @@ class JSONReport:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "environment": environment(self.settings.cuda),
             "candidates": self.candidates,
+            "baselines": self.baselines,
         }
         write_json_atomically(self.path, document)
 

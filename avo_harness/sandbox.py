@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .tasks import Call
+from .timer import Rounds
 
 # What the child may send back: torch's shared-memory / CUDA IPC tensor rebuilders
 # and the plain types they take. A tensor subclass or any other class is refused.
@@ -50,6 +51,8 @@ class SandboxSettings:
     cuda: bool
     timeout_s: float
     memory_limit_bytes: int
+    #: Paths the candidate's process may not write to (the project, the store, the report).
+    protected: tuple[str, ...] = ()
 
 
 class Sandbox:
@@ -62,19 +65,19 @@ class Sandbox:
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._conn: Any = None
 
-    def call(self, call: Call) -> Any:
-        """The candidate's output on ``call``."""
-        return self._request("call", call)
+    def call(self, call: Call) -> tuple[Any, Any]:
+        """The candidate's output on ``call`` after synchronizing, and a copy taken at return."""
+        return self._request("call", (call.args, call.kwargs))
 
-    def time(self, call: Call) -> tuple[list[float], Any]:
-        """Per-round seconds of the candidate on ``call`` and its last output."""
-        return self._request("time", call)
+    def time(self, rounds: Rounds) -> tuple[list[float], list[float], dict[int, Any], int]:
+        """Device and host seconds per timed round, the kept outputs, and rounds executed."""
+        return self._request("time", dict(vars(rounds)))
 
     def close(self) -> None:
         if self._proc is None:
             return
         try:
-            self._conn.send(("exit", None, None))
+            self._conn.send(("exit", None))
             self._proc.join(timeout=5)
         except (OSError, BrokenPipeError):
             pass
@@ -90,23 +93,30 @@ class Sandbox:
         self._proc = ctx.Process(
             target=_worker.serve, daemon=True, name=f"avo-candidate:{self.path.name}",
             args=(child_conn, str(self.path), self.task_name, self.settings.cuda,
-                  self.settings.memory_limit_bytes))
+                  self.settings.memory_limit_bytes, list(self.settings.protected)))
         self._proc.start()
         child_conn.close()
         kind, payload = self._receive(self.settings.timeout_s, "import")
+        if kind == "violated":
+            self._kill()
+            raise CandidateFault(payload[0], f"while importing: {payload[1]}")
         if kind != "ready":
             self._kill()
             raise CandidateFault("import", f"importing the candidate raised {payload['type']}: "
                                  f"{payload['message']}", payload["traceback"])
 
-    def _request(self, kind: str, call: Call) -> Any:
+    def _request(self, kind: str, payload: Any) -> Any:
         if self._proc is None or not self._proc.is_alive():
             self._start()
         try:
-            self._conn.send((kind, call.args, call.kwargs))
+            self._conn.send((kind, payload))
         except (OSError, BrokenPipeError):
             self._fault_from_exit("call")
         status, payload = self._receive(self.settings.timeout_s, kind)
+        if status == "violated":
+            # The process may be in any state now: never reuse it.
+            self._kill()
+            raise CandidateFault(payload[0], payload[1])
         if status == "raised":
             raise CandidateFault("raised", f"the candidate raised {payload['type']}: "
                                  f"{payload['message']}", payload["traceback"])

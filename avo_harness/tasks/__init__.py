@@ -48,6 +48,15 @@ class Task(ABC):
     output_dims: ClassVar[tuple[str, ...]]
     #: Dotted names of callables a candidate may not use (library versions of the task).
     forbidden: ClassVar[tuple[str, ...]] = ()
+    #: ATen operators behind those callables; the candidate's process gets raising kernels
+    #: for them, so no route through torch reaches them.
+    forbidden_ops: ClassVar[tuple[str, ...]] = ()
+    #: Index of a positional argument the output is linear in (attention: v). Timed rounds
+    #: scale it by a power of two, which scales the exact output exactly, so every round
+    #: gets new data that the parent can still verify; None if there is no such argument.
+    linear_arg: ClassVar[int | None] = None
+    #: Name of the library implementation that :meth:`baseline` runs.
+    baseline_name: ClassVar[str | None] = None
 
     @abstractmethod
     def cases(self, *, large: bool) -> SearchStrategy[Case]:
@@ -80,6 +89,10 @@ class Task(ABC):
     @abstractmethod
     def bytes_moved(self, case: Case) -> float:
         """The fewest bytes one call must move through device memory."""
+
+    def baseline(self, call: Call) -> torch.Tensor | None:
+        """The library implementation on ``call``, timed next to candidates; None if none."""
+        return None
 
     def output_like(self, call: Call) -> tuple[tuple[int, ...], torch.dtype]:
         """Shape and dtype the output must have; by default those of the first argument."""

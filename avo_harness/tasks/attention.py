@@ -46,6 +46,15 @@ class Attention(Task):
         "xformers",
         "cudnn",
     )
+    forbidden_ops = (
+        "scaled_dot_product_attention", "_scaled_dot_product_attention_math",
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+        "_flash_attention_forward", "_efficient_attention_forward",
+        "_native_multi_head_attention",
+    )
+    linear_arg = 2
+    baseline_name = "torch-sdpa"
 
     def cases(self, *, large: bool) -> SearchStrategy[Case]:
         from hypothesis import strategies as st
@@ -142,6 +151,17 @@ class Attention(Task):
                     p = torch.softmax(s, dim=-1)
                 out[:, heads, start:stop] = torch.matmul(p, vh.unsqueeze(1))
         return out
+
+    def baseline(self, call: Call) -> torch.Tensor:
+        q, k, v = call.args
+        causal = bool(call.kwargs.get("causal", False))
+        nq, nk = q.shape[2], k.shape[2]
+        mask = None
+        if causal and nq != nk:  # SDPA's is_causal is top-left aligned; ours is bottom-right
+            mask = torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril(nk - nq)
+        return torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and nq == nk,
+            scale=call.kwargs.get("sm_scale"), enable_gqa=q.shape[1] != k.shape[1])
 
     def bench_configs(self, *, cuda: bool) -> list[BenchConfig]:
         if not cuda:

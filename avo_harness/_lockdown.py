@@ -1,0 +1,245 @@
+"""The candidate's process, locked down before the candidate is imported.
+
+Three run-time defences, each a backstop for a static rule in ``guard``:
+
+- tripwires: the task's forbidden callables are replaced by ones that raise, its
+  forbidden ATen operators get a raising kernel in the dispatcher (so a call that
+  reaches them by any route, ``torch.ops``, ``torch._C`` or a string assembled at
+  run time, still fails), and forbidden modules cannot be imported;
+- an audit hook (``sys.addaudithook``: it cannot be removed) that refuses, when the
+  candidate's own code asks: frames (``sys._getframe``, ``tb_frame``,
+  ``gi_frame``), the garbage collector's object lists, ``id()``, ``ctypes``,
+  tracing hooks and function surgery; and, from anyone in this process, signals to
+  other processes, sockets, and writes or deletions under the protected paths
+  (the project, the lineage, the reports);
+- an integrity snapshot of the modules the harness relies on (its own, ``time``,
+  ``torch``, ``torch.cuda``, ``builtins``...): a replaced attribute is tampering.
+
+Every refusal is also recorded, and the worker reports it after the request, so
+a candidate that catches the exception is still caught.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+class Refused(RuntimeError):
+    """Raised into the candidate when it does something the harness forbids."""
+
+
+_FRAME_ATTRS = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_globals",
+                "f_locals", "f_builtins"}
+# Events refused when the candidate's own code is the direct caller.
+_CANDIDATE_EVENTS = {
+    "sys._getframe": "reads interpreter frames (sys._getframe)",
+    "sys._current_frames": "reads interpreter frames (sys._current_frames)",
+    "gc.get_objects": "searches the garbage collector (gc.get_objects)",
+    "gc.get_referrers": "searches the garbage collector (gc.get_referrers)",
+    "gc.get_referents": "searches the garbage collector (gc.get_referents)",
+    "builtins.id": "keys on object identity (id())",
+    "sys.settrace": "installs a tracing hook",
+    "sys.setprofile": "installs a profiling hook",
+    "ctypes.dlopen": "loads a library through ctypes",
+    "ctypes.dlsym": "looks up symbols through ctypes",
+    "ctypes.addressof": "takes raw addresses through ctypes",
+    "ctypes.cdata": "reads raw memory through ctypes",
+    "ctypes.string_at": "reads raw memory through ctypes",
+    "ctypes.PyObj_FromPtr": "forges objects from pointers through ctypes",
+    "object.__setattr__": "rewrites a function or class attribute",
+    "object.__delattr__": "deletes a function or class attribute",
+    "code.__new__": "builds code objects",
+    "function.__new__": "builds function objects",
+}
+# Events refused whoever asks: nothing in this process has a reason to do them.
+_ALWAYS = {
+    "os.kill": "sends a signal to a process",
+    "os.killpg": "sends a signal to a process group",
+    "sys.addaudithook": "installs an audit hook",
+    "socket.connect": "opens a network connection",
+    "socket.bind": "opens a network socket",
+}
+# Events that write or delete a path (argument 0); refused under a protected path.
+_WRITES = {"os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate", "os.chmod",
+           "os.link", "os.symlink", "os.utime", "os.mkdir"}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+class Lockdown:
+    """The defences of one candidate process; ``check()`` says what it caught."""
+
+    def __init__(self, candidate: str, protected: Sequence[str]) -> None:
+        self.candidate = os.path.realpath(candidate)
+        self.protected = [os.path.realpath(p) for p in protected]
+        self.violations: list[tuple[str, str]] = []  # (rule, what happened)
+        self._inside = False
+        self._snapshot: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def install(self, forbidden: Sequence[str], forbidden_ops: Sequence[str]) -> None:
+        """Tripwires, then the snapshot, then the audit hook (last: it cannot be undone)."""
+        _install_tripwires(forbidden, forbidden_ops, self.violations)
+        self._snapshot = [(name, owner, dict(vars(owner))) for name, owner in _watched()]
+        sys.addaudithook(self._audit)
+
+    def check(self) -> tuple[str, str] | None:
+        """The first violation seen so far as (rule, message), if any."""
+        if not self.violations:
+            for name, owner, before in self._snapshot:
+                now = vars(owner)
+                for key, value in before.items():
+                    if now.get(key, _MISSING) is not value:
+                        self.violations.append(("tampering", f"the candidate replaced "
+                                                f"{name}.{key}"))
+                        break
+        return self.violations[0] if self.violations else None
+
+    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
+        if self._inside:
+            return
+        why = None
+        if event in _ALWAYS:
+            # Unix sockets (a str or bytes address) carry tensors to the parent; others do not.
+            if not (event.startswith("socket.") and isinstance(args[-1], (str, bytes))):
+                why = _ALWAYS[event]
+        elif event in _CANDIDATE_EVENTS or event == "object.__getattr__":
+            if event == "object.__getattr__" and (len(args) < 2 or args[1] not in _FRAME_ATTRS):
+                return
+            if self._called_by_candidate():
+                why = (_CANDIDATE_EVENTS[event] if event in _CANDIDATE_EVENTS
+                       else f"reads interpreter frames ({args[1]})")
+        elif event == "open" and len(args) >= 3 and self._writes(args[1], args[2]):
+            why = self._protected_write(args[0])
+        elif event in _WRITES and args:
+            why = self._protected_write(args[0])
+            if why is None and event == "os.rename" and len(args) > 1:
+                why = self._protected_write(args[1])
+        if why is not None:
+            self.violations.append(("tampering", f"the candidate {why}"))
+            raise Refused(f"avo-harness refused: the candidate {why}")
+
+    def _called_by_candidate(self) -> bool:
+        self._inside = True
+        try:
+            caller = sys._getframe(2)  # 0: here, 1: _audit, 2: whoever raised the event
+            return os.path.realpath(caller.f_code.co_filename) == self.candidate
+        except ValueError:
+            return False
+        finally:
+            self._inside = False
+
+    @staticmethod
+    def _writes(mode: Any, flags: Any) -> bool:
+        if isinstance(mode, str):
+            return any(c in mode for c in "wax+")
+        return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+
+    def _protected_write(self, path: Any) -> str | None:
+        if isinstance(path, int) or path is None:
+            return None
+        self._inside = True
+        try:
+            real = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return None
+        finally:
+            self._inside = False
+        for root in self.protected:
+            if real == root or real.startswith(root + os.sep):
+                return f"writes to a protected path ({real})"
+        return None
+
+
+_MISSING = object()
+
+
+def _watched() -> list[tuple[str, Any]]:
+    """Namespaces whose attributes nothing may replace once the candidate is loaded."""
+    import builtins
+    import math
+    import random
+    import time
+
+    import torch
+
+    owners: list[tuple[str, Any]] = [
+        ("builtins", builtins), ("time", time), ("math", math), ("random", random),
+        ("torch", torch), ("torch.Tensor", torch.Tensor), ("torch.cuda", torch.cuda),
+        ("torch.cuda.Event", torch.cuda.Event), ("torch.nn.functional", torch.nn.functional),
+        ("torch.testing", torch.testing),
+    ]
+    owners += [(name, module) for name, module in sorted(sys.modules.items())
+               if name == "avo_harness" or name.startswith("avo_harness.")]
+    return owners
+
+
+def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
+                       record: list[tuple[str, str]]) -> None:
+    blocked = [name for name in forbidden if "." not in name]
+    sys.meta_path.insert(0, _ImportBlocker(blocked, record))
+    for name in forbidden:
+        if "." not in name:
+            continue
+        owner_name, attr = name.rsplit(".", 1)
+        owner = _resolve(owner_name)
+        if owner is not None and hasattr(owner, attr):
+            try:
+                setattr(owner, attr, _tripwire(name, record))
+            except (AttributeError, TypeError):
+                pass  # a read-only owner: the dispatcher override and the static scan remain
+    if forbidden_ops:
+        import torch
+
+        global _LIBRARY
+        _LIBRARY = torch.library.Library("aten", "IMPL")
+        for op in forbidden_ops:
+            for key in ("CPU", "CUDA"):
+                try:
+                    _LIBRARY.impl(op, _tripwire(f"torch.ops.aten.{op}", record), key)
+                except RuntimeError:
+                    pass  # an operator this torch version does not have
+
+
+# Kept alive for the life of the process: dropping it would undo the overrides.
+_LIBRARY: Any = None
+
+
+def _resolve(dotted: str) -> object | None:
+    parts = dotted.split(".")
+    try:
+        obj: object = importlib.import_module(parts[0])
+    except ImportError:
+        return None
+    for part in parts[1:]:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _tripwire(name: str, record: list[tuple[str, str]]):  # noqa: ANN202
+    def refuse(*args: object, **kwargs: object) -> None:
+        record.append(("forbidden-call", f"the candidate called forbidden {name}"))
+        raise ForbiddenCall(f"forbidden call: {name}")
+
+    return refuse
+
+
+class ForbiddenCall(Exception):
+    """A candidate reached for something its task forbids."""
+
+
+class _ImportBlocker(importlib.abc.MetaPathFinder):
+    def __init__(self, names: list[str], record: list[tuple[str, str]]) -> None:
+        self._names = names
+        self._record = record
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname.split(".")[0] in self._names:
+            self._record.append(("forbidden-call", f"the candidate imported forbidden "
+                                 f"{fullname}"))
+            raise ForbiddenCall(f"forbidden import: {fullname}")
+        return None

@@ -1,0 +1,51 @@
+"""Dropping the cheating and the honest-but-unusual candidates into a project."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+BASE = (HERE / "_base.py").read_text()
+
+
+def candidate(kind: str, name: str) -> str:
+    """The source of ``<kind>/<name>.py``, with the honest helpers it wraps prepended."""
+    return BASE + "\n\n" + (HERE / kind / f"{name}.py").read_text()
+
+
+def names(kind: str) -> list[str]:
+    return sorted(p.stem for p in (HERE / kind).glob("*.py"))
+
+
+def run_project(root: Path, sources: dict[str, str], *args: str,
+                timeout: float = 900) -> tuple[dict[str, Any], str]:
+    """Write ``sources`` as candidates/attention/<name>.py under ``root`` and run pytest on
+    them in a fresh process; returns the JSON report by candidate name, and the output."""
+    folder = root / "candidates" / "attention"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        (folder / f"{name}.py").write_text(source)
+    (root / "pytest.ini").write_text("[pytest]\n")
+    report = root / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "avo_harness.plugin", "candidates/attention",
+         "--avo-report", str(report), "-q", "-p", "no:cacheprovider", *args],
+        cwd=root, capture_output=True, text=True, timeout=timeout)
+    document = json.loads(report.read_text())
+    by_name = {Path(entry["path"]).stem: entry for entry in document["candidates"].values()}
+    return by_name, proc.stdout + proc.stderr
+
+
+def rules(entry: dict[str, Any]) -> set[str]:
+    """Every rule a candidate's entry names: its correctness failure and benchmark failures."""
+    found = set()
+    failure = entry["correctness"].get("failure")
+    if failure:
+        found.add(failure["rule"])
+    for bench in entry["benchmarks"].values():
+        if bench.get("outcome") == "failed":
+            found.add(bench["rule"])
+    return found

@@ -1,0 +1,7 @@
+# Rule 7: walks up to the harness's frames (through an exception, no sys import).
+def attention(q, k, v, causal=False, sm_scale=None):
+    try:
+        raise RuntimeError
+    except RuntimeError as exc:
+        frame = exc.__traceback__.tb_frame
+    return _honest(q, k, v, causal, sm_scale)

@@ -1,0 +1,80 @@
+"""Every cheating candidate is rejected, naming the rule it broke; the honest but unusual
+ones pass. All of them run in one CPU session, as ``pytest candidates/...`` in CI would."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adversary import candidate, names, rules, run_project
+
+# The rule each cheat must be caught by (one of, where two defences can fire first).
+EXPECTED = {
+    "sdpa_direct": {"forbidden-call"},
+    "sdpa_ops_by_string": {"forbidden-call"},
+    "sdpa_getattr": {"tampering"},
+    "import_flash_attn": {"tampering"},
+    "eval_sdpa": {"forbidden-call", "tampering"},
+    "cache_by_pointer": {"tolerance"},
+    "cache_by_shape": {"tolerance"},
+    "cache_by_partial_hash": {"tolerance"},
+    "id_keyed_replay": {"tampering"},
+    "empty_partial_write": {"tolerance"},
+    "reuse_previous_output": {"tolerance"},
+    "mutate_input": {"input-mutated"},
+    "count_calls": {"tolerance"},
+    "benchmark_shape_shortcut": {"tolerance"},
+    "deferred_thread": {"tampering"},
+    "exit_zero": {"raised"},
+    "os_exit_import": {"tampering"},
+    "raise_skip": {"tampering"},
+    "patch_timer": {"tampering"},
+    "read_frames": {"tampering"},
+    "write_other_candidate": {"tampering"},
+    "tensor_subclass": {"output-type"},
+    "wrong_dtype": {"output-dtype"},
+    "float8_scores": {"tolerance"},
+}
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
+    root = tmp_path_factory.mktemp("adversarial")
+    sources = {name: candidate("cheats", name) for name in names("cheats")}
+    sources.update({name: candidate("honest", name) for name in names("honest")})
+    # The cheat that writes to other candidates aims at this one.
+    sources["seed"] = candidate("honest", "several_kernels")
+    report, output = run_project(root, sources, "--avo-examples", "8", "--avo-device", "cpu")
+    return report, output, root
+
+
+def test_every_cheat_is_listed() -> None:
+    assert sorted(EXPECTED) == names("cheats")
+    assert len(EXPECTED) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_cheat_is_rejected_naming_its_rule(session: tuple[dict[str, Any], str, Path],
+                                           name: str) -> None:
+    report, output, _ = session
+    entry = report[name]
+    assert entry["correctness"]["outcome"] == "failed" or any(
+        b.get("outcome") == "failed" for b in entry["benchmarks"].values()), output
+    assert rules(entry) & EXPECTED[name], (name, rules(entry), entry["correctness"])
+
+
+@pytest.mark.parametrize("name", ["float64_internals", "several_kernels", "seed"])
+def test_honest_unusual_candidates_pass(session: tuple[dict[str, Any], str, Path],
+                                        name: str) -> None:
+    report, output, _ = session
+    entry = report[name]
+    assert entry["correctness"]["outcome"] == "passed", entry["correctness"]
+    assert entry["benchmarks"] and all(
+        b["outcome"] == "passed" for b in entry["benchmarks"].values()), entry["benchmarks"]
+
+
+def test_no_cheat_wrote_outside_its_process(session: tuple[dict[str, Any], str, Path]) -> None:
+    _, _, root = session
+    seed = (root / "candidates" / "attention" / "seed.py").read_text()
+    assert "pwned" not in seed
