@@ -72,7 +72,7 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
                 if cuda:
                     torch.cuda.synchronize()
                 else:
-                    time.sleep(0.005)
+                    time.sleep(0.02)
                 answer: Any = (_checked(out), early)
             else:  # "time"
                 run = run_rounds(fn, Rounds(**payload), cuda=cuda, plan=plan)

@@ -1,0 +1,50 @@
+"""The static first filter: forbidden library calls and the means of tampering."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from avo_harness.guard import scan_source
+from avo_harness.tasks import get_task
+
+FORBIDDEN = get_task("attention").forbidden
+
+
+@pytest.mark.parametrize("source, rule, words", [
+    ("import torch\ny = torch.nn.functional.scaled_dot_product_attention", "forbidden-call",
+     "scaled_dot_product_attention"),
+    ("from flash_attn import flash_attn_func", "forbidden-call", "flash_attn"),
+    ("name = 'torch._C._nn.scaled_dot_product_attention'", "forbidden-call", "in a string"),
+    ("import torch\nf = getattr(torch, 'nn' + '')", "tampering", "computed attribute name"),
+    ("import time\ntime.perf_counter = None", "tampering", "assigns to time.perf_counter"),
+    ("from torch import cuda\ncuda.synchronize = print", "tampering", "assigns to"),
+    ("import sys\nsys._getframe(1)", "tampering", "imports sys"),
+    ("x = eval('1')", "tampering", "uses eval"),
+    ("import os\nos._exit(0)", "tampering", "._exit"),
+    ("import ctypes", "tampering", "imports ctypes"),
+    ("from gc import get_objects", "tampering", "imports gc"),
+    ("import pytest\npytest.skip()", "tampering", "imports pytest"),
+    ("def f(e):\n    return e.__traceback__.tb_frame", "tampering", ".tb_frame"),
+])
+def test_scan_finds(source: str, rule: str, words: str) -> None:
+    findings = scan_source(source, FORBIDDEN)
+    assert findings, source
+    assert any(f.rule == rule and words in str(f) for f in findings), findings
+
+
+@pytest.mark.parametrize("source", [
+    '"""Unlike scaled_dot_product_attention, this docstring may name it."""\nimport torch',
+    "import torch\nout = torch.compile(lambda x: x)",
+    "import triton\nimport triton.language as tl\nimport math\nimport os\nx = os.environ",
+    "import torch\ndt = getattr(torch, 'float16')\nobj = type('A', (), {})()\nobj.x = 1",
+])
+def test_scan_passes_honest_code(source: str) -> None:
+    assert scan_source(source, FORBIDDEN) == []
+
+
+def test_the_seeds_are_clean() -> None:
+    root = Path(__file__).resolve().parent.parent / "candidates"
+    for path in root.glob("*/*.py"):
+        task = get_task(path.parent.name)
+        assert scan_source(path.read_text(), task.forbidden) == [], path

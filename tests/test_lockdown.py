@@ -1,0 +1,113 @@
+"""The run-time defences of the candidate's process, on their own: each cheat here would
+pass the static scan's absence (the sandbox does not scan), so only ``_lockdown`` and the
+checker's run-time rules can catch it."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from avo_harness.checker import check_case, check_timed
+from avo_harness.sandbox import Sandbox, SandboxSettings
+from avo_harness.tasks import get_task
+
+TASK = get_task("attention")
+CASE = {"B": 1, "Hq": 2, "Hkv": 1, "Nq": 9, "Nk": 13, "D": 32, "dtype": "float16",
+        "causal": True, "sm_scale": None, "layout": "bhnd", "spread": 1.0, "seed": 3}
+HONEST = (Path(__file__).parent / "adversarial" / "_base.py").read_text() + '''
+
+def attention(q, k, v, causal=False, sm_scale=None):
+    {body}
+    return _honest(q, k, v, causal, sm_scale)
+'''
+
+
+def _sandbox(tmp_path: Path, body: str, header: str = "") -> Sandbox:
+    folder = tmp_path / "candidates" / "attention"
+    folder.mkdir(parents=True)
+    (folder / "seed.py").write_text("# another candidate\n")
+    path = folder / "cheat.py"
+    path.write_text(header + HONEST.replace("{body}", body))
+    return Sandbox(path, "attention", SandboxSettings(
+        cuda=False, timeout_s=120, memory_limit_bytes=0, protected=(str(folder.parent),)))
+
+
+CHEATS = {
+    "patched clock": ("import time as _t\n", "_t.perf_counter = lambda: 0.0", "tampering",
+                      "replaced time.perf_counter"),
+    "frames via a traceback": ("", "try:\n        raise ValueError\n    except ValueError as e:"
+                               "\n        e.__traceback__.tb_frame.f_back", "tampering",
+                               "reads interpreter frames"),
+    "garbage collector": ("import gc\n", "gc.get_objects()", "tampering", "garbage collector"),
+    "identity keys": ("", "id(q)", "tampering", "object identity"),
+    "write a candidate": ("", "open(__file__.replace('cheat', 'seed'), 'w').write('x')",
+                          "tampering", "protected path"),
+    "ATen attention by name": ("", "torch.ops.aten.__getattr__('_scaled_dot_product_'"
+                               " + 'attention_math')(q, k, v)", "forbidden-call",
+                               "_scaled_dot_product_attention_math"),
+    "functional attention": ("", "torch.nn.functional.scaled_dot_product_attention(q, k, v)",
+                             "forbidden-call", "scaled_dot_product_attention"),
+    "import a library attention": ("", "__import__('xformers')", "forbidden-call",
+                                   "xformers"),
+    "exit with status 0": ("import os\n", "os._exit(0)", "crash", "status 0"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHEATS))
+def test_runtime_defence_catches(tmp_path: Path, name: str) -> None:
+    header, body, rule, words = CHEATS[name]
+    sandbox = _sandbox(tmp_path, body, header)
+    try:
+        verdict = check_case(TASK, sandbox, CASE, "cpu")
+    finally:
+        sandbox.close()
+    assert (verdict.rule, verdict.passed) == (rule, False), verdict
+    assert words in verdict.message
+    assert (tmp_path / "candidates" / "attention" / "seed.py").read_text() == \
+        "# another candidate\n"
+
+
+def test_output_finished_by_a_thread_is_a_deferred_write(tmp_path: Path) -> None:
+    sandbox = _sandbox(tmp_path, "", header="import threading\n")
+    source = sandbox.path.read_text().replace(
+        "    return _honest(q, k, v, causal, sm_scale)",
+        "    out = torch.zeros_like(q)\n"
+        "    threading.Timer(0.004, lambda: out.copy_(_honest(q, k, v, causal, sm_scale)))"
+        ".start()\n    return out")
+    sandbox.path.write_text(source)
+    try:
+        verdict = check_case(TASK, sandbox, CASE, "cpu")
+    finally:
+        sandbox.close()
+    assert verdict.rule == "deferred-write", verdict
+
+
+def test_honest_candidate_passes_and_its_timed_rounds_are_verified(tmp_path: Path) -> None:
+    sandbox = _sandbox(tmp_path, "pass")
+    try:
+        assert check_case(TASK, sandbox, CASE, "cpu").passed
+        verdict, times = check_timed(TASK, sandbox, CASE, "cpu", floor_s=0.0,
+                                     rng=random.Random(1))
+        assert verdict.passed, verdict
+        assert len(times) == 3
+        # The same honest candidate, held to a floor no real call can beat, is a fault.
+        verdict, _ = check_timed(TASK, sandbox, CASE, "cpu", floor_s=100.0,
+                                 rng=random.Random(2))
+        assert verdict.rule == "impossible-speed"
+    finally:
+        sandbox.close()
+
+
+def test_a_cache_keyed_by_address_fails_a_timed_round(tmp_path: Path) -> None:
+    sandbox = _sandbox(tmp_path, "")
+    sandbox.path.write_text(sandbox.path.read_text().replace(
+        "    return _honest(q, k, v, causal, sm_scale)",
+        "    key = v.data_ptr()\n    if key not in CACHE:\n"
+        "        CACHE[key] = _honest(q, k, v, causal, sm_scale)\n    return CACHE[key].clone()")
+        + "\nCACHE = {}\n")
+    try:
+        verdict, _ = check_timed(TASK, sandbox, CASE, "cpu", floor_s=0.0, rng=random.Random(3))
+    finally:
+        sandbox.close()
+    assert verdict.rule == "tolerance" and "round" in verdict.message, verdict
