@@ -82,7 +82,9 @@ class Lockdown:
     def install(self, forbidden: Sequence[str], forbidden_ops: Sequence[str]) -> None:
         """Tripwires, then the snapshot, then the audit hook (last: it cannot be undone)."""
         _install_tripwires(forbidden, forbidden_ops, self.violations)
-        self._snapshot = [(name, owner, dict(vars(owner))) for name, owner in _watched()]
+        # Functions and classes only: flags such as torch.cuda._initialized change honestly.
+        self._snapshot = [(name, owner, {k: v for k, v in vars(owner).items() if callable(v)})
+                          for name, owner in _watched()]
         sys.addaudithook(self._audit)
 
     def check(self) -> tuple[str, str] | None:

@@ -38,6 +38,8 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
     from .timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, run_rounds
 
     task = get_task(task_name)
+    if cuda:
+        torch.cuda.init()  # lazily initialised state would otherwise change under the snapshot
     lockdown = Lockdown(path, protected)
     try:
         lockdown.install(task.forbidden, task.forbidden_ops)

@@ -1,12 +1,13 @@
 """The sandbox over CUDA IPC: run on the device (``pytest tests/test_gpu.py``); skips without CUDA."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from avo_harness.checker import check_case
+from avo_harness.checker import check_case, check_timed
 from avo_harness.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import get_task
 
@@ -41,9 +42,10 @@ def _sandbox(tmp_path: Path, body: str) -> Sandbox:
 def test_honest_candidate_passes_over_ipc(tmp_path: Path) -> None:
     box = _sandbox(tmp_path, HONEST)
     try:
-        verdict, _ = check_case(get_task("attention"), box, CASE, "cuda")
+        verdict = check_case(get_task("attention"), box, CASE, "cuda")
         assert verdict.passed, verdict.message
-        verdict, times = check_case(get_task("attention"), box, CASE, "cuda", timed=True)
+        verdict, times = check_timed(get_task("attention"), box, CASE, "cuda", floor_s=0.0,
+                                     rng=random.Random(0))
         assert verdict.passed, verdict.message
         assert len(times) >= 10 and all(t > 0 for t in times)
     finally:
@@ -57,7 +59,7 @@ def test_input_mutation_is_seen_through_ipc(tmp_path: Path) -> None:
                    "    k.mul_(0.5)\n"
                    "    return out\n")
     try:
-        verdict, _ = check_case(get_task("attention"), box, CASE, "cuda")
+        verdict = check_case(get_task("attention"), box, CASE, "cuda")
         assert not verdict.passed and verdict.rule == "input-mutated"
     finally:
         box.close()
@@ -69,8 +71,8 @@ def test_library_attention_is_caught_on_cuda(tmp_path: Path) -> None:
                    "    f = getattr(torch.nn.functional, 'scaled_dot_' + 'product_attention')\n"
                    "    return f(q, k, v, is_causal=causal, scale=sm_scale, enable_gqa=True)\n")
     try:
-        verdict, _ = check_case(get_task("attention"), box, CASE, "cuda")
-        assert not verdict.passed
-        assert "forbidden call: torch.nn.functional.scaled_dot_product_attention" in verdict.message
+        verdict = check_case(get_task("attention"), box, CASE, "cuda")
+        assert (verdict.passed, verdict.rule) == (False, "forbidden-call")
+        assert "scaled_dot_product_attention" in verdict.message
     finally:
         box.close()

@@ -73,14 +73,16 @@ def test_output_finished_by_a_thread_is_a_deferred_write(tmp_path: Path) -> None
     source = sandbox.path.read_text().replace(
         "    return _honest(q, k, v, causal, sm_scale)",
         "    out = torch.zeros_like(q)\n"
-        "    threading.Timer(0.004, lambda: out.copy_(_honest(q, k, v, causal, sm_scale)))"
+        "    threading.Timer(0.008, lambda: out.copy_(_honest(q, k, v, causal, sm_scale)))"
         ".start()\n    return out")
     sandbox.path.write_text(source)
     try:
         verdict = check_case(TASK, sandbox, CASE, "cpu")
     finally:
         sandbox.close()
-    assert verdict.rule == "deferred-write", verdict
+    # Seen as a late write when the thread finishes within the settling time (the usual
+    # case), else as a wrong output: rejected either way, never passed.
+    assert verdict.rule in ("deferred-write", "tolerance") and not verdict.passed, verdict
 
 
 def test_honest_candidate_passes_and_its_timed_rounds_are_verified(tmp_path: Path) -> None:

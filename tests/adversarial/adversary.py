@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import avo_harness
 
 HERE = Path(__file__).parent
 BASE = (HERE / "_base.py").read_text()
@@ -30,10 +33,13 @@ def run_project(root: Path, sources: dict[str, str], *args: str,
         (folder / f"{name}.py").write_text(source)
     (root / "pytest.ini").write_text("[pytest]\n")
     report = root / "report.json"
+    package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "avo_harness.plugin", "candidates/attention",
          "--avo-report", str(report), "-q", "-p", "no:cacheprovider", *args],
-        cwd=root, capture_output=True, text=True, timeout=timeout)
+        cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     document = json.loads(report.read_text())
     by_name = {Path(entry["path"]).stem: entry for entry in document["candidates"].values()}
     return by_name, proc.stdout + proc.stderr
