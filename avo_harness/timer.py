@@ -105,8 +105,9 @@ def run_rounds(fn: Callable[..., Any], rounds: Rounds, *, cuda: bool,
             run.host_times.append(host)
         return host
 
+    # Warm-up may take at most half the schedule: the rest is for timed rounds.
     index, warm_s = 0, 0.0
-    while index < len(rounds.schedule) - 1 and (
+    while index < len(rounds.schedule) // 2 and (
             index < plan.min_warmup or warm_s < plan.warmup_s):
         warm_s += one_round(index, timed=False)
         index += 1
