@@ -108,7 +108,10 @@ class CorrectnessItem(pytest.Item):
             self._fail(None, Verdict(False, findings[0].rule, "the source "
                                      + "; ".join(str(f) for f in findings)))
         if file.settings.replay is not None:
-            self._check(file.settings.replay)
+            try:
+                self._check(file.settings.replay)
+            except CaseFailure as failure:
+                self._fail(failure.case, failure.verdict)
         else:
             self._hypothesis()
         self.details = {"outcome": "passed", "examples": self.examples_run}
@@ -122,9 +125,13 @@ class CorrectnessItem(pytest.Item):
         # in advance; the failure report carries the mixed seed, so replays are exact.
         salt = _PRIVATE.randrange(2**31)
 
-        @settings(max_examples=self.file.settings.examples, deadline=None, database=None,
+        # With 0 examples only the boundary cases run (hypothesis needs max_examples >= 1).
+        examples = self.file.settings.examples
+        phases = (Phase.explicit, Phase.generate, Phase.shrink) if examples else (Phase.explicit,)
+
+        @settings(max_examples=max(1, examples), deadline=None, database=None,
                   report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
-                  phases=(Phase.explicit, Phase.generate, Phase.shrink), print_blob=False)
+                  phases=phases, print_blob=False)
         @given(task.cases(large=large))
         def correct_on(case: Case) -> None:
             self._check({**case, "seed": (case["seed"] ^ salt) & 0x7FFFFFFF})

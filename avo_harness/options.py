@@ -6,6 +6,7 @@ a one-line ``pytest.UsageError``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -48,13 +49,16 @@ OPTIONS = (
            None, switch=True),
     Option("lineage", "print the lineage in the store as a table and exit", None, switch=True),
     Option("task", "the task to evolve (a module of avo_harness.tasks)", "attention", "NAME"),
-    Option("operator", "the variation operator (built in: builtin; more through the "
-           "pytest_avo_operators hook)", "builtin", "NAME"),
+    Option("operator", "the variation operator: builtin (tunables, no model), anthropic (a "
+           "Claude agent), more through the pytest_avo_operators hook; auto: anthropic if "
+           "ANTHROPIC_API_KEY is set, else builtin", "auto", "NAME"),
     Option("generations", "stop after this many new candidates", "8", "N"),
     Option("time_budget", "stop proposing after this long (e.g. 900, 15m, 2h; 0: no limit)",
            "0", "DURATION"),
     Option("cost_budget", "stop once operators have spent this many US dollars (0: no limit)",
            "0", "USD"),
+    Option("token_budget", "stop once operators have used this many tokens, prompt (cached or "
+           "not) and output (0: no limit)", "0", "N"),
     Option("seed", "seed of the operators' random choices (same seed, same proposals)", "0",
            "N"),
     Option("store", "folder of the lineage store and the staging area", ".avo", "PATH"),
@@ -62,9 +66,21 @@ OPTIONS = (
            "recorded as failed", "1800", "SECONDS"),
     Option("margin", "a candidate is committed if its geomean is at least (1 - margin) x the "
            "best so far (ties always are)", "0", "FRACTION"),
+    Option("agent_model", "the Claude model of --avo-operator anthropic", "claude-opus-5-5",
+           "MODEL"),
+    Option("agent_turns", "most model calls in one agent step", "40", "N"),
+    Option("agent_step_tokens", "most tokens (prompt and output) one agent step may use",
+           "3000000", "N"),
+    Option("agent_step_usd", "most US dollars one agent step may spend", "5", "USD"),
+    Option("agent_step_time", "longest one agent step may take, evaluations included (e.g. "
+           "1800, 30m)", "60m", "DURATION"),
+    Option("agent_stagnation", "the supervisor steps in after this many agent steps without "
+           "a committed improvement, or on repeated ideas (0: never)", "4", "K"),
 )
 # Only a single run wants this, so it is a flag and not an ini key.
 REPLAY_FLAG = "--avo-replay"
+# An ini key would turn every run of the project (and each evaluation of a search) into it.
+HTML_FLAG = "--avo-html"
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(REPLAY_FLAG, dest="avo_replay", default=None, metavar="CASE_JSON",
                     help="check exactly this one input (as printed in a failure report) "
                          "instead of running hypothesis")
+    group.addoption(HTML_FLAG, dest="avo_html", default=None, metavar="DIR",
+                    help="write the latest run of --avo-task in the store as a static HTML "
+                         "report to DIR/index.html and exit (with --avo-evolve: after the run)")
 
 
 def switch(config: pytest.Config, name: str) -> bool:
@@ -160,6 +179,7 @@ class EvolveSettings:
     generations: int
     time_budget_s: float
     cost_budget_usd: float
+    token_budget: int
     seed: int
     store: Path
     resume: bool
@@ -167,11 +187,19 @@ class EvolveSettings:
     margin: float
 
 
-def _duration(text: str) -> float:
+def duration(text: str) -> float:
+    """Seconds in ``900``, ``15m`` or ``2h``."""
     units = {"s": 1, "m": 60, "h": 3600}
     if text and text[-1] in units:
         return float(text[:-1]) * units[text[-1]]
     return float(text)
+
+
+def resolve_operator(name: str) -> str:
+    """``auto`` is the agent when a key is there to pay for it, else the built-in operator."""
+    if name != "auto":
+        return name
+    return "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "builtin"
 
 
 def read_evolve_settings(config: pytest.Config) -> EvolveSettings:
@@ -181,14 +209,15 @@ def read_evolve_settings(config: pytest.Config) -> EvolveSettings:
                   f"one of {', '.join(task_names())}")
     return EvolveSettings(
         task=task,
-        operator=str(raw(config, "operator")),
+        operator=resolve_operator(str(raw(config, "operator"))),
         generations=parsed(config, "generations", int, lambda v: v >= 0, "an integer >= 0"),
-        time_budget_s=parsed(config, "time_budget", _duration, lambda v: v >= 0,
+        time_budget_s=parsed(config, "time_budget", duration, lambda v: v >= 0,
                              "a duration >= 0 such as 900, 15m or 2h"),
         cost_budget_usd=parsed(config, "cost_budget", float, lambda v: v >= 0,
                                "a number of dollars >= 0"),
+        token_budget=parsed(config, "token_budget", int, lambda v: v >= 0, "an integer >= 0"),
         seed=parsed(config, "seed", int, lambda v: True, "an integer"),
-        store=Path(str(raw(config, "store"))),
+        store=config.rootpath / str(raw(config, "store")),
         resume=switch(config, "resume"),
         eval_timeout_s=parsed(config, "eval_timeout", float, lambda v: v > 0,
                               "a number of seconds > 0"),

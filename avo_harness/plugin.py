@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,22 +23,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """``--avo-evolve`` and ``--avo-lineage`` take the session over, as ``--fixtures`` does."""
+    """``--avo-evolve``, ``--avo-lineage`` and ``--avo-html`` take the session over, as
+    ``--fixtures`` does; ``--avo-html`` comes last, so it reports on a run just made."""
+    status = None
     if switch(config, "evolve"):
         from .evolve.loop import main
 
-        return main(config)
-    if switch(config, "lineage"):
+        status = main(config)
+    elif switch(config, "lineage"):
         from .evolve.loop import print_lineage
 
-        return print_lineage(config)
-    return None
+        status = print_lineage(config)
+    if config.getoption("avo_html") is not None:
+        from .html.render import main as write_html
+
+        status = max(status or 0, write_html(config))
+    return status
 
 
 def pytest_avo_operators(config: pytest.Config) -> dict[str, object]:
     from .evolve.operators.builtin import BuiltinOperator
 
-    return {"builtin": lambda _config: BuiltinOperator()}
+    def anthropic(config: pytest.Config) -> object:
+        # Imported only when chosen: the agent needs the anthropic SDK, nothing else does.
+        from .agent.operator import build
+
+        return build(config)
+
+    return {"builtin": lambda _config: BuiltinOperator(), "anthropic": anthropic}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,9 +64,19 @@ def pytest_configure(config: pytest.Config) -> None:
         from .report import JSONReport
 
         config.pluginmanager.register(JSONReport(settings.report, settings), "avo-report")
+    from .summary import TerminalSummary
+
+    # On by default, as pytest's own summaries are; ``-p no:avo-summary`` blocks it.
+    config.pluginmanager.register(TerminalSummary(settings.cuda), "avo-summary")
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CandidateFile | None:
-    if is_candidate(file_path):
-        return CandidateFile.from_parent(parent, path=file_path)
-    return None
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path: Path,
+                        parent: pytest.Collector) -> Generator[None, list[Any], list[Any]]:
+    """A candidate becomes our File only: pytest's python plugin would otherwise import a
+    ``.py`` named on the command line (a replay, an evaluation) into this very process."""
+    collected = yield
+    if not is_candidate(file_path):
+        return collected
+    return [c for c in collected if not isinstance(c, pytest.Module)] + [
+        CandidateFile.from_parent(parent, path=file_path)]

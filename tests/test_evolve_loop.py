@@ -130,7 +130,7 @@ def test_resume_restores_a_committed_file_that_went_missing(tmp_path: Path) -> N
 
 
 CRASH = "import os\n" + CHUNKED.replace('    chunk = TUNABLES["CHUNK"]["value"]',
-                                         '    os.kill(os.getpid(), 11)')
+                                         '    os.abort()')
 HANG = "import time\n" + CHUNKED.replace('    chunk = TUNABLES["CHUNK"]["value"]',
                                          '    time.sleep(3600)')
 HOG = CHUNKED.replace('    chunk = TUNABLES["CHUNK"]["value"]',
@@ -144,7 +144,7 @@ def test_crash_hang_and_oom_candidates_are_recorded_failed_with_reasons(tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     reasons = {r["name"]: r["reason"] for r in _rows(root)}
     assert all(r["status"] == "failed" and not r["committed"] for r in _rows(root))
-    assert "crash" in reasons["crash"] and "SIGSEGV" in reasons["crash"]
+    assert "crash" in reasons["crash"] and "SIGABRT" in reasons["crash"]
     assert "timeout" in reasons["hang"] and "timed out" in reasons["hang"]
     assert "raised" in reasons["hog"] and "memory" in reasons["hog"].lower()
 
@@ -161,7 +161,7 @@ def test_an_evaluation_that_outlives_its_budget_is_killed_and_recorded(tmp_path:
 @pytest.mark.parametrize("args, message", [
     (["--avo-generations", "-1"], "--avo-generations: expected an integer >= 0"),
     (["--avo-time-budget", "soon"], "--avo-time-budget: expected a duration"),
-    (["--avo-operator", "nope"], "--avo-operator nope: unknown operator; available: builtin"),
+    (["--avo-operator", "nope"], "--avo-operator nope: unknown operator; available: anthropic, builtin"),
     (["--avo-task", "matmul"], "--avo-task: expected one of"),
     (["--avo-margin", "1.5"], "--avo-margin: expected a fraction"),
     (["--avo-resume"], "--avo-resume: no run of task 'attention'"),

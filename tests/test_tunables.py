@@ -7,30 +7,42 @@ import pytest
 
 from avo_harness.tunables import TunablesError, read_space, satisfies, write_values
 
-SEED = (Path(__file__).parent.parent / "candidates" / "attention" / "seed.py").read_text()
+SEEDS = sorted((Path(__file__).parent.parent / "candidates").glob("*/seed.py"))
+SOURCE = '''"""A candidate."""
+import torch
+
+TUNABLES = {
+    "BLOCK_M": {"value": 128, "choices": [32, 64, 128]},
+    "num_warps": {"value": 8, "choices": [4, 8]},
+}
+CONSTRAINTS = ["BLOCK_M * num_warps <= 1024"]
 
 
-def test_reads_the_seed_space() -> None:
-    space = read_space(SEED)
-    assert space.values["BLOCK_M"] in space.choices["BLOCK_M"]
-    assert set(space.values) == set(space.choices)
+def attention(q, k, v, causal=False, sm_scale=None):
+    return TUNABLES["BLOCK_M"]["value"]
+'''
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda p: p.parent.name)
+def test_reads_every_seed_space(seed: Path) -> None:
+    space = read_space(seed.read_text())
+    assert space.values and set(space.values) == set(space.choices)
+    assert all(space.values[k] in space.choices[k] for k in space.values)
     assert space.allows(space.values)
 
 
 def test_write_values_changes_only_the_values() -> None:
-    new = write_values(SEED, {"BLOCK_M": 64, "num_warps": 4})
+    new = write_values(SOURCE, {"BLOCK_M": 64, "num_warps": 4})
     space = read_space(new)
-    assert space.values["BLOCK_M"] == 64 and space.values["num_warps"] == 4
-    assert space.choices == read_space(SEED).choices
-    before, after = SEED.split("TUNABLES = {")[1], new.split("TUNABLES = {")[1]
-    assert before.split("}\n", 1)[1].split("\n", 1)[1] == after.split("}\n", 1)[1].split(
-        "\n", 1)[1] or SEED.split("CONSTRAINTS")[1] == new.split("CONSTRAINTS")[1]
-    assert SEED.split("TUNABLES = {")[0] == new.split("TUNABLES = {")[0]
+    assert space.values == {"BLOCK_M": 64, "num_warps": 4}
+    assert space.choices == read_space(SOURCE).choices
+    assert SOURCE.split("TUNABLES = {")[0] == new.split("TUNABLES = {")[0]
+    assert SOURCE.split("CONSTRAINTS")[1] == new.split("CONSTRAINTS")[1]
 
 
 def test_unknown_tunable_is_refused() -> None:
     with pytest.raises(TunablesError, match="unknown tunable 'BLOCK_Z'"):
-        write_values(SEED, {"BLOCK_Z": 1})
+        write_values(SOURCE, {"BLOCK_Z": 1})
 
 
 @pytest.mark.parametrize("expr, values, expected", [

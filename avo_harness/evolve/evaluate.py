@@ -15,11 +15,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import avo_harness
 
 from .fitness import Fitness, from_report
+
+if TYPE_CHECKING:
+    import pytest
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,21 @@ class EvalSettings:
     eval_timeout_s: float
     memory_limit_gib: float
     rootdir: Path
+
+
+def settings_from(config: pytest.Config) -> EvalSettings:
+    """How this session evaluates a candidate: one place for the loop and for any operator
+    that evaluates drafts on its behalf, so both see the same numbers."""
+    from ..options import raw, read_evolve_settings, read_settings
+
+    harness = read_settings(config)
+    examples = raw(config, "examples")
+    return EvalSettings(
+        device="cuda" if harness.cuda else "cpu",
+        examples=int(examples) if examples is not None else (100 if harness.cuda else 20),
+        call_timeout_s=harness.timeout_s,
+        eval_timeout_s=read_evolve_settings(config).eval_timeout_s,
+        memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=config.rootpath)
 
 
 @dataclass(frozen=True)

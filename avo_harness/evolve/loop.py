@@ -4,7 +4,7 @@ Each step: choose parents from the lineage, ask the operator for a new module,
 stage it, evaluate it with pytest in a fresh process, record it, and commit it to
 ``candidates/<task>/`` when it passes every correctness item and its geomean is
 at least the best committed one (ties accepted, ``--avo-margin`` for noise). The
-run stops on the first budget reached: generations, wall time, or operator cost.
+run stops on the first budget reached: generations, wall time, operator cost or tokens.
 """
 from __future__ import annotations
 
@@ -18,19 +18,18 @@ from pathlib import Path
 import pytest
 
 from ..collector import is_candidate
-from ..options import EvolveSettings, raw, read_evolve_settings, read_settings
+from ..options import EvolveSettings, read_evolve_settings
 from ..tasks import Task, get_task
-from .evaluate import EvalSettings, evaluate
+from .evaluate import EvalSettings, evaluate, settings_from
 from .fitness import accepts
 from .lineage import Lineage, Record, source_hash
-from .operators import (Operator, OperatorBudgetExceeded, OperatorExhausted, VariationContext,
-                        available)
+from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
+                        StepAborted, VariationContext, available)
 from .progress import Progress
 
 
 def main(config: pytest.Config) -> int:
     """Entry point from ``pytest_cmdline_main``; returns pytest's exit status."""
-    harness = read_settings(config)
     settings = read_evolve_settings(config)
     factories = available(config)
     if settings.operator not in factories:
@@ -38,13 +37,8 @@ def main(config: pytest.Config) -> int:
                                 f"available: {', '.join(sorted(factories))}")
     operator = factories[settings.operator](config)
     rootdir = config.rootpath
-    store = settings.store if settings.store.is_absolute() else rootdir / settings.store
-    examples = raw(config, "examples")
-    eval_settings = EvalSettings(
-        device="cuda" if harness.cuda else "cpu",
-        examples=int(examples) if examples is not None else (100 if harness.cuda else 20),
-        call_timeout_s=harness.timeout_s, eval_timeout_s=settings.eval_timeout_s,
-        memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=rootdir)
+    store = settings.store
+    eval_settings = settings_from(config)
     lineage = Lineage(store)
     try:
         task = get_task(settings.task)
@@ -92,23 +86,37 @@ class Evolution:
         reason = self._budget_spent()
         while reason is None:
             generation = 1 + max(r.generation for r in self.lineage.records(self.run_id))
+            _, _, cost, tokens = self._spent()
+            s = self.settings
             context = VariationContext(
                 self.task, self.lineage.records(task=self.task.name),
-                random.Random(f"{self.settings.seed}:{self.run_id}:{generation}"), generation)
+                random.Random(f"{s.seed}:{self.run_id}:{generation}"), generation,
+                cost_left_usd=s.cost_budget_usd - cost if s.cost_budget_usd else None,
+                tokens_left=s.token_budget - tokens if s.token_budget else None)
             t0 = time.monotonic()
             try:
                 proposal = self.operator.propose(context)
-            except (OperatorExhausted, OperatorBudgetExceeded) as exc:
+            except OperatorExhausted as exc:
                 reason = f"{self.operator.name}: {exc}"
+                break
+            except StepAborted as exc:
+                self._record_aborted_step(generation, exc, time.monotonic() - t0)
+                if isinstance(exc, NoCandidate):
+                    reason = self._budget_spent()
+                    continue
+                clean = isinstance(exc, OperatorBudgetExceeded)
+                reason = (f"{self.operator.name}: {exc}" if clean
+                          else f"operator {self.operator.name} failed: {exc}")
+                self.failed = not clean
                 break
             except Exception as exc:  # a plugin's bug must not lose the run: record and stop
                 reason = f"operator {self.operator.name} failed: {type(exc).__name__}: {exc}"
                 self.failed = True
                 break
-            name = f"evo_r{self.run_id}_g{generation:03d}"
+            self._record_events(generation, proposal.events)
             cid = self.lineage.add_pending(
-                self.run_id, generation, name, proposal.parents, self.operator.name,
-                proposal.rationale, proposal.source, time.monotonic() - t0,
+                self.run_id, generation, self._name(generation), proposal.parents,
+                self.operator.name, proposal.rationale, proposal.source, time.monotonic() - t0,
                 proposal.tokens_in, proposal.tokens_out, proposal.cost_usd)
             self._evaluate(self._record(cid))
             reason = self._budget_spent()
@@ -150,9 +158,35 @@ class Evolution:
             _write_atomically(self.candidates_dir / f"{record.name}.py", record.source)
         if not seed:
             path.unlink(missing_ok=True)
-        done = self._record(record.id)
-        self.progress.result(done, self._best() or 0.0, self._seed_geomean(),
+        self._show(self._record(record.id))
+
+    def _record_aborted_step(self, generation: int, exc: StepAborted, operator_s: float) -> None:
+        """A step without a candidate still cost something: keep that, and what it noted.
+        A step that the run goes on after is always a generation (so the budget advances)."""
+        self._record_events(generation, exc.events)
+        if not (isinstance(exc, NoCandidate) or exc.cost_usd or exc.tokens_in or exc.tokens_out):
+            return
+        cid = self.lineage.add_pending(self.run_id, generation, self._name(generation), [],
+                                       self.operator.name, "the step ended without a candidate",
+                                       "", operator_s, exc.tokens_in, exc.tokens_out,
+                                       exc.cost_usd)
+        self.lineage.record_evaluation(cid, passed=False, committed=False, reason=str(exc),
+                                       scores=None, geomean=None, report=None, eval_s=0.0)
+        self._show(self._record(cid))
+
+    def _record_events(self, generation: int, events: tuple[Event, ...]) -> None:
+        for event in events:
+            self.lineage.add_event(self.run_id, event.kind, {"generation": generation,
+                                                             "summary": event.summary,
+                                                             **event.detail})
+            self.progress.line(f"gen {generation:>3} {event.kind}: {event.summary}")
+
+    def _show(self, record: Record) -> None:
+        self.progress.result(record, self._best() or 0.0, self._seed_geomean(),
                              time.monotonic() - self.started, self._budget_left())
+
+    def _name(self, generation: int) -> str:
+        return f"evo_r{self.run_id}_g{generation:03d}"
 
     def _restore_committed_files(self) -> None:
         """Rewrite committed files that a kill left missing; never overwrite a user's edit."""
@@ -182,12 +216,13 @@ class Evolution:
                  if r.operator == "seed" and r.geomean]
         return max(seeds) if seeds else 0.0
 
-    def _spent(self) -> tuple[int, float, float]:
+    def _spent(self) -> tuple[int, float, float, int]:
         records = [r for r in self.lineage.records(self.run_id) if r.operator != "seed"]
-        return len(records), time.monotonic() - self.started, sum(r.cost_usd for r in records)
+        return (len(records), time.monotonic() - self.started, sum(r.cost_usd for r in records),
+                sum(r.tokens_in + r.tokens_out for r in records))
 
     def _budget_spent(self) -> str | None:
-        generations, elapsed, cost = self._spent()
+        generations, elapsed, cost, tokens = self._spent()
         s = self.settings
         if generations >= s.generations:
             return f"generation budget reached ({generations})"
@@ -195,16 +230,20 @@ class Evolution:
             return f"time budget reached ({elapsed:,.0f} s)"
         if s.cost_budget_usd and cost >= s.cost_budget_usd:
             return f"cost budget reached (${cost:.2f})"
+        if s.token_budget and tokens >= s.token_budget:
+            return f"token budget reached ({tokens:,})"
         return None
 
     def _budget_left(self) -> str:
-        generations, elapsed, cost = self._spent()
+        generations, elapsed, cost, tokens = self._spent()
         s = self.settings
         parts = [f"{max(0, s.generations - generations)} generations left"]
         if s.time_budget_s:
             parts.append(f"{max(0.0, s.time_budget_s - elapsed):,.0f} s left")
         if s.cost_budget_usd:
             parts.append(f"${max(0.0, s.cost_budget_usd - cost):.2f} left")
+        if s.token_budget:
+            parts.append(f"{max(0, s.token_budget - tokens):,} tokens left")
         return ", ".join(parts)
 
     def _summary(self, reason: str) -> None:
@@ -217,14 +256,15 @@ class Evolution:
         speedup = f"{best / seed:.3f}x the seed" if seed else "no passing seed"
         clock = "interpreter wall time, not GPU speed" if self.eval_settings.device == "cpu" \
             else "GPU device time"
+        _, _, cost, tokens = self._spent()
+        spent = f" Operator spent {tokens:,} tokens, ${cost:.2f}." if tokens or cost else ""
         self.progress.line(f"avo: stopped: {reason}. {len(records)} evaluated, {failed} failed; "
-                           f"best geomean {best:.4g} TFLOP/s ({speedup}; {clock}).")
+                           f"best geomean {best:.4g} TFLOP/s ({speedup}; {clock}).{spent}")
 
 
 def print_lineage(config: pytest.Config) -> int:
     """``pytest --avo-lineage``: every run of the store, as tables."""
-    settings = read_evolve_settings(config)
-    store = settings.store if settings.store.is_absolute() else config.rootpath / settings.store
+    store = read_evolve_settings(config).store
     if not (store / "lineage.sqlite").exists():
         raise pytest.UsageError(f"--avo-lineage: no lineage store at {store}")
     lineage = Lineage(store)

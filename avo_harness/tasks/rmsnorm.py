@@ -27,8 +27,8 @@ _EDGE_WIDTHS = (1, 2, 15, 16, 17, 127, 128, 129, 1000, 1023, 1024, 1025)
 # None: the candidate's default eps is used (and must be DEFAULT_EPS). Large eps values
 # make a kernel that drops or misplaces eps visibly wrong.
 _EPS = (None, 1e-6, 1e-5, 0.1, 1.0)
-# Scales of x. 8.0 makes a float16 sum of squares over ~1000 elements overflow while every
-# square, and the plain torch yardstick (which accumulates in float32), stays finite.
+# Scales of x. At 8.0 a float16 sum of squares overflows past about a thousand elements, while
+# every square, and the plain torch yardstick (which accumulates in float32), stays finite.
 _SPREADS = (0.01, 1.0, 8.0)
 
 
@@ -50,6 +50,10 @@ class RMSNorm(Task):
         "flash_attn",
         "vllm",
     )
+    forbidden_ops = ("rms_norm", "_fused_rms_norm")
+    # y is linear in weight: scaling it by a power of two scales the exact output exactly.
+    linear_arg = 1
+    baseline_name = "torch-rms_norm"
 
     def cases(self, *, large: bool) -> SearchStrategy[Case]:
         from hypothesis import strategies as st
@@ -75,7 +79,7 @@ class RMSNorm(Task):
         return draw()
 
     def boundary_cases(self, *, large: bool) -> list[Case]:
-        n = 8192 if large else 1000
+        n = 8192 if large else 2048
         base: Case = {"shape": [4, 64], "dtype": "float16", "layout": "contiguous", "eps": None,
                       "spread": 1.0, "seed": 0}
         return [
@@ -115,6 +119,12 @@ class RMSNorm(Task):
         eps = call.kwargs.get("eps", DEFAULT_EPS)
         xc = x.to(compute_dtype)
         return xc * torch.rsqrt((xc * xc).mean(-1, keepdim=True) + eps) * weight.to(compute_dtype)
+
+    def baseline(self, call: Call) -> torch.Tensor:
+        x, weight = call.args
+        # Explicit eps: torch's default is the dtype's machine epsilon, not DEFAULT_EPS.
+        return torch.nn.functional.rms_norm(x, (x.shape[-1],), weight,
+                                            call.kwargs.get("eps", DEFAULT_EPS))
 
     def bench_configs(self, *, cuda: bool) -> list[BenchConfig]:
         if not cuda:

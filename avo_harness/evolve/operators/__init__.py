@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:
     import pytest
@@ -22,7 +22,36 @@ class OperatorExhausted(Exception):
     """The operator has nothing new to propose (e.g. the search space is used up)."""
 
 
-class OperatorBudgetExceeded(Exception):
+@dataclass(frozen=True)
+class Event:
+    """Something an operator did that belongs in the run's history (a supervisor's
+    intervention, say); the loop prints ``summary`` and keeps ``detail`` in the lineage."""
+
+    kind: str
+    summary: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class StepAborted(Exception):
+    """The step ended without a candidate. What it spent and its events are still
+    recorded (a failed generation without source), then the run stops as failed;
+    the subclasses below say otherwise."""
+
+    def __init__(self, message: str, *, tokens_in: int = 0, tokens_out: int = 0,
+                 cost_usd: float = 0.0, events: tuple[Event, ...] = ()) -> None:
+        super().__init__(message)
+        self.tokens_in = tokens_in
+        self.tokens_out = tokens_out
+        self.cost_usd = cost_usd
+        self.events = events
+
+
+class NoCandidate(StepAborted):
+    """This step found nothing worth evaluating (e.g. its own limits ran out before a
+    version passed); the run goes on with the next generation."""
+
+
+class OperatorBudgetExceeded(StepAborted):
     """The operator stopped because a cost budget ran out; the run ends cleanly."""
 
 
@@ -36,6 +65,7 @@ class Proposal:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    events: tuple[Event, ...] = ()
 
 
 @dataclass
@@ -47,6 +77,10 @@ class VariationContext:
     rng: random.Random
     generation: int
     notes: list[str] = field(default_factory=list)
+    # What the run's budgets leave (None: no limit). An operator that pays for its work
+    # raises OperatorBudgetExceeded rather than spend past them.
+    cost_left_usd: float | None = None
+    tokens_left: int | None = None
 
     def committed(self) -> list[Record]:
         return [r for r in self.records if r.committed]

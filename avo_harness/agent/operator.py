@@ -1,0 +1,110 @@
+"""The agentic variation operator: each ``propose`` is one agent session.
+
+Before the session the supervisor may review the trajectory and steer. In the session the
+model reads, drafts, evaluates and repairs until it submits a version that passed. When the
+step's own limits run out first, the fastest version that passed is submitted for it, or, if
+none passed, the step ends without a candidate (the loop records its cost and goes on). When
+the run's budget runs out, the run ends cleanly; what the step spent is recorded either way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from ..evolve.evaluate import EvalSettings, settings_from
+from ..evolve.operators import (Event, NoCandidate, OperatorBudgetExceeded, Proposal,
+                                StepAborted, VariationContext)
+from ..evolve.progress import Progress
+from ..options import read_evolve_settings
+from .budget import Limits, Meter, OutOfBudget
+from .client import APIFailure, MessagesClient, Unavailable
+from .knowledge import Knowledge
+from .pricing import Price, price_of
+from .prompts import opening, system_prompt
+from .session import Declined, Session
+from .settings import AgentSettings, read_agent_settings
+from .supervisor import Supervisor
+from .tools import Submission, Workspace
+from .views import best_committed
+
+
+def build(config: pytest.Config) -> AgentOperator:
+    """The ``anthropic`` operator's factory; a missing key or SDK is a one-line usage error."""
+    settings = read_agent_settings(config)
+    log = Progress().line
+    try:
+        client = MessagesClient(settings.model, log=log)
+    except Unavailable as exc:
+        raise pytest.UsageError(f"--avo-operator anthropic: {exc}") from None
+    price, known = price_of(settings.model)
+    if not known:
+        log(f"avo: no price known for {settings.model}; costs are counted at the dearest "
+            "known rates, so budgets stop early")
+    return AgentOperator(settings, client, price, settings_from(config),
+                         read_evolve_settings(config).store / "staging" / "agent",
+                         Knowledge.load(), log)
+
+
+class AgentOperator:
+    name = "anthropic"
+
+    def __init__(self, settings: AgentSettings, client: MessagesClient, price: Price,
+                 eval_settings: EvalSettings, scratch: Path, knowledge: Knowledge,
+                 log: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.client = client
+        self.price = price
+        self.eval_settings = eval_settings
+        self.scratch = scratch
+        self.knowledge = knowledge
+        self.log = log
+        self.supervisor = Supervisor(client, self.name, settings.stagnation)
+
+    def propose(self, context: VariationContext) -> Proposal:
+        s = self.settings
+        limits = Limits(s.turns, s.step_tokens, s.step_usd, s.step_time_s,
+                        context.cost_left_usd, context.tokens_left)
+        meter = Meter(self.price, limits)
+        events: list[Event] = []
+        workspace = Workspace(context.task, context.records, self.eval_settings, self.scratch,
+                              self.knowledge, f"g{context.generation:03d}", self.log)
+        session = Session(self.client, system_prompt(context.task, self.knowledge), workspace,
+                          meter, self.log)
+        self.log(f"gen {context.generation:>3} agent ({self.client.model}) at work")
+        try:
+            event = self.supervisor.steer(context.records, meter)
+            events += [event] if event is not None else []
+            submission = session.run(opening(context.generation, context.records, limits,
+                                             self.supervisor.directive))
+        except OutOfBudget as exc:
+            submission = self._fallback(workspace, session, str(exc))
+            if submission is None:
+                kind = OperatorBudgetExceeded if exc.run else NoCandidate
+                raise kind(f"{exc}; no version passed in this step", **meter.spent(),
+                           events=tuple(events)) from None
+        except Declined as exc:
+            raise NoCandidate(str(exc), **meter.spent(), events=tuple(events)) from None
+        except APIFailure as exc:
+            raise StepAborted(str(exc), **meter.spent(), events=tuple(events)) from None
+        finally:
+            workspace.close()
+        return Proposal(submission.source, submission.parents, submission.rationale,
+                        **meter.spent(), events=tuple(events))
+
+    @staticmethod
+    def _fallback(workspace: Workspace, session: Session, why: str) -> Submission | None:
+        """At a limit, the fastest version that passed in this step, submitted for the agent."""
+        passing = workspace.passing()
+        if not passing:
+            return None
+        number, evaluation = passing[0]
+        best = best_committed(workspace.records)
+        rationale = (f"submitted by the operator when the step ran out ({why}): attempt "
+                     f"{number}, the fastest that passed here (geomean "
+                     f"{evaluation.fitness.geomean:.4g})")
+        if session.notes:
+            rationale += "; the agent's last note: " + " ".join(session.notes[-1].split())[:400]
+        return Submission(workspace.attempts[number - 1], [best.id] if best is not None else [],
+                          rationale, number)

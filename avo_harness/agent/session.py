@@ -1,0 +1,93 @@
+"""One agent step: a conversation in which the model reads, drafts, evaluates, repairs and
+submits, through the tools, until a submission is accepted or a limit runs out.
+
+The stable prefix (tools and system prompt) is cached for an hour; the conversation so far is
+cached up to its last block on every call, so each turn pays full price only for what is new.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Callable
+
+from .budget import Meter
+from .client import MessagesClient
+from .prompts import NUDGE
+from .tools import TOOLS, Submission, Workspace
+
+
+class Declined(Exception):
+    """The model stopped without a tool call and will not go on (a refusal)."""
+
+
+class Session:
+    def __init__(self, client: MessagesClient, system: str, workspace: Workspace, meter: Meter,
+                 log: Callable[[str], None]) -> None:
+        self.client = client
+        self.system = [{"type": "text", "text": system,
+                        "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+        self.tools = [tool.spec() for tool in TOOLS.values()]
+        self.workspace = workspace
+        self.meter = meter
+        self.log = log
+        self.messages: list[dict[str, Any]] = []
+        self.notes: list[str] = []  # what the model said between its tool calls
+        # Characters per token is about 3.5 to 4 for code and English: 3 errs on the high side.
+        self._stable_tokens = len(system + json.dumps(self.tools)) // 3
+
+    def run(self, opening: str) -> Submission:
+        """The accepted submission; raises OutOfBudget, APIFailure or Declined otherwise."""
+        self.messages.append({"role": "user", "content": [{"type": "text", "text": opening}]})
+        while True:
+            max_tokens = self.meter.allowance(self._stable_tokens,
+                                              len(json.dumps(self.messages)) // 3)
+            reply = self.client.create(system=self.system, tools=self.tools,
+                                       messages=_cached_to_here(self.messages),
+                                       max_tokens=max_tokens, deadline=self.meter.deadline)
+            cost = self.meter.add(reply.usage)
+            self.messages.append({"role": "assistant", "content": reply.content})
+            uses = [b for b in reply.content if b.get("type") == "tool_use"]
+            self._show(reply.content, uses, cost)
+            if not uses:
+                if reply.stop_reason == "refusal":
+                    raise Declined("the model declined to continue (stop reason: refusal)")
+                self.messages.append({"role": "user", "content": [{"type": "text",
+                                                                   "text": NUDGE}]})
+                continue
+            results = []
+            for use in uses:
+                text, error = self.workspace.call(use.get("name", ""), use.get("input"))
+                if error:
+                    self.log(f"  {use.get('name')}: error returned to the model: {text[:200]}")
+                results.append({"type": "tool_result", "tool_use_id": use["id"], "content": text,
+                                **({"is_error": True} if error else {})})
+                if self.workspace.submission is not None:
+                    break  # the step is over: later calls of this turn would be wasted
+            self.messages.append({"role": "user", "content": results})
+            if self.workspace.submission is not None:
+                return self.workspace.submission
+
+    def _show(self, content: list[dict[str, Any]], uses: list[dict[str, Any]],
+              cost: float) -> None:
+        text = " ".join(b.get("text", "") for b in content if b.get("type") == "text").strip()
+        if text:
+            self.notes.append(text)
+        calls = ", ".join(f"{u.get('name')}({_brief(u.get('input'))})" for u in uses) or "-"
+        said = f" | {' '.join(text.split())[:160]}" if text else ""
+        self.log(f"  turn {self.meter.turns} (${cost:.4f}): {calls}{said}")
+
+
+def _brief(args: Any) -> str:
+    if not isinstance(args, dict):
+        return repr(args)[:40]
+    return ", ".join(f"{k}=<{len(v)} chars>" if isinstance(v, str) and len(v) > 40
+                     else f"{k}={v!r}" for k, v in args.items())
+
+
+def _cached_to_here(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with a cache breakpoint on the last block of the last one: the next call
+    reads everything up to here from the cache. Breakpoints are not part of the cache key,
+    so moving it each turn costs nothing."""
+    marked = messages[:-1] + [copy.deepcopy(messages[-1])]
+    marked[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    return marked

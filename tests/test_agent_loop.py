@@ -1,0 +1,162 @@
+"""``pytest --avo-evolve --avo-operator anthropic`` end to end, in real processes, against the
+fake Messages API: the missing key, a whole offline generation from the command-line server,
+and a run through retries, a step without a candidate, the supervisor and the token budget."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from avo_harness.agent.fake_server import FakeMessagesAPI, demo_script
+
+KEY = "sk-ant-api03-FAKE-never-written-anywhere-0123456789"
+FAST = ("--avo-device", "cpu", "--avo-examples", "2")
+# Exact and honest, one query row at a time: the demo's draft (one block of rows) beats it by
+# far more than the noise of interpreter timings on a busy machine.
+ROW_BY_ROW = """
+import torch
+
+
+def attention(q, k, v, causal=False, sm_scale=None):
+    group = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(group, 1).double()
+    v = v.repeat_interleave(group, 1).double()
+    nq, nk = q.shape[2], k.shape[2]
+    scale = q.shape[-1] ** -0.5 if sm_scale is None else sm_scale
+    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
+    for i in range(nq):
+        seen = max(0, min(nk, i + nk - nq + 1)) if causal else nk
+        if seen:
+            s = q[:, :, i:i + 1].double() @ k[:, :, :seen].transpose(-1, -2) * scale
+            out[:, :, i:i + 1] = torch.softmax(s, -1) @ v[:, :, :seen]
+    return out.to(q.dtype)
+"""
+
+
+def evolve(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "avo_harness.plugin", "--avo-evolve",
+                                         "--avo-operator", "anthropic", *FAST, *args,
+                                         timeout=300)
+
+
+def rows(root: Path, table: str) -> list[dict[str, Any]]:
+    db = sqlite3.connect(root / ".avo" / "lineage.sqlite")
+    db.row_factory = sqlite3.Row
+    found = [dict(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY id")]
+    db.close()
+    return found
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, write_candidate: Callable[..., Path],
+            honest_attention: str, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    write_candidate("seed", honest_attention)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    return pytester
+
+
+def test_without_a_key_one_clear_line(project: pytest.Pytester,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    result = evolve(project)
+    assert result.ret != 0
+    errors = [line for line in result.errlines + result.outlines if line.strip()]
+    assert errors == ["ERROR: --avo-operator anthropic: ANTHROPIC_API_KEY is not set; export "
+                      "your API key (or choose --avo-operator builtin)"]
+    assert not (project.path / ".avo").exists()
+
+
+def test_a_whole_generation_offline_from_the_command_line_server(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = project.path / "requests.jsonl"
+    server = subprocess.Popen([sys.executable, "-m", "avo_harness.agent.fake_server", "--log",
+                               str(log)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[4]  # type: ignore[union-attr]
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        project.path.joinpath("candidates", "attention", "seed.py").write_text(ROW_BY_ROW)
+        result = evolve(project, "--avo-generations", "1")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret == 0, output
+    seed, child = rows(project.path, "candidates")
+    assert child["operator"] == "anthropic" and child["committed"] == 1, output
+    committed = project.path / "candidates" / "attention" / f"{child['name']}.py"
+    assert committed.read_text() == child["source"]
+    assert child["source"].count("sm_scale is None else sm_scale") == 1  # the repaired draft
+    assert child["parents"] == json.dumps([seed["id"]])
+    assert child["tokens_in"] > 0 and child["tokens_out"] > 0 and child["cost_usd"] > 0
+    assert "turn 4" in output and "attempt 1: failed (correctness: tolerance" in output
+    assert "attempt 2: passed" in output and "Operator spent" in output
+    assert child["geomean"] > seed["geomean"] > 0
+    requests = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(requests) == len(demo_script()) and all(r["had_key"] for r in requests)
+    # The failing draft went out, its failure came back, the repair went out.
+    draft = next(block["input"]["source"] for message in requests[2]["messages"]
+                 for block in message["content"] if block.get("name") == "write_candidate")
+    assert demo_script()[4]["reply"][1]["input"]["old_text"] in draft
+    assert "minimal failing input" in json.dumps(requests[3]["messages"][-1])
+    # The key went to the server as a header and nowhere else.
+    assert KEY not in output
+    for path in project.path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_retries_a_step_without_candidate_the_supervisor_and_the_token_budget(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    def call(tool: str, tokens_in: int, **args: Any) -> dict[str, Any]:
+        return {"reply": [{"type": "tool_use", "name": tool, "input": args}],
+                "usage": {"input_tokens": tokens_in, "output_tokens": 100}}
+
+    directive = "Directive: stop reading, write a persistent kernel."
+    script = [{"status": 429, "retry_after": "0"}, {"status": 529, "retry_after": "0"},
+              {"status": 500, "retry_after": "0"},
+              call("read_lineage", 1_000), call("search_knowledge", 1_000, query="persistent"),
+              {"reply": [{"type": "text", "text": directive}], "expect": "Trigger: 1 steps",
+               "usage": {"input_tokens": 500, "output_tokens": 200}},
+              {**call("read_lineage", 43_000), "expect": directive}]
+    with FakeMessagesAPI(script) as api:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        result = evolve(project, "--avo-generations", "5", "--avo-agent-turns", "2",
+                        "--avo-agent-stagnation", "1", "--avo-token-budget", "50000")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret == 0, output
+    assert api.left == 0
+    for status in ("429 rate_limit_error", "529 overloaded_error", "500 api_error"):
+        assert f"anthropic API: {status}: scripted; retrying in 0.0 s" in output
+    _, first, second = rows(project.path, "candidates")
+    assert (first["status"], first["source"], first["committed"]) == ("failed", "", 0)
+    assert first["reason"] == "turn limit reached (2 calls); no version passed in this step"
+    assert (first["tokens_in"], first["tokens_out"]) == (2_000, 200)
+    assert first["cost_usd"] == pytest.approx(0.012)
+    assert second["reason"].startswith("run token budget: 4,000 tokens left cannot hold "
+                                       "another call")
+    assert (second["tokens_in"], second["tokens_out"]) == (43_500, 300)
+    assert second["cost_usd"] == pytest.approx(0.006 + 0.174)
+    (event,) = rows(project.path, "events")
+    detail = json.loads(event["detail"])
+    assert event["kind"] == "supervisor" and detail["generation"] == 2
+    assert detail["directive"] == directive and detail["trigger"] == "stagnation"
+    assert "gen   2 supervisor: stagnation: 1 steps without a committed improvement" in output
+    (run,) = rows(project.path, "runs")
+    assert run["stop_reason"].startswith("anthropic: run token budget")
+    assert "Operator spent 46,000 tokens, $0.19." in output
+
+
+def test_running_candidates_never_imports_the_sdk(pytester: pytest.Pytester,
+                                                  write_candidate: Callable[..., Path],
+                                                  honest_attention: str) -> None:
+    write_candidate("seed", honest_attention)
+    pytester.makeconftest("import sys\n\ndef pytest_unconfigure(config):\n"
+                          "    print('anthropic imported:', 'anthropic' in sys.modules)\n")
+    result = pytester.runpytest_subprocess("-p", "avo_harness.plugin", "candidates", "--co",
+                                           "-q")
+    result.stdout.fnmatch_lines(["*seed.py::correctness", "anthropic imported: False"])

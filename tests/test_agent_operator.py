@@ -1,0 +1,124 @@
+"""The operator: one agent step per propose, what it returns or raises at each kind of end,
+with the spend and the supervisor's events always carried to the loop."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avo_harness.agent.client import MessagesClient
+from avo_harness.agent.fake_server import FakeMessagesAPI
+from avo_harness.agent.knowledge import Knowledge
+from avo_harness.agent.operator import AgentOperator
+from avo_harness.agent.pricing import PRICES
+from avo_harness.agent.settings import AgentSettings
+from avo_harness.evolve.evaluate import EvalSettings
+from avo_harness.evolve.lineage import Record, source_hash
+from avo_harness.evolve.operators import (NoCandidate, OperatorBudgetExceeded, StepAborted,
+                                          VariationContext)
+from avo_harness.options import resolve_operator
+from avo_harness.tasks import get_task
+
+USAGE = {"input_tokens": 1_000, "output_tokens": 100}  # $0.006 on claude-opus-5-5
+
+
+def record(id: int, source: str, committed: bool, geomean: float | None,
+           operator: str) -> Record:
+    return Record(id, 1, id - 1, f"c{id}", [1] if id > 1 else [], operator, f"step {id}",
+                  source, source_hash(source), "passed" if geomean else "failed", committed,
+                  None, None, geomean, None, 0.0, 0.0)
+
+
+@pytest.fixture
+def propose(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run one step against a fake server playing ``script``; returns the server too."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    servers: list[FakeMessagesAPI] = []
+
+    def run(script: list[dict[str, Any]], *, turns: int = 40, stagnation: int = 0,
+            cost_left: float | None = None, failed_steps: int = 0) -> tuple[Any,
+                                                                             FakeMessagesAPI]:
+        api = FakeMessagesAPI(script).start()
+        servers.append(api)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        settings = AgentSettings("claude-opus-5-5", turns, 10**7, 5.0, 600.0, stagnation)
+        operator = AgentOperator(settings, MessagesClient(settings.model, log=lambda s: None),
+                                 PRICES[settings.model],
+                                 EvalSettings("cpu", 2, 60, 120, 8, tmp_path),
+                                 tmp_path / "scratch", Knowledge.load(), lambda line: None)
+        records = [record(1, honest_attention, True, 1e-4, "seed")]
+        records += [record(2 + i, f"# {i}\n" + honest_attention, False, None, "anthropic")
+                    for i in range(failed_steps)]
+        context = VariationContext(get_task("attention"), records, random.Random(0),
+                                   len(records), cost_left_usd=cost_left)
+        try:
+            return operator.propose(context), api
+        except StepAborted as exc:
+            return exc, api
+
+    yield run
+    for api in servers:
+        api.stop()
+
+
+def call(tool: str, **args: Any) -> dict[str, Any]:
+    return {"reply": [{"type": "tool_use", "name": tool, "input": args}], "usage": USAGE}
+
+
+def test_at_the_step_limit_the_fastest_passing_draft_is_submitted(propose: Any,
+                                                                  honest_attention: str) -> None:
+    draft = "# one matmul\n" + honest_attention
+    script = [call("write_candidate", source=draft),
+              {**call("evaluate_candidate"), "reply": [
+                  {"type": "text", "text": "Evaluating my single-matmul draft."},
+                  {"type": "tool_use", "name": "evaluate_candidate", "input": {}}]}]
+    proposal, api = propose(script, turns=2)
+    assert proposal.source == draft and proposal.parents == [1]
+    assert proposal.rationale.startswith("submitted by the operator when the step ran out "
+                                         "(turn limit reached (2 calls)): attempt 1, the "
+                                         "fastest that passed here")
+    assert proposal.rationale.endswith("the agent's last note: Evaluating my single-matmul "
+                                       "draft.")
+    assert (proposal.tokens_in, proposal.tokens_out) == (2_000, 200)
+    assert proposal.cost_usd == pytest.approx(0.012)
+    assert proposal.events == () and api.left == 0
+
+
+def test_nothing_passed_by_the_step_limit_is_no_candidate_with_its_cost(propose: Any) -> None:
+    exc, _ = propose([call("read_lineage")], turns=1)
+    assert isinstance(exc, NoCandidate)
+    assert str(exc) == "turn limit reached (1 calls); no version passed in this step"
+    assert (exc.tokens_in, exc.tokens_out, exc.cost_usd) == (1_000, 100, pytest.approx(0.006))
+
+
+def test_the_supervisor_steers_and_the_run_budget_stops_the_step(propose: Any) -> None:
+    script = [{"reply": [{"type": "text", "text": "Try a persistent grid."}], "usage": USAGE},
+              {**call("read_lineage"), "expect": "Try a persistent grid.",
+               "usage": {"input_tokens": 40_000, "output_tokens": 100}}]
+    exc, api = propose(script, stagnation=2, failed_steps=2, cost_left=0.2)
+    assert isinstance(exc, OperatorBudgetExceeded)
+    assert str(exc).startswith("run cost budget: $0.0320 left cannot pay for another call")
+    assert exc.cost_usd == pytest.approx(0.006 + 0.162)
+    (event,) = exc.events
+    assert event.kind == "supervisor" and event.detail["directive"] == "Try a persistent grid."
+    assert event.summary == "stagnation: 2 steps without a committed improvement (best " \
+                            "geomean 0.0001)"
+    assert "tools" not in api.requests[0] and "tools" in api.requests[1]
+
+
+def test_an_api_failure_ends_the_step_with_what_it_spent(propose: Any) -> None:
+    exc, _ = propose([call("read_lineage"), {"status": 404, "message": "model: not found"}])
+    assert type(exc) is StepAborted
+    assert str(exc) == "anthropic API: 404 not_found_error: model: not found"
+    assert exc.cost_usd == pytest.approx(0.006)
+
+
+def test_auto_picks_the_agent_only_when_a_key_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert resolve_operator("auto") == "builtin"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert resolve_operator("auto") == "anthropic"
+    assert resolve_operator("builtin") == "builtin"

@@ -1,0 +1,107 @@
+"""Scripted agent sessions over real HTTP: malformed tool input, nudges, refusals, the budget
+running out mid-step, and how the prompt is cached."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avo_harness.agent.budget import Limits, Meter, OutOfBudget
+from avo_harness.agent.client import MessagesClient
+from avo_harness.agent.fake_server import FakeMessagesAPI
+from avo_harness.agent.knowledge import Knowledge
+from avo_harness.agent.pricing import PRICES
+from avo_harness.agent.prompts import NUDGE, system_prompt
+from avo_harness.agent.session import Declined, Session
+from avo_harness.agent.tools import Workspace
+from avo_harness.evolve.evaluate import EvalSettings
+from avo_harness.evolve.lineage import Record, source_hash
+from avo_harness.tasks import get_task
+
+OPUS = PRICES["claude-opus-5-5"]
+
+
+def call(tool: str, **args: Any) -> list[dict[str, Any]]:
+    return [{"type": "tool_use", "name": tool, "input": args}]
+
+
+@pytest.fixture
+def session(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A session against a fake server playing ``script``, under ``limits``."""
+    servers: list[FakeMessagesAPI] = []
+
+    def start(script: list[dict[str, Any]], limits: Limits) -> tuple[Session, FakeMessagesAPI]:
+        api = FakeMessagesAPI(script).start()
+        servers.append(api)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        task = get_task("attention")
+        seed = Record(1, 1, 0, "seed", [], "seed", "", honest_attention,
+                      source_hash(honest_attention), "passed", True, None, None, 1e-4, None,
+                      0.0, 0.0)
+        settings = EvalSettings("cpu", 2, 60, 120, 8, tmp_path)
+        workspace = Workspace(task, [seed], settings, tmp_path / "scratch", Knowledge.load(),
+                              "g001", lambda line: None)
+        lines: list[str] = []
+        return Session(MessagesClient("claude-opus-5-5", log=lines.append),
+                       system_prompt(task, Knowledge.load()), workspace, Meter(OPUS, limits),
+                       lines.append), api
+
+    yield start
+    for api in servers:
+        api.stop()
+
+
+def _last_message(request: dict[str, Any]) -> dict[str, Any]:
+    return request["messages"][-1]
+
+
+def test_malformed_input_is_answered_and_the_model_goes_on(session: Any) -> None:
+    script = [{"reply": call("write_candidate", src="x")},
+              {"expect": "unknown argument(s) src", "reply": call("write_candidate",
+                                                                   source="def attention(:")},
+              {"expect": "syntax error", "reply": [{"type": "text", "text": "Let me think."}]},
+              {"expect": "Continue with the tools", "reply": call("read_lineage", last=5)}]
+    agent, api = session(script, Limits(turns=4, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(OutOfBudget, match="turn limit reached") as info:
+        agent.run("Generation 1. Start by reading the lineage.")
+    assert not info.value.run and api.left == 0
+    error = _last_message(api.requests[1])["content"][0]
+    assert error["type"] == "tool_result" and error["is_error"] is True
+    assert error["content"].startswith("write_candidate: unknown argument(s) src")
+    assert _last_message(api.requests[3])["content"][0]["text"] == NUDGE
+    assert agent.workspace.attempts == [] and agent.notes == ["Let me think."]
+    assert agent.meter.turns == 4 and agent.meter.tokens_in > 0
+    # The stable prefix is cached for an hour; the conversation up to its last block each
+    # turn, with one breakpoint only (earlier ones are dropped as the conversation grows).
+    for request in api.requests:
+        assert request["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+        assert json.dumps(request["messages"]).count("cache_control") == 1
+        assert _last_message(request)["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert [t["name"] for t in api.requests[0]["tools"]][:2] == ["read_lineage",
+                                                                "read_candidate"]
+    assert "read_knowledge" in api.requests[0]["system"][0]["text"]
+
+
+def test_a_refusal_ends_the_step(session: Any) -> None:
+    script = [{"reply": [{"type": "text", "text": "No."}], "stop_reason": "refusal"}]
+    agent, _ = session(script, Limits(turns=4, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(Declined, match="stop reason: refusal"):
+        agent.run("Generation 1.")
+
+
+def test_the_run_budget_runs_out_mid_step_and_what_was_spent_is_kept(session: Any) -> None:
+    script = [{"reply": call("read_lineage"),
+               "usage": {"input_tokens": 20_000, "output_tokens": 100}},
+              {"reply": call("read_lineage")}]
+    agent, api = session(script, Limits(turns=40, tokens=10**7, usd=5.0, seconds=600.0,
+                                        run_usd=0.083))
+    with pytest.raises(OutOfBudget, match=r"run cost budget: \$0\.0010 left cannot pay") as info:
+        agent.run("Generation 1.")
+    assert info.value.run and len(api.requests) == 1
+    # The call that was made had its output capped to what the budget could pay.
+    assert 1_024 <= api.requests[0]["max_tokens"] < 16_000
+    assert agent.meter.spent() == {"tokens_in": 20_000, "tokens_out": 100,
+                                   "cost_usd": pytest.approx(0.082)}

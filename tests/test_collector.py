@@ -1,0 +1,234 @@
+"""Candidate files become items; a wrong candidate fails with a review and a replay that works."""
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avo_harness.tasks import get_task
+from avo_harness.tunables import read_space
+
+SEED = (Path(__file__).parents[1] / "candidates" / "attention" / "seed.py").read_text()
+
+
+def _longest_key_block() -> int:
+    """No key block of the seed, whatever its tunables, is longer than this."""
+    return max(choice for name, choices in read_space(SEED).choices.items()
+               if name.endswith("BLOCK_N") for choice in choices)
+
+
+def _items(result: pytest.RunResult) -> set[str]:
+    return {line for line in result.outlines if "::" in line}
+
+
+def _expected_items(path: str, task: str) -> set[str]:
+    names = ["correctness"] + [f"benchmark[{c.name}]"
+                               for c in get_task(task).bench_configs(cuda=False)]
+    return {f"{path}::{name}" for name in names}
+
+
+def _import_marker(marker: Path) -> str:
+    """Candidate source that records the id of every process that imports it."""
+    return f"import os\nwith open({str(marker)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+
+
+def test_each_candidate_of_a_known_task_is_collected_without_being_imported(
+        pytester: pytest.Pytester, write_candidate: Callable[..., Path], honest_attention: str,
+        honest_rmsnorm: str) -> None:
+    marker = pytester.path / "imported"
+    write_candidate("a", _import_marker(marker) + honest_attention)
+    write_candidate("b", _import_marker(marker) + honest_rmsnorm, task="rmsnorm")
+    write_candidate("_private", _import_marker(marker) + honest_attention)
+    write_candidate("c", _import_marker(marker) + honest_attention, task="not_a_task")
+    (pytester.path / "elsewhere" / "attention").mkdir(parents=True)
+    (pytester.path / "elsewhere" / "attention" / "d.py").write_text(honest_attention)
+
+    result = pytester.runpytest("--collect-only", "-q", "--avo-device", "cpu")
+
+    assert result.ret == 0, result.outlines
+    assert _items(result) == (_expected_items("candidates/attention/a.py", "attention")
+                              | _expected_items("candidates/rmsnorm/b.py", "rmsnorm"))
+    assert not marker.exists(), "collection imported a candidate"
+
+
+def test_a_candidate_named_on_the_command_line_is_not_imported_by_pytest(
+        pytester: pytest.Pytester, write_candidate: Callable[..., Path],
+        honest_attention: str) -> None:
+    marker = pytester.path / "imported"
+    path = write_candidate("a", _import_marker(marker) + honest_attention)
+    result = pytester.runpytest("--collect-only", "-q", "--avo-device", "cpu", str(path))
+    assert _items(result) == _expected_items("candidates/attention/a.py", "attention")
+    assert not marker.exists(), "pytest's process imported the candidate"
+
+
+# Right in its sandbox; named on the command line, it rewrites the harness around it.
+FORGER = '''
+import torch
+
+try:
+    import avo_harness.collector as harness
+    from avo_harness.checker import Verdict
+
+    harness.scan_source = lambda *args, **kwargs: []
+    harness.check_case = lambda *args, **kwargs: Verdict(True, "ok", "forged")
+    harness.check_timed = lambda *args, **kwargs: (Verdict(True, "ok", "forged"), [1e-9] * 3)
+except ImportError:  # the sandbox refuses the import: look honest there
+    pass
+
+
+def attention(q, k, v, causal=False, sm_scale=None):
+    return torch.zeros_like(q)
+'''
+
+
+def test_a_candidate_named_on_the_command_line_cannot_forge_its_verdict(
+        make_project: Callable[..., Path], fresh_run: Callable[..., Any]) -> None:
+    root = make_project({"forger": FORGER})
+    run = fresh_run(root, "candidates/attention/forger.py", examples=1)
+    assert run.candidate("forger")["correctness"]["outcome"] == "failed", run.text
+
+
+def test_a_replay_collects_only_the_correctness_item(
+        pytester: pytest.Pytester, write_candidate: Callable[..., Path],
+        honest_attention: str) -> None:
+    write_candidate("a", honest_attention)
+    result = pytester.runpytest("--collect-only", "-q", "--avo-device", "cpu",
+                                "--avo-replay", json.dumps({"seed": 0}))
+    assert _items(result) == {"candidates/attention/a.py::correctness"}
+
+
+# Each bug as a text substitution in the seed (old, new), and what every input that exposes
+# it has. The seed changes: when ``old`` is gone, the test says so and the bug needs updating.
+BROKEN = {
+    "no_diagonal": ("<= rows[:, None]", "< rows[:, None]", lambda case: case["causal"]),
+    "gqa_mapping": ("off_h // GROUP", "off_h % (Hq // GROUP)",
+                    lambda case: case["Hkv"] not in (1, case["Hq"])),
+    "scale_ignored": ("qk_scale = sm_scale * _LOG2E", "qk_scale = _LOG2E / math.sqrt(D)",
+                      lambda case: case["sm_scale"] is not None),
+    "tail_unmasked": ("visible = offs_n[None, :] < Nk", "visible = offs_n[None, :] >= 0",
+                      lambda case: case["Nk"] % _longest_key_block() != 0),
+}
+
+
+@pytest.fixture(scope="module")
+def broken(make_project: Callable[..., Path],
+           fresh_run: Callable[..., Any]) -> tuple[Path, Any]:
+    """One run over the seed with each bug put wherever the seed has its text."""
+    sources = {name: SEED.replace(old, new) for name, (old, new, _) in BROKEN.items()
+               if old in SEED}
+    root = make_project(sources)
+    return root, fresh_run(root, examples=1)
+
+
+def _failure(broken: tuple[Path, Any], name: str) -> dict[str, Any]:
+    old = BROKEN[name][0]
+    assert old in SEED, f"the seed no longer contains {old!r}: update the bug {name!r}"
+    return broken[1].candidate(name)["correctness"]["failure"]
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_a_broken_seed_fails_with_a_review_of_the_minimal_input(
+        broken: tuple[Path, Any], name: str) -> None:
+    failure = _failure(broken, name)
+    run = broken[1]
+    entry = run.candidate(name)
+    assert entry["correctness"]["outcome"] == "failed"
+    assert failure["rule"] == "tolerance"
+    assert BROKEN[name][2](failure["case"]), failure["case"]
+    assert failure["max_abs_err"] > failure["tolerance"] > 0
+    assert failure["lowp_err"] >= 0 and failure["rel_err"] > 0
+    assert 0 < failure["n_exceeding"] <= failure["n_total"]
+    assert failure["n_nan"] == 0 and failure["n_inf"] == 0
+    assert set(failure["worst_index"]) == set(get_task("attention").output_dims)
+    assert failure["worst_value"] != failure["worst_expected"]
+    assert {b["outcome"] for b in entry["benchmarks"].values()} == {"skipped"}
+    review = [
+        f"{name}.py is wrong (rule: tolerance)",
+        "minimal failing input: " + " ".join(f"{k}={v}" for k, v in failure["case"].items()),
+        f"max abs error {failure['max_abs_err']:.4g} vs tolerance {failure['tolerance']:.4g}",
+        "worst element: " + ", ".join(f"{k}={v}" for k, v in failure["worst_index"].items())
+        + f": got {failure['worst_value']:.6g}, expected {failure['worst_expected']:.6g}",
+        f"elements over tolerance: {failure['n_exceeding']}/{failure['n_total']}; NaN: 0; Inf: 0",
+        f"replay: {failure['replay']}",
+    ]
+    for line in review:
+        assert line in run.text, line
+
+
+def _replay_args(run: Any, name: str) -> list[str]:
+    """The replay command printed for ``name``, without its leading ``pytest``."""
+    lines = [line.strip() for line in run.lines
+             if line.strip().startswith("replay: ") and f"/{name}.py::" in line]
+    assert len(lines) == 1, run.text
+    command = shlex.split(lines[0].removeprefix("replay: "))
+    assert command[0] == "pytest"
+    return command[1:]
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_the_replay_command_of_a_broken_seed_reproduces_its_failure(
+        broken: tuple[Path, Any], fresh_run: Callable[..., Any], name: str) -> None:
+    first = _failure(broken, name)
+    root, run = broken
+
+    replay = fresh_run(root, *_replay_args(run, name))
+
+    assert replay.outcomes() == {"failed": 1}
+    assert f"{name}.py is wrong (rule: tolerance)" in replay.text
+    again = replay.candidate(name)["correctness"]
+    assert again["examples"] == 1
+    for key in ("rule", "case", "max_abs_err", "tolerance", "worst_index", "n_exceeding"):
+        assert again["failure"][key] == first[key], key
+
+
+def test_a_failing_candidate_shows_its_traceback_and_the_session_goes_on(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str) -> None:
+    raises = write_candidate("raises", "def attention(q, k, v, causal=False, sm_scale=None):\n"
+                                       "    raise ValueError('no luck today')\n")
+    unimportable = write_candidate("unimportable", "raise RuntimeError('broken at import')\n")
+    write_candidate("zz_honest", honest_attention)  # collected after the failing ones
+
+    run = avo_run(examples=1)
+
+    for name, path, rule, says in (
+            ("raises", raises, "raised", "ValueError: no luck today"),
+            ("unimportable", unimportable, "import", "RuntimeError: broken at import")):
+        failure = run.candidate(name)["correctness"]["failure"]
+        assert failure["rule"] == rule and says in failure["message"]
+        assert f'File "{path}", line ' in failure["traceback"]
+        assert f"{name}.py is wrong (rule: {rule})" in run.text
+    assert "candidate traceback:" in run.text
+    assert run.candidate("zz_honest")["correctness"]["outcome"] == "passed"
+
+
+def test_every_timed_output_is_verified(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str) -> None:
+    timed = get_task("attention").bench_configs(cuda=False)[0]
+    shape = (timed.case["B"], timed.case["Hq"], timed.case["Nq"], timed.case["D"])
+    # Right on every checked input, wrong only on the timed configuration's inputs.
+    write_candidate("shortcut", honest_attention + "\n_honest = attention\n"
+                    "def attention(q, k, v, causal=False, sm_scale=None):\n"
+                    f"    if tuple(q.shape) == {shape} and causal == {timed.case['causal']}:\n"
+                    "        return torch.zeros_like(q)\n"
+                    "    return _honest(q, k, v, causal, sm_scale)\n")
+    run = avo_run(examples=1)
+    entry = run.candidate("shortcut")
+    assert entry["correctness"]["outcome"] == "passed"
+    bench = entry["benchmarks"][timed.name]
+    assert bench["outcome"] == "failed" and bench["rule"] == "tolerance"
+    assert f"benchmark[{timed.name}]: the timed call's output is wrong" in run.text
+
+
+def test_zero_examples_checks_only_the_boundary_cases(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str) -> None:
+    write_candidate("honest", honest_attention)
+    run = avo_run(examples=0)
+    assert run.candidate("honest")["correctness"] == {
+        "outcome": "passed", "examples": len(get_task("attention").boundary_cases(large=False))}

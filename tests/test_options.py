@@ -1,0 +1,76 @@
+"""The ``avo`` options: a bad value stops pytest with one line; every flag is an ini key too."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avo_harness.options import OPTIONS, Option, raw, switch
+
+# A bad value of each option checked at start-up, and the start of the one line it must give.
+BAD = [
+    ("device", "gpu", "--avo-device: expected one of auto, cuda, cpu, got 'gpu'"),
+    ("examples", "-1", "--avo-examples: expected an integer >= 0, got '-1'"),
+    ("examples", "many", "--avo-examples: expected an integer >= 0, got 'many'"),
+    ("timeout", "0", "--avo-timeout: expected a number of seconds > 0, got '0'"),
+    ("timeout", "soon", "--avo-timeout: expected a number of seconds > 0, got 'soon'"),
+    ("memory_limit", "-2", "--avo-memory-limit: expected a number of GiB >= 0, got '-2'"),
+]
+
+
+def _one_error_line(result: pytest.RunResult) -> str:
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.errlines if line.strip()]
+    assert len(lines) == 1, result.errlines
+    return lines[0]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD)
+def test_a_bad_flag_value_is_one_line_usage_error(pytester: pytest.Pytester, name: str,
+                                                   value: str, message: str) -> None:
+    flag = "--avo-" + name.replace("_", "-")
+    assert _one_error_line(pytester.runpytest(flag, value)) == f"ERROR: {message}"
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD)
+def test_a_bad_ini_value_is_the_same_error(pytester: pytest.Pytester, name: str, value: str,
+                                           message: str) -> None:
+    pytester.makeini(f"[pytest]\navo_{name} = {value}\n")
+    assert _one_error_line(pytester.runpytest()) == f"ERROR: {message}"
+
+
+def test_a_flag_overrides_a_bad_ini_value(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\navo_examples = -1\navo_timeout = 0\n")
+    result = pytester.runpytest("--avo-examples", "3", "--avo-timeout", "5")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("{not json", "ERROR: --avo-replay: not valid JSON ("),
+    ("[1, 2]", "ERROR: --avo-replay: expected a JSON object, got '[1, 2]'"),
+])
+def test_a_bad_replay_is_one_line_usage_error(pytester: pytest.Pytester, value: str,
+                                              message: str) -> None:
+    assert _one_error_line(pytester.runpytest("--avo-replay", value)).startswith(message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_asking_for_cuda_without_a_gpu_is_one_line_usage_error(
+        pytester: pytest.Pytester) -> None:
+    line = _one_error_line(pytester.runpytest("--avo-device", "cuda"))
+    assert line.startswith("ERROR: --avo-device cuda: no CUDA device is visible")
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=[o.name for o in OPTIONS])
+def test_every_flag_is_mirrored_by_an_ini_key(pytester: pytest.Pytester, option: Option) -> None:
+    name, flag = option.name, "--avo-" + option.name.replace("_", "-")
+    default = pytester.parseconfig()
+    if option.switch:
+        pytester.makeini(f"[pytest]\navo_{name} = true\n")
+        assert not switch(default, name)
+        assert switch(pytester.parseconfig(), name)
+        assert switch(pytester.parseconfig(flag), name)
+    else:
+        pytester.makeini(f"[pytest]\navo_{name} = from-ini\n")
+        assert raw(default, name) == option.default
+        assert raw(pytester.parseconfig(), name) == "from-ini"
+        assert raw(pytester.parseconfig(flag, "from-flag"), name) == "from-flag"

@@ -1,0 +1,52 @@
+"""The plugin is loaded once however it is found, and registers features only when asked."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import pytest
+
+import avo_harness.plugin
+
+ROOT_CONFTEST = (Path(__file__).parents[1] / "conftest.py").read_text()
+
+
+def _registrations(config: pytest.Config) -> int:
+    return sum(plugin is avo_harness.plugin for plugin in config.pluginmanager.get_plugins())
+
+
+def test_installed_and_named_by_the_root_conftest_it_is_registered_once(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(ROOT_CONFTEST)
+    config = pytester.parseconfigure()
+    assert _registrations(config) == 1
+    assert config.pluginmanager.get_plugin("avo_harness.plugin") is avo_harness.plugin
+
+
+def test_not_installed_the_root_conftest_loads_it_once(pytester: pytest.Pytester,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a checkout run with PYTHONPATH=. sees: no entry point anywhere.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: [])
+    pytester.makeconftest(ROOT_CONFTEST)
+    config = pytester.parseconfigure()
+    assert _registrations(config) == 1
+    assert config.getoption("avo_examples") is None  # its options are there
+
+
+def test_without_the_conftest_the_entry_point_loads_it_once(pytester: pytest.Pytester) -> None:
+    assert _registrations(pytester.parseconfigure()) == 1
+
+
+def test_the_report_plugin_is_registered_only_when_asked_for(pytester: pytest.Pytester) -> None:
+    assert pytester.parseconfigure().pluginmanager.get_plugin("avo-report") is None
+    asked = pytester.parseconfigure("--avo-report", str(pytester.path / "r.json"))
+    assert asked.pluginmanager.get_plugin("avo-report") is not None
+
+
+def test_without_cuda_candidates_run_in_the_triton_interpreter(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    pytester.parseconfigure("--avo-device", "cpu")
+    assert os.environ["TRITON_INTERPRET"] == "1"
