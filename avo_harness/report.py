@@ -67,6 +67,24 @@ def environment(cuda: bool) -> dict[str, Any]:
     }
 
 
+def item_details(item: pytest.Item, report: pytest.TestReport) -> dict[str, Any] | None:
+    """A candidate item's outcome as a report entry holds it; None for other items and for
+    setup or teardown phases that passed (the call phase says what happened)."""
+    if not isinstance(item, (CorrectnessItem, BenchmarkItem)):
+        return None
+    if report.when != "call" and report.passed:
+        return None
+    details = dict(item.details)
+    if report.failed and details.get("outcome") != "failed":
+        # Raised outside the checks (a harness or environment error), not a verdict.
+        details = {"outcome": "error", "message": report.longreprtext.splitlines()[-1:]}
+    elif report.skipped:
+        details.setdefault("outcome", "skipped")
+        details.setdefault("reason", str(report.longrepr[-1]) if isinstance(
+            report.longrepr, tuple) else "skipped")
+    return details
+
+
 class JSONReport:
     """Gathers each candidate item's details and writes them at session end."""
 
@@ -80,18 +98,10 @@ class JSONReport:
     def pytest_runtest_makereport(self, item: pytest.Item,
                                   call: pytest.CallInfo[None]) -> Any:
         report = yield
-        if not isinstance(item, (CorrectnessItem, BenchmarkItem)):
+        details = item_details(item, report)
+        if details is None:
             return report
-        if report.when != "call" and report.passed:
-            return report
-        details = dict(item.details)
-        if report.failed and details.get("outcome") != "failed":
-            # Raised outside the checks (a harness or environment error), not a verdict.
-            details = {"outcome": "error", "message": report.longreprtext.splitlines()[-1:]}
-        elif report.skipped:
-            details.setdefault("outcome", "skipped")
-            details.setdefault("reason", str(report.longrepr[-1]) if isinstance(
-                report.longrepr, tuple) else "skipped")
+        assert isinstance(item, (CorrectnessItem, BenchmarkItem))
         entry = self._entry(item.file)
         if isinstance(item, CorrectnessItem):
             entry["correctness"] = details

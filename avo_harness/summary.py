@@ -18,6 +18,7 @@ import pytest
 
 from .collector import BenchmarkItem, CorrectnessItem
 from .evolve.fitness import Fitness, from_report, geomean
+from .report import item_details
 from .timer import clock_name
 
 SEED_NAME = "seed.py"
@@ -51,13 +52,10 @@ class TerminalSummary:
     def pytest_runtest_makereport(self, item: pytest.Item,
                                   call: pytest.CallInfo[None]) -> Any:
         report = yield
-        if not isinstance(item, (CorrectnessItem, BenchmarkItem)):
+        details = item_details(item, report)
+        if details is None:
             return report
-        if report.when != "call" and not report.failed:
-            return report
-        details = dict(item.details)
-        if report.failed and details.get("outcome") != "failed":
-            details = {"outcome": "error", "message": f"error in {report.when}"}
+        assert isinstance(item, (CorrectnessItem, BenchmarkItem))
         run = self.runs.setdefault(item.file.nodeid, CandidateRun(item.file.task.name))
         if isinstance(item, CorrectnessItem):
             run.correctness = details

@@ -6,8 +6,8 @@
    the full correctness check on this GPU, then every suite configuration timed
    and its output verified, exactly as ``pytest candidates/attention`` does.
 2. Times torch SDPA with the cuDNN, flash and memory-efficient backends on the same
-   configurations with the same clock (``avo_harness.timer``: CUDA events, L2
-   flushed each round), in the same session. GQA configurations pass
+   configurations with the same clock (``avo_harness.timer.run_rounds``: CUDA events,
+   inputs refreshed and L2 flushed before each round), in the same session. GQA configurations pass
    ``enable_gqa=True``; a backend that refuses it gets k and v expanded to Hq heads
    beforehand (outside the timed region), and the table marks that with ``*``.
 3. Writes one JSON document (environment, per-config TFLOP/s, ratios, geometric
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from avo_harness.report import environment, write_json_atomically  # noqa: E402
 from avo_harness.tasks import get_task  # noqa: E402
-from avo_harness.timer import GPU_PLAN, time_calls  # noqa: E402
+from avo_harness.timer import GPU_PLAN, Rounds, run_rounds  # noqa: E402
 
 BACKENDS = ("cudnn", "flash", "efficient")
 
@@ -64,10 +64,17 @@ def time_sdpa(backend: str, case: dict[str, Any]) -> tuple[float | None, bool]:
             group = q.shape[1] // k.shape[1]
             kk, vv = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
         gqa = q.shape[1] != kk.shape[1]
+        causal = case["causal"]
+
+        def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return sdpa(q, k, v, is_causal=causal, enable_gqa=gqa)
+
+        # The harness times its own baseline this way (collector._baseline): one input
+        # set, refreshed before each round.
+        rounds = Rounds([(q, kk, vv)], {}, [(0, 1.0)] * 64, None, frozenset())
         try:
             with sdpa_kernel(kind):
-                times, _ = time_calls(lambda: sdpa(q, kk, vv, is_causal=case["causal"],
-                                                   enable_gqa=gqa), cuda=True, plan=GPU_PLAN)
+                times = run_rounds(run, rounds, cuda=True, plan=GPU_PLAN).times
             return sorted(times)[len(times) // 2], expanded
         except RuntimeError:
             continue
