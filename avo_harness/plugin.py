@@ -60,14 +60,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if not settings.cuda:
         # Inherited by every candidate's process, before anything there imports triton.
         os.environ["TRITON_INTERPRET"] = "1"
-    if settings.report is not None:
-        from .report import JSONReport
-
-        config.pluginmanager.register(JSONReport(settings.report, settings), "avo-report")
+    from .report import JSONReport, Results
     from .summary import TerminalSummary
 
+    results = Results()
+    config.pluginmanager.register(results, "avo-results")
+    if settings.report is not None:
+        config.pluginmanager.register(JSONReport(settings.report, settings, results),
+                                      "avo-report")
     # On by default, as pytest's own summaries are; ``-p no:avo-summary`` blocks it.
-    config.pluginmanager.register(TerminalSummary(settings.cuda), "avo-summary")
+    config.pluginmanager.register(TerminalSummary(settings.cuda, results), "avo-summary")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -85,12 +85,14 @@ def item_details(item: pytest.Item, report: pytest.TestReport) -> dict[str, Any]
     return details
 
 
-class JSONReport:
-    """Gathers each candidate item's details and writes them at session end."""
+class Results:
+    """Every candidate item's outcome in this session, gathered into report entries.
 
-    def __init__(self, path: Path, settings: HarnessSettings) -> None:
-        self.path = path
-        self.settings = settings
+    The one place that does so: the JSON report writes them, the terminal summary
+    prints them.
+    """
+
+    def __init__(self) -> None:
         self.candidates: dict[str, dict[str, Any]] = {}
         self.baselines: dict[str, dict[str, Any]] = {}
 
@@ -117,13 +119,22 @@ class JSONReport:
             "task": file.task.name, "path": str(file.path), "sha256": file.sha256,
             "correctness": {"outcome": "skipped"}, "benchmarks": {}})
 
+
+class JSONReport:
+    """Writes the session's results at its end (registered with ``--avo-report`` only)."""
+
+    def __init__(self, path: Path, settings: HarnessSettings, results: Results) -> None:
+        self.path = path
+        self.settings = settings
+        self.results = results
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         document = {
             "schema": SCHEMA,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "environment": environment(self.settings.cuda),
-            "candidates": self.candidates,
-            "baselines": self.baselines,
+            "candidates": self.results.candidates,
+            "baselines": self.results.baselines,
         }
         write_json_atomically(self.path, document)
 
