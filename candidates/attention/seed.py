@@ -21,8 +21,12 @@ Two kernels, chosen per call (the choice is honest dispatch, never a shortcut):
   (whose descriptor loads are wrong on 16-bit types and whose ``tl.dot`` is wrong
   on bf16, so there the blocks go to float32 first).
 
-Both paths run on a GPU; the TMA path needs one (compute capability 9.0+). The
-tunables come in two groups, for D <= 64 and D > 64, because the best tiles differ.
+The candidate needs no GPU to run (the interpreter takes the pointer path); the TMA
+path needs one of compute capability 9.0+. Masked tiles (causal, or a key tail) never
+run warp-specialized (see ``launch``). The tunables come in groups, because the best
+tiles differ: D <= 64 and D > 64, each non-causal, causal, and causal over at least
+LONG_KEYS keys (``group``); the choices were measured on an H100
+(benchmarks/NOTES-hopper.md).
 """
 from __future__ import annotations
 
@@ -47,8 +51,13 @@ TUNABLES = {
     "D64_CAUSAL_WARPS": {"value": 8, "choices": [4, 8]},
     "D64_CAUSAL_STAGES": {"value": 3, "choices": [2, 3, 4]},
     "D64_CAUSAL_TMA": {"value": False, "choices": [False, True]},
-    "D64_CAUSAL_WS": {"value": False, "choices": [False, True]},
     "D64_CAUSAL_PERSISTENT": {"value": False, "choices": [False, True]},
+    "D64_CAUSAL_LONG_BLOCK_M": {"value": 128, "choices": [64, 128, 256]},
+    "D64_CAUSAL_LONG_BLOCK_N": {"value": 64, "choices": [32, 64, 128]},
+    "D64_CAUSAL_LONG_WARPS": {"value": 8, "choices": [4, 8]},
+    "D64_CAUSAL_LONG_STAGES": {"value": 3, "choices": [2, 3, 4]},
+    "D64_CAUSAL_LONG_TMA": {"value": False, "choices": [False, True]},
+    "D64_CAUSAL_LONG_PERSISTENT": {"value": False, "choices": [False, True]},
     "D128_BLOCK_M": {"value": 128, "choices": [64, 128, 256]},
     "D128_BLOCK_N": {"value": 128, "choices": [32, 64, 128]},
     "D128_WARPS": {"value": 4, "choices": [4, 8]},
@@ -61,40 +70,51 @@ TUNABLES = {
     "D128_CAUSAL_WARPS": {"value": 8, "choices": [4, 8]},
     "D128_CAUSAL_STAGES": {"value": 3, "choices": [2, 3, 4]},
     "D128_CAUSAL_TMA": {"value": False, "choices": [False, True]},
-    "D128_CAUSAL_WS": {"value": False, "choices": [False, True]},
     "D128_CAUSAL_PERSISTENT": {"value": False, "choices": [False, True]},
+    "D128_CAUSAL_LONG_BLOCK_M": {"value": 128, "choices": [64, 128, 256]},
+    "D128_CAUSAL_LONG_BLOCK_N": {"value": 64, "choices": [32, 64, 128]},
+    "D128_CAUSAL_LONG_WARPS": {"value": 8, "choices": [4, 8]},
+    "D128_CAUSAL_LONG_STAGES": {"value": 3, "choices": [2, 3, 4]},
+    "D128_CAUSAL_LONG_TMA": {"value": False, "choices": [False, True]},
+    "D128_CAUSAL_LONG_PERSISTENT": {"value": False, "choices": [False, True]},
     "HEAVY_FIRST": {"value": True, "choices": [False, True]},
     "SPLIT_MASKED": {"value": True, "choices": [False, True]},
     "RESCALE_TAU": {"value": 0.0, "choices": [0.0, 8.0]},
 }
 # Predicates over the tunables above; a configuration that breaks one is never proposed.
-# The first two of each group drop settings that would change nothing (warp
-# specialization needs 4 warps and descriptors; a persistent grid needs descriptors).
-# The rest keep the D > 64 tiles within the H100's 227 KiB of shared memory per block,
-# in units of 256 bytes: Q and K/V stages take BLOCK_M + 2 * STAGES * BLOCK_N of them,
-# an output tile (persistent, specialized) another BLOCK_M; warp specialization with 64
-# rows adds 16 KiB; specialized persistent kernels buffer across tiles. Fitted to what
-# Triton 3.6 allocates for sm_90 over the whole space (benchmarks/NOTES-hopper.md).
+# The first of each group drop settings that would change nothing (warp specialization
+# needs 4 warps and descriptors; a persistent grid needs descriptors). The rest keep the
+# D > 64 tiles within the H100's 227 KiB of shared memory per block, in units of 256
+# bytes: Q and the K/V stages take BLOCK_M + 2 * STAGES * BLOCK_N of them, an output tile
+# (persistent grid) another BLOCK_M; warp specialization with 64 rows adds 16 KiB, and
+# specialized persistent kernels buffer across tiles. Fitted to what Triton 3.6
+# allocates for sm_90 over the whole space (benchmarks/NOTES-hopper.md).
 CONSTRAINTS = [
     "not (D64_WS and D64_WARPS == 8)",
     "not ((D64_WS or D64_PERSISTENT) and not D64_TMA)",
-    "not (D64_CAUSAL_WS and D64_CAUSAL_WARPS == 8)",
-    "not ((D64_CAUSAL_WS or D64_CAUSAL_PERSISTENT) and not D64_CAUSAL_TMA)",
+    "not (D64_CAUSAL_PERSISTENT and not D64_CAUSAL_TMA)",
+    "not (D64_CAUSAL_LONG_PERSISTENT and not D64_CAUSAL_LONG_TMA)",
     "not (D128_WS and D128_WARPS == 8)",
     "not ((D128_WS or D128_PERSISTENT) and not D128_TMA)",
-    "not (D128_CAUSAL_WS and D128_CAUSAL_WARPS == 8)",
-    "not ((D128_CAUSAL_WS or D128_CAUSAL_PERSISTENT) and not D128_CAUSAL_TMA)",
+    "not (D128_CAUSAL_PERSISTENT and not D128_CAUSAL_TMA)",
+    "not (D128_CAUSAL_LONG_PERSISTENT and not D128_CAUSAL_LONG_TMA)",
     "not (D64_WS and D64_PERSISTENT and D64_BLOCK_M * D64_BLOCK_N * D64_STAGES > 98304)",
-    "not (D64_CAUSAL_WS and D64_CAUSAL_PERSISTENT and D64_CAUSAL_BLOCK_M * D64_CAUSAL_BLOCK_N * D64_CAUSAL_STAGES > 98304)",
     "D128_BLOCK_M + 2 * D128_STAGES * D128_BLOCK_N <= 908",
     "not D128_PERSISTENT or 2 * D128_BLOCK_M + 2 * D128_STAGES * D128_BLOCK_N <= 908",
-    "not D128_WS or 2 * D128_BLOCK_M + 2 * D128_STAGES * D128_BLOCK_N <= 908 and (D128_BLOCK_M > 64 or D128_STAGES * D128_BLOCK_N <= 358)",
+    "not D128_WS or 2 * D128_BLOCK_M + 2 * D128_STAGES * D128_BLOCK_N <= 908 "
+    "and (D128_BLOCK_M > 64 or D128_STAGES * D128_BLOCK_N <= 358)",
     "not (D128_WS and D128_PERSISTENT) or (D128_STAGES == 2 and D128_BLOCK_M < 256)",
     "D128_CAUSAL_BLOCK_M + 2 * D128_CAUSAL_STAGES * D128_CAUSAL_BLOCK_N <= 908",
-    "not D128_CAUSAL_PERSISTENT or 2 * D128_CAUSAL_BLOCK_M + 2 * D128_CAUSAL_STAGES * D128_CAUSAL_BLOCK_N <= 908",
-    "not D128_CAUSAL_WS or 2 * D128_CAUSAL_BLOCK_M + 2 * D128_CAUSAL_STAGES * D128_CAUSAL_BLOCK_N <= 908 and (D128_CAUSAL_BLOCK_M > 64 or D128_CAUSAL_STAGES * D128_CAUSAL_BLOCK_N <= 358)",
-    "not (D128_CAUSAL_WS and D128_CAUSAL_PERSISTENT) or (D128_CAUSAL_STAGES == 2 and D128_CAUSAL_BLOCK_M < 256)",
+    "not D128_CAUSAL_PERSISTENT "
+    "or 2 * D128_CAUSAL_BLOCK_M + 2 * D128_CAUSAL_STAGES * D128_CAUSAL_BLOCK_N <= 908",
+    "D128_CAUSAL_LONG_BLOCK_M + 2 * D128_CAUSAL_LONG_STAGES * D128_CAUSAL_LONG_BLOCK_N <= 908",
+    "not D128_CAUSAL_LONG_PERSISTENT "
+    "or 2 * D128_CAUSAL_LONG_BLOCK_M + 2 * D128_CAUSAL_LONG_STAGES * D128_CAUSAL_LONG_BLOCK_N"
+    " <= 908",
 ]
+#: Causal attention over at least this many keys takes the *_CAUSAL_LONG tunables: the
+#: best tiles differ between short and long causal sequences (benchmarks/NOTES-hopper.md).
+LONG_KEYS = 2048
 
 _CFG = {name: spec["value"] for name, spec in TUNABLES.items()}
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -313,16 +333,16 @@ def _attn_tile_tma(tile, Q, K, V, O, qk_scale,
     q = q_desc.load([pid_m * BLOCK_M, 0])
     row_shift = pid_m * BLOCK_M + Nk - Nq
     full, end = _key_range(pid_m, Nq, Nk, BLOCK_M, BLOCK_N, CAUSAL, SPLIT_MASKED)
-    # Warp specialization takes one loop per kernel: the unmasked one when there is no
-    # TAIL, else (SPLIT_MASKED off) one loop that masks every block.
     if TAIL and not SPLIT_MASKED:
-        for start_n in tl.range(0, end, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+        for start_n in range(0, end, BLOCK_N):
             acc, l_i, m_i = _attn_block_tma(acc, l_i, m_i, q, qk_scale, k_desc, v_desc,
                                             start_n, row_shift, Nk, BLOCK_N, True, CAUSAL,
                                             RESCALE_TAU)
     else:
         if not TAIL:
             full = end  # every key block is whole and unmasked
+        # The only loop warp specialization may take: launch specializes no kernel with
+        # a TAIL, so then this is the kernel's one loop.
         for start_n in tl.range(0, full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
             acc, l_i, m_i = _attn_block_tma(acc, l_i, m_i, q, qk_scale, k_desc, v_desc,
                                             start_n, row_shift, Nk, BLOCK_N, False, CAUSAL,
@@ -346,8 +366,8 @@ def _attn_fwd_tma(Q, K, V, O, qk_scale,
                   HEAVY_FIRST: tl.constexpr,
                   WARP_SPECIALIZE: tl.constexpr, PERSISTENT: tl.constexpr,
                   RESCALE_TAU: tl.constexpr):
-    # Nq, Nk and the tile counts stay run-time values: a length of 1 specialized into a
-    # constant broke the persistent kernel's compilation (Triton 3.6).
+    # Lengths stay run-time values: a length of 1 specialized into a constant broke the
+    # persistent kernel's compilation (Triton 3.6).
     if PERSISTENT:
         for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
             _attn_tile_tma(tile, Q, K, V, O, qk_scale,
@@ -385,19 +405,24 @@ def _sm_count(device: torch.device) -> int:
     return _SM_COUNT[index]
 
 
-def config(head_dim: int, causal: bool) -> dict:
-    """The tunables that apply to this head dimension and masking, as launch parameters."""
-    group = ("D64" if head_dim <= 64 else "D128") + ("_CAUSAL" if causal else "")
-    return {"BLOCK_M": _CFG[f"{group}_BLOCK_M"], "BLOCK_N": _CFG[f"{group}_BLOCK_N"],
-            "num_warps": _CFG[f"{group}_WARPS"], "num_stages": _CFG[f"{group}_STAGES"],
-            "TMA": _CFG[f"{group}_TMA"], "WARP_SPECIALIZE": _CFG[f"{group}_WS"],
-            "PERSISTENT": _CFG[f"{group}_PERSISTENT"],
+def group(head_dim: int, causal: bool, keys: int) -> str:
+    """The prefix of the tunables that apply to this head dimension, masking and length."""
+    name = ("D64" if head_dim <= 64 else "D128") + ("_CAUSAL" if causal else "")
+    return name + ("_LONG" if causal and keys >= LONG_KEYS else "")
+
+
+def config(name: str) -> dict:
+    """A group's tunables as launch parameters (causal groups never warp-specialize)."""
+    return {"BLOCK_M": _CFG[f"{name}_BLOCK_M"], "BLOCK_N": _CFG[f"{name}_BLOCK_N"],
+            "num_warps": _CFG[f"{name}_WARPS"], "num_stages": _CFG[f"{name}_STAGES"],
+            "TMA": _CFG[f"{name}_TMA"], "WARP_SPECIALIZE": _CFG.get(f"{name}_WS", False),
+            "PERSISTENT": _CFG[f"{name}_PERSISTENT"],
             **{k: _CFG[k] for k in ("HEAVY_FIRST", "SPLIT_MASKED", "RESCALE_TAU")}}
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
               sm_scale: float | None = None) -> torch.Tensor:
-    return launch(q, k, v, causal, sm_scale, config(q.shape[-1], causal))
+    return launch(q, k, v, causal, sm_scale, config(group(q.shape[-1], causal, k.shape[2])))
 
 
 def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
@@ -417,11 +442,11 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
     if p["TMA"] and not _INTERPRETED and _tma_ready(q, k, v, o):
         # Triton 3.6 specializes the key loop into producer and consumer warp groups only
         # with 4 warps per group and no branch in the loop (RESCALE_TAU adds one), and
-        # only one loop per kernel: causal attention then masks every block in that loop;
-        # a non-causal tail block (Nk not a multiple of BLOCK_N) goes unspecialized.
+        # only one loop per kernel. A loop that masks (causal, or a tail block when Nk is
+        # not a multiple of BLOCK_N) measured slower specialized, and with 3+ stages it
+        # returned NaN on the H100: masked tiles never run specialized.
         tail = causal or Nk % block_n != 0
-        ws = (p["WARP_SPECIALIZE"] and p["num_warps"] == 4 and not p["RESCALE_TAU"]
-              and (causal or not tail))
+        ws = p["WARP_SPECIALIZE"] and p["num_warps"] == 4 and not p["RESCALE_TAU"] and not tail
         n_m = triton.cdiv(Nq, block_m)
         n_tiles = n_m * B * Hq
         grid = (min(n_tiles, _sm_count(q.device)) if p["PERSISTENT"] else n_tiles,)
@@ -431,7 +456,7 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
             v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
             Hq, Hq // Hkv, Nq, Nk, D, n_m, n_tiles,
             BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, CAUSAL=causal,
-            SPLIT_MASKED=p["SPLIT_MASKED"] and not ws, TAIL=tail,
+            SPLIT_MASKED=p["SPLIT_MASKED"], TAIL=tail,
             HEAVY_FIRST=p["HEAVY_FIRST"], WARP_SPECIALIZE=ws, PERSISTENT=p["PERSISTENT"],
             RESCALE_TAU=p["RESCALE_TAU"], num_warps=p["num_warps"], num_stages=p["num_stages"],
         )
