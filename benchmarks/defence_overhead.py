@@ -13,7 +13,6 @@ the overhead.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import subprocess
 import sys

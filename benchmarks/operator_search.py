@@ -31,7 +31,7 @@ from avo_harness.evolve.lineage import Record, source_hash  # noqa: E402
 from avo_harness.evolve.operators import OperatorExhausted, VariationContext  # noqa: E402
 from avo_harness.evolve.operators.builtin import BuiltinOperator  # noqa: E402
 from avo_harness.tasks import get_task  # noqa: E402
-from avo_harness.tunables import Space, read_space, write_values  # noqa: E402
+from avo_harness.tunables import Space, read_space  # noqa: E402
 
 SEED_SOURCE = (ROOT / "candidates" / "attention" / "seed.py").read_text()
 
