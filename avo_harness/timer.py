@@ -109,10 +109,12 @@ def run_rounds(fn: Callable[..., Any], rounds: Rounds, *, cuda: bool,
     index, warm_s = 0, 0.0
     while index < len(rounds.schedule) // 2 and (
             index < plan.min_warmup or warm_s < plan.warmup_s):
-        warm_s += one_round(index, timed=False)
+        took = one_round(index, timed=False)
+        if index:  # the first call compiles: it says nothing of the speed
+            warm_s += took
         index += 1
     available = len(rounds.schedule) - index
-    estimate = warm_s / max(1, index - 1) if index > 1 else warm_s
+    estimate = warm_s / max(1, index - 1)
     end = index + plan.rounds_for(estimate, available)
     while index < end:
         # The last round's output is always verified, besides the parent's secret picks.
