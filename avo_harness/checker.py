@@ -105,7 +105,8 @@ def check_output(task: Task, call: Call, out: object, truth: torch.Tensor,
 _MAP_ROWS = 256
 
 
-def error_map(err: torch.Tensor, worst: list[int], dims: tuple[str, ...]) -> dict[str, Any] | None:
+def error_map(err: torch.Tensor, worst: list[int],
+              dims: tuple[str, ...]) -> dict[str, Any] | None:
     """The absolute error over the last two dimensions where the worst element lies.
 
     For attention that is (query, dim) for the worst batch and head: the picture
@@ -147,7 +148,7 @@ def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict
     if isinstance(early, torch.Tensor) and not _same_bits(early, out):
         return Verdict(False, "deferred-write", "the output changed after the call returned "
                        "(work still running on another stream, in a thread, or deferred)")
-    truth, lowp = _references(task, pristine)
+    truth, lowp = references(task, pristine)
     return check_output(task, pristine, out, truth, lowp)
 
 
@@ -184,15 +185,15 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
         mutated = _mutated(call, clean)
         if mutated is not None:
             return mutated, times
-    references: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    truths: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for index in sorted(kept):
         out = kept[index]
         if isinstance(out, dict) and "not_a_tensor" in out:
             return _not_a_tensor(out), times
         which, scale = schedule[index]
-        if which not in references:
-            references[which] = _references(task, pristine[which])
-        truth, lowp = references[which]
+        if which not in truths:
+            truths[which] = references(task, pristine[which])
+        truth, lowp = truths[which]
         verdict = check_output(task, pristine[which], out, truth * scale, lowp * scale)
         if not verdict.passed:
             return replace(verdict, message=f"round {index + 1} of {executed} (input set "
@@ -222,7 +223,7 @@ def _pristine(call: Call) -> Call:
     return Call(tuple(_copy(a) for a in call.args), dict(call.kwargs))
 
 
-def _references(task: Task, pristine: Call) -> tuple[torch.Tensor, torch.Tensor]:
+def references(task: Task, pristine: Call) -> tuple[torch.Tensor, torch.Tensor]:
     """The float64 truth, and the yardstick: the same computation in the inputs' dtype."""
     truth = task.reference(pristine, torch.float64)
     yardstick = Call(tuple(_tf32(a) for a in pristine.args), pristine.kwargs)

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from avo_harness.checker import _references, check_output, check_timed  # noqa: E402
+from avo_harness.checker import check_output, check_timed, references  # noqa: E402
 from avo_harness.report import environment, write_json_atomically  # noqa: E402
 from avo_harness.sandbox import Sandbox, SandboxSettings  # noqa: E402
 from avo_harness.tasks import get_task  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
             call = task.make_inputs({**bench.case, "seed": 1}, "cuda")
             _, _, kept, _ = box.time(Rounds([call.args], dict(call.kwargs), [(0, 1.0)] * 42,
                                             None, frozenset()))
-            truth, lowp = _references(task, call)
+            truth, lowp = references(task, call)
             check_output(task, call, kept[max(kept)], truth, lowp)
             plain = time.perf_counter() - start
             rows.append({"config": bench.name, "passed": verdict.passed,

@@ -114,9 +114,8 @@ def trajectory(records: list[Record], why: str, previous: str | None) -> str:
     for r in steps:
         ratio = f" = {r.geomean / best.geomean:.3f}x best" if r.geomean and best \
             and best.geomean else ""
-        outcome = "committed" if r.committed else r.status
         why_failed = f" [{r.reason}]" if r.reason else ""
-        lines.append(f"- g{r.generation} #{r.id} {r.operator} {outcome}, geomean "
+        lines.append(f"- g{r.generation} #{r.id} {r.operator} {r.outcome}, geomean "
                      f"{r.geomean or 0:.4g}{ratio}: {' '.join(r.rationale.split())[:300]}"
                      f"{why_failed}")
     return "\n".join(lines)

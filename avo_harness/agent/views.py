@@ -29,9 +29,7 @@ def best_committed(records: list[Record]) -> Record | None:
 def status(record: Record) -> str:
     if not record.source:
         return "no candidate"
-    if record.committed:
-        return "committed"
-    return {"passed": "passed, not faster"}.get(record.status, record.status)
+    return {"passed": "passed, not faster"}.get(record.outcome, record.outcome)
 
 
 def change(record: Record, by_id: dict[int, Record]) -> str:

@@ -93,6 +93,11 @@ class Record:
     tokens_out: int = 0
     cost_usd: float = 0.0
 
+    @property
+    def outcome(self) -> str:
+        """committed, passed (correct, not faster), failed, or pending (not judged yet)."""
+        return "committed" if self.committed else self.status
+
 
 class Lineage:
     """The store; one instance per process, used from one thread."""

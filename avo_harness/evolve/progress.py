@@ -52,7 +52,7 @@ class Progress:
             table.add_column(column, overflow="fold")
         for r in records:
             table.add_row(str(r.generation), r.name, r.operator,
-                          ("committed" if r.committed else r.status),
+                          r.outcome,
                           f"{r.geomean:.4g}" if r.geomean else "0",
                           f"{r.geomean / seed:.3f}x" if r.geomean and seed else "-",
                           ",".join(map(str, r.parents)) or "-",

@@ -18,11 +18,6 @@ STATUS_LABELS = {"committed": "committed", "passed": "passed, not faster", "fail
                  "pending": "pending"}
 
 
-def status(record: Record) -> str:
-    """Committed, passed (correct, not faster), failed, or pending (not judged yet)."""
-    return "committed" if record.committed else record.status
-
-
 @dataclass(frozen=True)
 class Baseline:
     """The task's library baseline as one report timed it, per configuration."""

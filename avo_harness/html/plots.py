@@ -9,7 +9,7 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
-from .model import STATUS_LABELS, status
+from .model import STATUS_LABELS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -61,7 +61,7 @@ def trajectory(view: RunView) -> bytes:
             color="tab:blue",
             linewidth=2, label="best committed")
     for kind, face in (("committed", "tab:blue"), ("passed", "none"), ("failed", "tab:red")):
-        points = [(x, r.geomean or 0.0) for x, r in zip(steps, judged) if status(r) == kind]
+        points = [(x, r.geomean or 0.0) for x, r in zip(steps, judged) if r.outcome == kind]
         if points:
             xs, ys = zip(*points)
             ax.scatter(xs, ys, marker=_STATUS_MARKERS[kind], s=45, zorder=3,
@@ -119,7 +119,7 @@ def lineage_tree(view: RunView) -> bytes:
                 ax.plot([x0, x1], [y0, y1], color="0.65", linewidth=1, zorder=1)
     for record in view.records:
         x, y = where[record.id]
-        kind = status(record)
+        kind = record.outcome
         color = colors[record.operator]
         ax.scatter([x], [y], marker=_STATUS_MARKERS[kind], s=110 if kind != "pending" else 60,
                    zorder=3, facecolors="none" if kind == "passed" else color, edgecolors=color,

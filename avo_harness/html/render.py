@@ -21,7 +21,7 @@ from ..collector import format_failure
 from ..evolve.lineage import Lineage, Record
 from ..options import HTML_FLAG, read_evolve_settings
 from . import plots
-from .model import STATUS_LABELS, RunView, baseline, entry, status
+from .model import STATUS_LABELS, RunView, baseline, entry
 
 
 def main(config: pytest.Config) -> int:
@@ -130,7 +130,7 @@ def _comparison(view: RunView) -> str:
 
 
 def _candidate(view: RunView, record: Record) -> str:
-    kind = status(record)
+    kind = record.outcome
     facts = [
         ("run / generation", f"{record.run_id} / {record.generation}"),
         ("operator", _e(record.operator)),
@@ -248,7 +248,7 @@ def _link(record: Record) -> str:
 
 
 def _badge(record: Record) -> str:
-    kind = status(record)
+    kind = record.outcome
     return f'<span class="badge {kind}">{STATUS_LABELS[kind]}</span>'
 
 

@@ -5,7 +5,8 @@ import math
 import torch
 
 
-def _honest(q, k, v, causal=False, sm_scale=None):
+def _scores(q, k, v, causal=False, sm_scale=None):
+    """Masked float32 scores, and v expanded to the query heads."""
     group = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(group, 1).float()
     v = v.repeat_interleave(group, 1).float()
@@ -15,5 +16,9 @@ def _honest(q, k, v, causal=False, sm_scale=None):
     if causal:
         seen = torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril(nk - nq)
         s = s.masked_fill(~seen, float("-inf"))
-    p = torch.softmax(s, -1).nan_to_num(0.0)
-    return (p @ v).to(q.dtype)
+    return s, v
+
+
+def _honest(q, k, v, causal=False, sm_scale=None):
+    s, v = _scores(q, k, v, causal, sm_scale)
+    return (torch.softmax(s, -1).nan_to_num(0.0) @ v).to(q.dtype)

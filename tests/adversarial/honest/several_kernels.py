@@ -1,15 +1,8 @@
 # Honest and unusual: several launches per call (scores, softmax, product as separate ops
 # on key halves, merged by their log-sum-exp).
 def attention(q, k, v, causal=False, sm_scale=None):
-    group = q.shape[1] // k.shape[1]
-    k = k.repeat_interleave(group, 1).float()
-    v = v.repeat_interleave(group, 1).float()
-    nq, nk = q.shape[2], k.shape[2]
-    scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
-    s = q.float() @ k.transpose(-1, -2) * scale
-    if causal:
-        seen = torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril(nk - nq)
-        s = s.masked_fill(~seen, float("-inf"))
+    s, v = _scores(q, k, v, causal, sm_scale)
+    nk = s.shape[-1]
     half = max(1, nk // 2)
     parts = [(s[..., :half], v[:, :, :half]), (s[..., half:], v[:, :, half:])]
     lse = [torch.logsumexp(p, -1, keepdim=True) for p, _ in parts]
