@@ -161,8 +161,9 @@ def test_a_broken_seed_fails_with_a_review_of_the_minimal_input(
 
 def _replay_args(run: Any, name: str) -> list[str]:
     """The replay command printed for ``name``, without its leading ``pytest``."""
-    lines = [line.strip() for line in run.lines
-             if line.strip().startswith("replay: ") and f"/{name}.py::" in line]
+    # On CI (``CI`` set) pytest's short summary repeats the whole review, so dedupe.
+    lines = sorted({line.strip() for line in run.lines
+                    if line.strip().startswith("replay: ") and f"/{name}.py::" in line})
     assert len(lines) == 1, run.text
     command = shlex.split(lines[0].removeprefix("replay: "))
     assert command[0] == "pytest"
