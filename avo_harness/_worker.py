@@ -76,11 +76,12 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
                 else:
                     time.sleep(0.02)
                 answer: Any = (_checked(out), early)
+                caught = lockdown.check() or _aliased(out, args)
             else:  # "time"
                 run = run_rounds(fn, Rounds(**payload), cuda=cuda, plan=plan)
                 answer = (run.times, run.host_times,
                           {i: _checked(o) for i, o in run.kept.items()}, run.executed)
-            caught = lockdown.check()
+                caught = lockdown.check()
             conn.send(("violated", caught) if caught else ("ok", answer))
         except BaseException as exc:
             caught = lockdown.check()
@@ -120,6 +121,21 @@ def _checked(out: Any) -> Any:
     if type(out) is torch.Tensor:
         return out.detach()
     return {"not_a_tensor": f"{type(out).__module__}.{type(out).__qualname__}"}
+
+
+def _aliased(out: Any, args: tuple[Any, ...]) -> tuple[str, str] | None:
+    """The contract asks for a new tensor: a view of an input (``v.expand(...)`` where
+    that happens to be right) would change the input when the caller writes to it."""
+    import torch
+
+    if type(out) is not torch.Tensor or not out.untyped_storage().data_ptr():
+        return None
+    storage = out.untyped_storage().data_ptr()
+    for i, arg in enumerate(args):
+        if isinstance(arg, torch.Tensor) and arg.untyped_storage().data_ptr() == storage:
+            return ("output-aliases-input", f"the output shares memory with input {i} "
+                    f"(of shape {tuple(arg.shape)}); return a new tensor")
+    return None
 
 
 def _describe(exc: BaseException) -> dict[str, str]:

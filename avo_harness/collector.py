@@ -262,9 +262,16 @@ class BenchmarkItem(pytest.Function):
             self.details = {"outcome": "skipped", "reason": "correctness failed"}
             pytest.skip("not timed: the candidate failed correctness")
         case = self.bench.case
-        floor = _roofline(self.config, cuda).floor_s(task.flops(case), task.bytes_moved(case))
-        verdict, times = check_timed(task, file.sandbox(), case, file.device, floor_s=floor,
-                                     rng=_PRIVATE)
+        for remeasure in (False, True):
+            # Ceilings measured while the machine was busy put the floor too high: before
+            # calling a time impossible, measure them again (keeping the higher rates)
+            # and time again.
+            floor = _roofline(self.config, cuda, remeasure).floor_s(task.flops(case),
+                                                                   task.bytes_moved(case))
+            verdict, times = check_timed(task, file.sandbox(), case, file.device,
+                                         floor_s=floor, rng=_PRIVATE)
+            if verdict.rule != "impossible-speed":
+                break
         summary = summarize(times, task.flops(case)) if times else {}
         self.details = {"params": case, "clock": clock_name(cuda), "floor_s": floor, **summary}
         if not verdict.passed:
@@ -300,10 +307,13 @@ def summarize(times: list[float], flops: float) -> dict[str, Any]:
             "mean_s": statistics.fmean(times), "tflops": flops / median / 1e12}
 
 
-def _roofline(config: pytest.Config, cuda: bool) -> Roofline:
-    """This machine's ceilings, measured once per session by the parent."""
+def _roofline(config: pytest.Config, cuda: bool, remeasure: bool = False) -> Roofline:
+    """This machine's ceilings, measured by the parent once per session, and again on
+    request (the higher rates are kept)."""
     if _ROOFLINE_KEY not in config.stash:
         config.stash[_ROOFLINE_KEY] = measure(cuda)
+    elif remeasure:
+        config.stash[_ROOFLINE_KEY] = config.stash[_ROOFLINE_KEY].best_of(measure(cuda))
     return config.stash[_ROOFLINE_KEY]
 
 

@@ -8,11 +8,15 @@ Two rules: ``forbidden-call`` (the library implementations of the task) and
 ``tampering`` (the means to reach the harness, the process or the machine: frames,
 the garbage collector, ctypes, threads and processes, exits, dynamic imports and
 ``eval``, attribute access by computed name, and assignments into imported modules).
+
+A module's top-level ``if __name__ == "__main__":`` block (a self-test that compares
+with the library, say) is not scanned: it never runs when the harness imports the
+candidate, unless the module rebinds ``__name__``, in which case it is scanned too.
 """
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 # Modules a kernel has no reason to import.
@@ -52,7 +56,8 @@ def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
     except SyntaxError:
         return []  # the child's import reports the syntax error with its line
     leaves = {name.rsplit(".", 1)[-1]: name for name in forbidden}
-    imported = _imported_names(tree)
+    nodes = list(_walk_imported_code(tree))
+    imported = _imported_names(nodes)
     docstrings = _docstrings(tree)
     findings: list[Finding] = []
 
@@ -61,7 +66,7 @@ def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
         if all((f.rule, f.what) != (rule, what) for f in findings):
             findings.append(finding)
 
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names]
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -96,17 +101,55 @@ def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
                 add("tampering", f"calls {node.func.id}", node)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
                 and id(node) not in docstrings:
-            for leaf, name in leaves.items():
+            for leaf, full in leaves.items():
                 if leaf in node.value:
-                    add("forbidden-call", f"spells forbidden {name} in a string", node)
+                    add("forbidden-call", f"spells forbidden {full} in a string", node)
     findings.sort(key=lambda f: (f.rule != "forbidden-call", f.line))
     return findings
 
 
-def _imported_names(tree: ast.Module) -> set[str]:
+def _walk_imported_code(tree: ast.Module) -> Iterator[ast.AST]:
+    """Every node of ``tree`` that can run when the module is imported under its own name:
+    all of it but the top-level ``__main__`` blocks, if nothing rebinds ``__name__``."""
+    skip = set() if _rebinds_name(tree) else {id(stmt) for stmt in tree.body if _is_main(stmt)}
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) in skip:
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _is_main(stmt: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either way round) with no ``else``."""
+    if not isinstance(stmt, ast.If) or stmt.orelse or not isinstance(stmt.test, ast.Compare):
+        return False
+    test = stmt.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
+    return sides == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))}
+
+
+def _rebinds_name(tree: ast.Module) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "__name__" \
+                and isinstance(node.ctx, (ast.Store, ast.Del)):
+            return True
+        if isinstance(node, (ast.Global, ast.Nonlocal)) and "__name__" in node.names:
+            return True
+        if isinstance(node, ast.alias) and "__name__" in (node.asname, node.name):
+            return True
+        if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name == "__name__":
+            return True
+    return False
+
+
+def _imported_names(nodes: list[ast.AST]) -> set[str]:
     """Names bound by imports (``torch``, ``tl``, ``F``...): assigning into them is patching."""
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -28,6 +28,11 @@ class Roofline:
     def floor_s(self, flops: float, bytes_moved: float) -> float:
         return max(flops / self.matmul_flops_per_s, bytes_moved / self.copy_bytes_per_s)
 
+    def best_of(self, other: Roofline) -> Roofline:
+        """The higher of each ceiling: a busy machine only ever measures them low."""
+        return Roofline(self.device, max(self.matmul_flops_per_s, other.matmul_flops_per_s),
+                        max(self.copy_bytes_per_s, other.copy_bytes_per_s))
+
 
 def measure(cuda: bool) -> Roofline:
     """Best of a few runs of a large matrix product and a large device copy."""

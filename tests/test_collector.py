@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from avo_harness import collector, roofline
+from avo_harness.roofline import Roofline
 from avo_harness.tasks import get_task
 from avo_harness.tunables import read_space
 
@@ -233,3 +236,33 @@ def test_zero_examples_checks_only_the_boundary_cases(
     run = avo_run(examples=0)
     assert run.candidate("honest")["correctness"] == {
         "outcome": "passed", "examples": len(get_task("attention").boundary_cases(large=False))}
+
+
+@pytest.mark.parametrize("busy_measurements", [1, 99])
+def test_a_time_under_the_floor_is_timed_again_after_measuring_the_ceilings_again(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str, monkeypatch: pytest.MonkeyPatch, busy_measurements: int) -> None:
+    # Ceilings measured on a busy machine (a million times too low) make an honest time
+    # look impossible: measured again, they clear it; measured low every time, they don't.
+    calls: list[Roofline] = []
+
+    def measure(cuda: bool) -> Roofline:
+        real = roofline.measure(cuda)
+        busy = len(calls) < busy_measurements
+        calls.append(replace(real, matmul_flops_per_s=real.matmul_flops_per_s / 1e6)
+                     if busy else real)
+        return calls[-1]
+
+    monkeypatch.setattr(collector, "measure", measure)
+    write_candidate("honest", honest_attention)
+    run = avo_run(examples=0)
+    benches = run.candidate("honest")["benchmarks"].values()
+    if busy_measurements == 1:
+        assert len(calls) == 2 and all(b["outcome"] == "passed" for b in benches), run.text
+        task = get_task("attention")
+        for b in benches:  # the floor reported is the one measured again
+            work = task.flops(b["params"]), task.bytes_moved(b["params"])
+            assert b["floor_s"] == calls[1].floor_s(*work) < calls[0].floor_s(*work)
+    else:
+        assert len(calls) == 1 + len(benches)
+        assert {b["rule"] for b in benches} == {"impossible-speed"}, run.text

@@ -9,6 +9,9 @@ from avo_harness.guard import scan_source
 from avo_harness.tasks import get_task
 
 FORBIDDEN = get_task("attention").forbidden
+# A self-test comparing with the library: never run when the harness imports the module.
+MAIN = ("if __name__ == '__main__':\n    import sys, torch\n"
+        "    print(torch.nn.functional.scaled_dot_product_attention, sys.argv)\n")
 
 
 @pytest.mark.parametrize("source, rule, words", [
@@ -26,6 +29,14 @@ FORBIDDEN = get_task("attention").forbidden
     ("from gc import get_objects", "tampering", "imports gc"),
     ("import pytest\npytest.skip()", "tampering", "imports pytest"),
     ("def f(e):\n    return e.__traceback__.tb_frame", "tampering", ".tb_frame"),
+    # A __main__ block is scanned when the module can make itself __main__ ...
+    (f"__name__ = '__main__'\n{MAIN}", "forbidden-call", "scaled_dot_product_attention"),
+    (f"for __name__ in ['__main__']:\n    pass\n{MAIN}", "forbidden-call", "scaled"),
+    (f"from os import sep as __name__\n{MAIN}", "forbidden-call", "scaled"),
+    # ... and when it is not the plain top-level test.
+    (MAIN.replace("==", "!="), "forbidden-call", "scaled"),
+    (f"{MAIN}else:\n    pass\n", "forbidden-call", "scaled"),
+    ("def f():\n    " + MAIN.replace("\n", "\n    "), "forbidden-call", "scaled"),
 ])
 def test_scan_finds(source: str, rule: str, words: str) -> None:
     findings = scan_source(source, FORBIDDEN)
@@ -38,6 +49,8 @@ def test_scan_finds(source: str, rule: str, words: str) -> None:
     "import torch\nout = torch.compile(lambda x: x)",
     "import triton\nimport triton.language as tl\nimport math\nimport os\nx = os.environ",
     "import torch\ndt = getattr(torch, 'float16')\nobj = type('A', (), {})()\nobj.x = 1",
+    "import torch\n" + MAIN,
+    "import torch\n" + MAIN.replace("__name__ == '__main__'", "'__main__' == __name__"),
 ])
 def test_scan_passes_honest_code(source: str) -> None:
     assert scan_source(source, FORBIDDEN) == []

@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 DTYPES = ("float16", "bfloat16", "float32")
 HEAD_DIMS = (32, 64, 96, 128)
-#: How q, k and v lie in memory: contiguous, a (B, N, H, D) tensor transposed, or rows padded.
-LAYOUTS = ("bhnd", "bnhd", "padded")
+#: How q, k and v lie in memory: contiguous, a (B, N, H, D) tensor transposed, rows padded,
+#: or "mixed": q transposed, k padded, v head-dim-major (a unit stride along N, not D), so a
+#: kernel that reads one tensor with another's strides is caught.
+LAYOUTS = ("bhnd", "bnhd", "padded", "mixed")
+_MIXED = ("bnhd", "padded", "dmajor")
 # Sequence lengths just off the usual block sizes catch missing tail masks.
 _EDGE_LENGTHS = (1, 2, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129)
 # Score elements materialised at once by the reference (bounds its memory at any size).
@@ -100,7 +103,7 @@ class Attention(Task):
             {**base, "Nq": 40, "Nk": 33, "layout": "bnhd", "D": 128, "sm_scale": 0.3},
             {**base, "Nq": 31, "Nk": 47, "layout": "padded", "D": 32, "dtype": "float32"},
             {**base, "Nq": 64, "Nk": 64, "spread": 4.0, "dtype": "bfloat16", "causal": True},
-            {**base, "B": 2, "Nq": 16, "Nk": 17, "sm_scale": 1.7},
+            {**base, "B": 2, "Nq": 16, "Nk": 17, "sm_scale": 1.7, "layout": "mixed"},
         ]
 
     def make_inputs(self, case: Case, device: str) -> Call:
@@ -108,19 +111,22 @@ class Attention(Task):
         dtype = getattr(torch, case["dtype"])
         b, d, layout = case["B"], case["D"], case["layout"]
 
-        def tensor(heads: int, n: int, spread: float = 1.0) -> torch.Tensor:
+        def tensor(heads: int, n: int, lay: str, spread: float = 1.0) -> torch.Tensor:
             shape = {"bhnd": (b, heads, n, d), "bnhd": (b, n, heads, d),
-                     "padded": (b, heads, n, d + 8)}[layout]
+                     "padded": (b, heads, n, d + 8), "dmajor": (b, heads, d, n)}[lay]
             t = (torch.randn(shape, generator=gen, device=device) * spread).to(dtype)
-            if layout == "bnhd":
+            if lay == "bnhd":
                 return t.transpose(1, 2)
-            if layout == "padded":
+            if lay == "padded":
                 return t[..., :d]
+            if lay == "dmajor":
+                return t.transpose(2, 3)
             return t
 
-        q = tensor(case["Hq"], case["Nq"], case.get("spread", 1.0))
-        k = tensor(case["Hkv"], case["Nk"])
-        v = tensor(case["Hkv"], case["Nk"])
+        lq, lk, lv = _MIXED if layout == "mixed" else (layout,) * 3
+        q = tensor(case["Hq"], case["Nq"], lq, case.get("spread", 1.0))
+        k = tensor(case["Hkv"], case["Nk"], lk)
+        v = tensor(case["Hkv"], case["Nk"], lv)
         return Call((q, k, v), {"causal": case["causal"], "sm_scale": case["sm_scale"]})
 
     def reference(self, call: Call, compute_dtype: torch.dtype) -> torch.Tensor:

@@ -16,6 +16,7 @@ EXPECTED = {
     "sdpa_getattr": {"tampering"},
     "import_flash_attn": {"tampering"},
     "eval_sdpa": {"forbidden-call", "tampering"},
+    "fake_main": {"forbidden-call"},
     "cache_by_pointer": {"tolerance"},
     "cache_by_shape": {"tolerance"},
     "cache_by_partial_hash": {"tolerance"},
@@ -34,6 +35,7 @@ EXPECTED = {
     "write_other_candidate": {"tampering"},
     "tensor_subclass": {"output-type"},
     "wrong_dtype": {"output-dtype"},
+    "view_of_input": {"output-aliases-input"},
     "float8_scores": {"tolerance"},
 }
 
@@ -64,7 +66,7 @@ def test_cheat_is_rejected_naming_its_rule(session: tuple[dict[str, Any], str, P
     assert rules(entry) & EXPECTED[name], (name, rules(entry), entry["correctness"])
 
 
-@pytest.mark.parametrize("name", ["float64_internals", "several_kernels", "seed"])
+@pytest.mark.parametrize("name", [*names("honest"), "seed"])
 def test_honest_unusual_candidates_pass(session: tuple[dict[str, Any], str, Path],
                                         name: str) -> None:
     report, output, _ = session
