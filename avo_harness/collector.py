@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from .checker import Verdict, check_case, check_timed
-from .guard import scan_source
+from .guard import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, raw
 from .roofline import Roofline, measure
 from .sandbox import Sandbox, SandboxSettings
@@ -103,7 +103,7 @@ class CorrectnessItem(pytest.Item):
 
     def runtest(self) -> None:
         file = self.file
-        findings = scan_source(file.source.decode(errors="replace"), file.task.forbidden)
+        findings = scan_file(file.path, file.task.forbidden, [file.path.parents[2]])
         if findings:
             self._fail(None, Verdict(False, findings[0].rule, "the source "
                                      + "; ".join(str(f) for f in findings)))

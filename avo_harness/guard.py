@@ -9,6 +9,9 @@ Two rules: ``forbidden-call`` (the library implementations of the task) and
 the garbage collector, ctypes, threads and processes, exits, dynamic imports and
 ``eval``, attribute access by computed name, and assignments into imported modules).
 
+A candidate may import helper modules beside it (``_common.py``) or from the project
+(``candidates.attention._common``): ``scan_file`` scans those too, as far as they reach.
+
 A module's top-level ``if __name__ == "__main__":`` block (a self-test that compares
 with the library, say) is not scanned: it never runs when the harness imports the
 candidate, unless the module rebinds ``__name__``, in which case it is scanned too.
@@ -17,7 +20,8 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 # Modules a kernel has no reason to import.
 _TAMPER_MODULES = {
@@ -44,9 +48,52 @@ class Finding:
     rule: str
     what: str
     line: int
+    file: str | None = None  # a helper the candidate imports; None: the candidate itself
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.what}"
+        return f"{self.file + ' ' if self.file else ''}line {self.line}: {self.what}"
+
+
+def scan_file(path: Path, forbidden: Iterable[str], roots: Iterable[Path]) -> list[Finding]:
+    """``scan_source`` of the candidate at ``path`` and of every local module it imports,
+    directly or through other local modules (found beside it or under ``roots``)."""
+    forbidden, roots = list(forbidden), [path.parent, *roots]
+    findings: list[Finding] = []
+    seen, todo = {path.resolve()}, [path]
+    while todo:
+        current = todo.pop(0)
+        source = current.read_text(errors="replace")
+        label = None if current == path else current.name
+        findings += [replace(f, file=label) for f in scan_source(source, forbidden)]
+        for module in _local_imports(source, roots):
+            if module.resolve() not in seen:
+                seen.add(module.resolve())
+                todo.append(module)
+    findings.sort(key=lambda f: (f.rule != "forbidden-call", f.file is not None, f.line))
+    return findings
+
+
+def _local_imports(source: str, roots: list[Path]) -> list[Path]:
+    """The files of the modules ``source`` imports that live under ``roots``."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    found = []
+    for name in names:
+        parts = name.split(".")
+        for root in roots:
+            for candidate in (root.joinpath(*parts).with_suffix(".py"),
+                              root.joinpath(*parts, "__init__.py")):
+                if candidate.is_file():
+                    found.append(candidate)
+    return found
 
 
 def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:

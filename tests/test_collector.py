@@ -266,3 +266,24 @@ def test_a_time_under_the_floor_is_timed_again_after_measuring_the_ceilings_agai
     else:
         assert len(calls) == 1 + len(benches)
         assert {b["rule"] for b in benches} == {"impossible-speed"}, run.text
+
+
+def test_a_candidate_may_import_helpers_beside_it_and_they_are_scanned_too(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str) -> None:
+    write_candidate("_common", honest_attention)  # a helper: not a candidate itself
+    write_candidate("_shortcut", "import torch\n"
+                    "library = torch.nn.functional.scaled_dot_product_attention\n")
+    write_candidate("beside", "from _common import attention\n")
+    write_candidate("packaged", "from candidates.attention._common import attention\n")
+    write_candidate("sneaky", "import _shortcut\n"
+                    "def attention(q, k, v, causal=False, sm_scale=None):\n"
+                    "    return _shortcut.library(q, k, v, is_causal=causal, scale=sm_scale)\n")
+    run = avo_run(examples=0)
+    assert set(run.report["candidates"]) == {
+        f"candidates/attention/{n}.py" for n in ("beside", "packaged", "sneaky")}
+    for name in ("beside", "packaged"):
+        assert run.candidate(name)["correctness"]["outcome"] == "passed", run.text
+    failure = run.candidate("sneaky")["correctness"]["failure"]
+    assert failure["rule"] == "forbidden-call"
+    assert "_shortcut.py line 2: names forbidden" in failure["message"], failure

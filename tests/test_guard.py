@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from avo_harness.guard import scan_source
+from avo_harness.guard import scan_file, scan_source
 from avo_harness.tasks import get_task
 
 FORBIDDEN = get_task("attention").forbidden
@@ -61,3 +61,23 @@ def test_the_seeds_are_clean() -> None:
     for path in root.glob("*/*.py"):
         task = get_task(path.parent.name)
         assert scan_source(path.read_text(), task.forbidden) == [], path
+
+
+def test_scan_file_follows_local_imports(tmp_path: Path) -> None:
+    folder = tmp_path / "candidates" / "attention"
+    folder.mkdir(parents=True)
+    (folder / "_clean.py").write_text("import _dirty\nimport math\n")
+    (folder / "_dirty.py").write_text("import _clean\nimport ctypes\n")  # a cycle
+    (folder / "_library.py").write_text(
+        "import torch\nf = torch.nn.functional.scaled_dot_product_attention\n")
+    beside = folder / "beside.py"
+    beside.write_text("import torch\nfrom _clean import x\n")
+    packaged = folder / "packaged.py"
+    packaged.write_text("from candidates.attention import _library\n")
+
+    found = scan_file(beside, FORBIDDEN, [tmp_path])
+    assert [(f.rule, f.file, f.line) for f in found] == [("tampering", "_dirty.py", 2)]
+    assert str(found[0]) == "_dirty.py line 2: imports ctypes"
+    found = scan_file(packaged, FORBIDDEN, [tmp_path])
+    assert [(f.rule, f.file) for f in found] == [("forbidden-call", "_library.py")]
+    assert scan_file(packaged, FORBIDDEN, []) == []  # outside the roots it is not ours

@@ -46,6 +46,8 @@ CHEATS = {
     "ATen attention by name": ("", "torch.ops.aten.__getattr__('_scaled_dot_product_'"
                                " + 'attention_math')(q, k, v)", "forbidden-call",
                                "_scaled_dot_product_attention_math"),
+    "ATen triton attention": ("", "torch.ops.aten._triton_scaled_dot_attention(q, k, v)",
+                              "forbidden-call", "_triton_scaled_dot_attention"),
     "functional attention": ("", "torch.nn.functional.scaled_dot_product_attention(q, k, v)",
                              "forbidden-call", "scaled_dot_product_attention"),
     "import a library attention": ("", "__import__('xformers')", "forbidden-call",
