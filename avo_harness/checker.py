@@ -139,7 +139,7 @@ def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict
     try:
         out, early = sandbox.call(call)
     except CandidateFault as fault:
-        return _fault_verdict(fault)
+        return fault_verdict(fault)
     if isinstance(out, dict) and "not_a_tensor" in out:
         return _not_a_tensor(out)
     mutated = _mutated(call, pristine)
@@ -180,7 +180,7 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
     try:
         times, host_times, kept, executed = sandbox.time(rounds)
     except CandidateFault as fault:
-        return _fault_verdict(fault), []
+        return fault_verdict(fault), []
     for call, clean in zip(calls, pristine):
         mutated = _mutated(call, clean)
         if mutated is not None:
@@ -238,7 +238,8 @@ def _mutated(call: Call, pristine: Call) -> Verdict | None:
     return None
 
 
-def _fault_verdict(fault: CandidateFault) -> Verdict:
+def fault_verdict(fault: CandidateFault) -> Verdict:
+    """The verdict on a candidate that raised, crashed, hung or broke a rule."""
     return Verdict(False, fault.kind, str(fault), traceback=fault.traceback or None)
 
 

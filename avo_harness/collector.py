@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from .checker import Verdict, check_case, check_timed
+from .checker import Verdict, check_case, check_timed, fault_verdict
 from .guard import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, raw
 from .roofline import Roofline, measure
-from .sandbox import Sandbox, SandboxSettings
+from .sandbox import CandidateFault, Sandbox, SandboxSettings
 from .tasks import BenchConfig, Call, Case, Task, get_task, task_names
 from .timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, clock_name, run_rounds
 
@@ -107,6 +107,10 @@ class CorrectnessItem(pytest.Item):
         if findings:
             self._fail(None, Verdict(False, findings[0].rule, "the source "
                                      + "; ".join(str(f) for f in findings)))
+        try:
+            file.sandbox().start()
+        except CandidateFault as fault:
+            self._fail(None, fault_verdict(fault))
         if file.settings.replay is not None:
             try:
                 self._check(file.settings.replay)

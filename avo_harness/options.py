@@ -45,7 +45,8 @@ OPTIONS = (
     Option("report", "write the machine-readable JSON report of this run to PATH", None, "PATH"),
     Option("evolve", "run the evolutionary search instead of tests (see README)", None,
            switch=True),
-    Option("resume", "with --avo-evolve: continue the latest run of the task in the store",
+    Option("resume", "continue the latest run of the task in the store (on the command "
+           "line it implies --avo-evolve)",
            None, switch=True),
     Option("lineage", "print the lineage in the store as a table and exit", None, switch=True),
     Option("task", "the task to evolve (a module of avo_harness.tasks)", "attention", "NAME"),

@@ -24,20 +24,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--avo-evolve``, ``--avo-lineage`` and ``--avo-html`` take the session over, as
-    ``--fixtures`` does; ``--avo-html`` comes last, so it reports on a run just made."""
-    status = None
-    if switch(config, "evolve"):
-        from .evolve.loop import main
+    ``--fixtures`` does; ``--avo-html`` comes last, so it reports on a run just made.
+    ``--avo-resume`` given on the command line means the search too (not as an ini key:
+    that would turn every test run into one)."""
+    from .evolve.lineage import LineageError
 
-        status = main(config)
-    elif switch(config, "lineage"):
-        from .evolve.loop import print_lineage
+    status, flag = None, ""
+    try:
+        if switch(config, "evolve") or config.getoption("avo_resume"):
+            from .evolve.loop import main
 
-        status = print_lineage(config)
-    if config.getoption("avo_html") is not None:
-        from .html.render import main as write_html
+            flag = "--avo-evolve"
+            status = main(config)
+        elif switch(config, "lineage"):
+            from .evolve.loop import print_lineage
 
-        status = max(status or 0, write_html(config))
+            flag = "--avo-lineage"
+            status = print_lineage(config)
+        if config.getoption("avo_html") is not None:
+            from .html.render import main as write_html
+
+            flag = "--avo-html"
+            status = max(status or 0, write_html(config))
+    except LineageError as exc:
+        raise pytest.UsageError(f"{flag}: {exc}") from None
     return status
 
 

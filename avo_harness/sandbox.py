@@ -65,6 +65,12 @@ class Sandbox:
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._conn: Any = None
 
+    def start(self) -> None:
+        """Import the candidate now unless its process is up: an import that fails is the
+        candidate's fault whatever the input, so callers can report it without one."""
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+
     def call(self, call: Call) -> tuple[Any, Any]:
         """The candidate's output on ``call`` after synchronizing, and a copy taken at return."""
         return self._request("call", (call.args, call.kwargs))
@@ -106,8 +112,7 @@ class Sandbox:
                                  f"{payload['message']}", payload["traceback"])
 
     def _request(self, kind: str, payload: Any) -> Any:
-        if self._proc is None or not self._proc.is_alive():
-            self._start()
+        self.start()
         try:
             self._conn.send((kind, payload))
         except (OSError, BrokenPipeError):

@@ -206,6 +206,8 @@ def test_a_failing_candidate_shows_its_traceback_and_the_session_goes_on(
         assert failure["rule"] == rule and says in failure["message"]
         assert f'File "{path}", line ' in failure["traceback"]
         assert f"{name}.py is wrong (rule: {rule})" in run.text
+        # An import fails whatever the input: no input is named for it.
+        assert ("case" in failure) == (rule != "import"), failure
     assert "candidate traceback:" in run.text
     assert run.candidate("zz_honest")["correctness"]["outcome"] == "passed"
 

@@ -123,7 +123,7 @@ def test_resume_restores_a_committed_file_that_went_missing(tmp_path: Path) -> N
     assert _pytest(root, "--avo-evolve", "--avo-generations", "1", *FAST).returncode == 0
     seed_row = _rows(root)[0]
     (root / "candidates" / "attention" / "seed.py").unlink()
-    result = _pytest(root, "--avo-evolve", "--avo-resume", "--avo-generations", "1", *FAST)
+    result = _pytest(root, "--avo-resume", "--avo-generations", "1", *FAST)  # implies evolve
     assert result.returncode == 0, result.stdout
     restored = root / "candidates" / "attention" / "seed.py"
     assert source_hash(restored.read_text()) == seed_row["source_hash"]
@@ -173,6 +173,22 @@ def test_bad_evolve_options_fail_in_one_line(tmp_path: Path, args: list[str],
     assert result.returncode == 4
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_a_store_that_is_not_one_fails_in_one_line_and_is_left_as_it_is(
+        tmp_path: Path) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    store = root / ".avo" / "lineage.sqlite"
+    store.parent.mkdir()
+    store.write_bytes(b"notes, not a database")
+    for flag in ("--avo-evolve", "--avo-lineage", "--avo-html=report"):
+        result = _pytest(root, flag, *FAST)
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 4 and errors == [
+            f"ERROR: {flag.split('=')[0]}: {store} is not a lineage store (sqlite: file is not "
+            "a database); move it aside or choose another --avo-store"], result.stderr
+    assert store.read_bytes() == b"notes, not a database"
+    assert sorted(p.name for p in store.parent.iterdir()) == ["lineage.sqlite"]
 
 
 def test_report_is_the_fitness_the_lineage_keeps(tmp_path: Path) -> None:

@@ -99,6 +99,10 @@ class Record:
         return "committed" if self.committed else self.status
 
 
+class LineageError(Exception):
+    """The store cannot be opened as one; it is left as it is."""
+
+
 class Lineage:
     """The store; one instance per process, used from one thread."""
 
@@ -107,9 +111,14 @@ class Lineage:
         self.path = folder / "lineage.sqlite"
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise LineageError(f"{self.path} is not a lineage store (sqlite: {exc}); move it "
+                               "aside or choose another --avo-store") from None
 
     def close(self) -> None:
         self._db.close()
