@@ -289,3 +289,20 @@ def test_a_candidate_may_import_helpers_beside_it_and_they_are_scanned_too(
     failure = run.candidate("sneaky")["correctness"]["failure"]
     assert failure["rule"] == "forbidden-call"
     assert "_shortcut.py line 2: names forbidden" in failure["message"], failure
+
+
+def test_a_failure_first_seen_on_a_boundary_case_is_still_shrunk(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str) -> None:
+    # Wrong for every explicit sm_scale: a boundary case shows it first, but hypothesis does
+    # not shrink explicit examples; the drawn and shrunk one is smaller.
+    write_candidate("no_scale", honest_attention.replace("(sm_scale or q.shape[-1] ** -0.5)",
+                                                         "q.shape[-1] ** -0.5"))
+    run = avo_run(examples=10)
+    case = run.candidate("no_scale")["correctness"]["failure"]["case"]
+    boundary = [c for c in get_task("attention").boundary_cases(large=False)
+                if c["sm_scale"] is not None]
+    task = get_task("attention")
+    assert task.bytes_moved(case) < min(map(task.bytes_moved, boundary)), case
+    # One key gives v whatever the scale: the smallest input that shows the bug has two.
+    assert (case["B"], case["Hq"], case["Nq"], case["Nk"]) == (1, 1, 1, 2), case
