@@ -40,6 +40,10 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
     task = get_task(task_name)
     if cuda:
         torch.cuda.init()  # lazily initialised state would otherwise change under the snapshot
+    else:
+        from ._interpreter import mend
+
+        mend()
     lockdown = Lockdown(path, protected)
     try:
         lockdown.install(task.forbidden, task.forbidden_ops)
@@ -70,12 +74,13 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
                 out = fn(*args, **kwargs)
                 # Snapshot at return, then again once every stream and thread had time to
                 # finish: the parent compares the two, so late writes cannot hide.
-                early = out.detach().clone() if type(out) is torch.Tensor else None
+                checked = _checked(out)
+                early = checked.clone() if isinstance(checked, torch.Tensor) else None
                 if cuda:
                     torch.cuda.synchronize()
                 else:
                     time.sleep(0.02)
-                answer: Any = (_checked(out), early)
+                answer: Any = (checked, early)
                 caught = lockdown.check() or _aliased(out, args)
             else:  # "time"
                 run = run_rounds(fn, Rounds(**payload), cuda=cuda, plan=plan)
@@ -120,12 +125,14 @@ def _poison_allocator(args: tuple[Any, ...]) -> None:
 
 
 def _checked(out: Any) -> Any:
-    """Only plain tensors cross back; anything else is described, not pickled."""
+    """Only plain strided tensors cross back; anything else is described, not pickled."""
     import torch
 
-    if type(out) is torch.Tensor:
-        return out.detach()
-    return {"not_a_tensor": f"{type(out).__module__}.{type(out).__qualname__}"}
+    if type(out) is not torch.Tensor:
+        return {"not_a_tensor": f"{type(out).__module__}.{type(out).__qualname__}"}
+    if out.layout != torch.strided:
+        return {"layout": str(out.layout)}
+    return out.detach()
 
 
 def _aliased(out: Any, args: tuple[Any, ...]) -> tuple[str, str] | None:
@@ -133,7 +140,9 @@ def _aliased(out: Any, args: tuple[Any, ...]) -> tuple[str, str] | None:
     that happens to be right) would change the input when the caller writes to it."""
     import torch
 
-    if type(out) is not torch.Tensor or not out.untyped_storage().data_ptr():
+    # Other layouts (sparse...) have no storage to share; the parent rejects them by layout.
+    if type(out) is not torch.Tensor or out.layout != torch.strided \
+            or not out.untyped_storage().data_ptr():
         return None
     storage = out.untyped_storage().data_ptr()
     for i, arg in enumerate(args):

@@ -140,8 +140,8 @@ def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict
         out, early = sandbox.call(call)
     except CandidateFault as fault:
         return fault_verdict(fault)
-    if isinstance(out, dict) and "not_a_tensor" in out:
-        return _not_a_tensor(out)
+    if isinstance(out, dict):
+        return _described(out)
     mutated = _mutated(call, pristine)
     if mutated is not None:
         return mutated
@@ -188,8 +188,8 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
     truths: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for index in sorted(kept):
         out = kept[index]
-        if isinstance(out, dict) and "not_a_tensor" in out:
-            return _not_a_tensor(out), times
+        if isinstance(out, dict):
+            return _described(out), times
         which, scale = schedule[index]
         if which not in truths:
             truths[which] = references(task, pristine[which])
@@ -243,8 +243,12 @@ def fault_verdict(fault: CandidateFault) -> Verdict:
     return Verdict(False, fault.kind, str(fault), traceback=fault.traceback or None)
 
 
-def _not_a_tensor(out: dict[str, str]) -> Verdict:
-    return Verdict(False, "output-type", f"returned {out['not_a_tensor']}, "
+def _described(out: dict[str, str]) -> Verdict:
+    """The verdict on an output the child described instead of sending (``_worker._checked``)."""
+    if "layout" in out:
+        return Verdict(False, "output-layout", f"output layout is {out['layout']}, expected "
+                       "torch.strided")
+    return Verdict(False, "output-type", f"returned {out.get('not_a_tensor')}, "
                    "not a plain torch.Tensor")
 
 
