@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -93,7 +94,8 @@ class Lockdown:
             for name, owner, before in self._snapshot:
                 now = vars(owner)
                 for key, value in before.items():
-                    if now.get(key, _MISSING) is not value:
+                    if now.get(key, _MISSING) is not value \
+                            and not _torch_wraps(now.get(key), value):
                         self.violations.append(("tampering", f"the candidate replaced "
                                                 f"{name}.{key}"))
                         break
@@ -178,18 +180,34 @@ def _watched() -> list[tuple[str, Any]]:
     return owners
 
 
+_TORCH_SPEC = importlib.util.find_spec("torch")
+_TORCH_DIR = os.path.realpath(os.path.dirname(_TORCH_SPEC.origin or "")) + os.sep \
+    if _TORCH_SPEC is not None else None
+
+
+def _torch_wraps(new: Any, old: Any) -> bool:
+    """Torch wrapping one of its own functions when a module of it is first imported
+    (``torch._dynamo`` puts ``torch.manual_seed`` under ``_disable_dynamo``): the
+    wrapper's code is torch's and it calls exactly the function it replaced."""
+    code = getattr(new, "__code__", None)
+    return getattr(new, "__wrapped__", None) is old and code is not None \
+        and _TORCH_DIR is not None and os.path.realpath(code.co_filename).startswith(_TORCH_DIR)
+
+
 def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
                        record: list[tuple[str, str]]) -> None:
     blocked = [name for name in forbidden if "." not in name]
     sys.meta_path.insert(0, _ImportBlocker(blocked, record))
     for name in forbidden:
-        if "." not in name:
+        # ATen operators stay as they are (torch's own modules read their overloads at
+        # import, torch.compile's among them): the dispatcher override below trips them.
+        if "." not in name or name.startswith("torch.ops."):
             continue
         owner_name, attr = name.rsplit(".", 1)
         owner = _resolve(owner_name)
         if owner is not None and hasattr(owner, attr):
             try:
-                setattr(owner, attr, _tripwire(name, record))
+                setattr(owner, attr, _tripwire(name, record, getattr(owner, attr)))
             except (AttributeError, TypeError):
                 pass  # a read-only owner: the dispatcher override and the static scan remain
     if forbidden_ops:
@@ -200,7 +218,7 @@ def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
         for op in forbidden_ops:
             for key in ("CPU", "CUDA"):
                 try:
-                    _LIBRARY.impl(op, _tripwire(f"torch.ops.aten.{op}", record), key)
+                    _LIBRARY.impl(op, _tripwire(f"torch.ops.aten.{op}", record, None), key)
                 except RuntimeError:
                     pass  # an operator this torch version does not have
 
@@ -222,11 +240,16 @@ def _resolve(dotted: str) -> object | None:
     return obj
 
 
-def _tripwire(name: str, record: list[tuple[str, str]]):  # noqa: ANN202
+def _tripwire(name: str, record: list[tuple[str, str]], original: object) -> object:
+    """A function that refuses to run; for a class, a subclass that refuses to be made
+    (torch's own modules subclass some of them at import)."""
     def refuse(*args: object, **kwargs: object) -> None:
         record.append(("forbidden-call", f"the candidate called forbidden {name}"))
         raise ForbiddenCall(f"forbidden call: {name}")
 
+    if isinstance(original, type):
+        return type(original.__name__, (original,), {"__init__": refuse,
+                                                     "__module__": original.__module__})
     return refuse
 
 

@@ -52,6 +52,12 @@ CHEATS = {
                              "forbidden-call", "scaled_dot_product_attention"),
     "import a library attention": ("", "__import__('xformers')", "forbidden-call",
                                    "xformers"),
+    "a wrapper that looks like torch's": (
+        "import functools\n", "torch.manual_seed = functools.wraps(torch.manual_seed)("
+        "lambda seed: None)", "tampering", "replaced torch.manual_seed"),
+    "a library class, subclassed": (
+        "", "class Mine(torch.nn.MultiheadAttention):\n        pass\n    Mine(16, 2)",
+        "forbidden-call", "torch.nn.MultiheadAttention"),
     "exit with status 0": ("import os\n", "os._exit(0)", "crash", "status 0"),
 }
 
@@ -85,6 +91,18 @@ def test_output_finished_by_a_thread_is_a_deferred_write(tmp_path: Path) -> None
     # Seen as a late write when the thread finishes within the settling time (the usual
     # case), else as a wrong output: rejected either way, never passed.
     assert verdict.rule in ("deferred-write", "tolerance") and not verdict.passed, verdict
+
+
+def test_torch_s_own_import_time_wrapping_is_not_tampering(tmp_path: Path) -> None:
+    # torch._dynamo wraps torch.manual_seed when imported (torch.compile imports it);
+    # torch.ao subclasses nn.MultiheadAttention, which is a tripwire here.
+    sandbox = _sandbox(tmp_path, "pass", header="import torch._dynamo\n"
+                       "import torch.ao.nn.quantizable\n")
+    try:
+        verdict = check_case(TASK, sandbox, CASE, "cpu")
+    finally:
+        sandbox.close()
+    assert verdict.passed, verdict
 
 
 def test_honest_candidate_passes_and_its_timed_rounds_are_verified(tmp_path: Path) -> None:
