@@ -115,6 +115,8 @@ class Lockdown:
             if self._called_by_candidate():
                 why = (_CANDIDATE_EVENTS[event] if event in _CANDIDATE_EVENTS
                        else f"reads interpreter frames ({args[1]})")
+        elif event == "open" and args and self._foreign_memory(args[0]):
+            why = f"opens another process's memory or state ({os.fsdecode(args[0])})"
         elif event == "open" and len(args) >= 3 and self._writes(args[1], args[2]):
             why = self._protected_write(args[0])
         elif event in _WRITES and args:
@@ -141,6 +143,23 @@ class Lockdown:
             return any(c in mode for c in "wax+")
         return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
 
+    def _foreign_memory(self, path: Any) -> bool:
+        """``/proc/<pid>/...`` of any other process (the parent's memory holds the private
+        seeds and the references), or the machine's memory devices."""
+        if not isinstance(path, (str, bytes)):
+            return False
+        self._inside = True
+        try:
+            real = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return False
+        finally:
+            self._inside = False
+        parts = real.split(os.sep)
+        if len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit():
+            return int(parts[2]) != os.getpid()
+        return real in _MEMORY_DEVICES
+
     def _protected_write(self, path: Any) -> str | None:
         if isinstance(path, int) or path is None:
             return None
@@ -158,6 +177,7 @@ class Lockdown:
 
 
 _MISSING = object()
+_MEMORY_DEVICES = {"/dev/mem", "/dev/kmem", "/dev/port", "/proc/kcore"}
 
 
 def _watched() -> list[tuple[str, Any]]:

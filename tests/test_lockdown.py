@@ -58,6 +58,11 @@ CHEATS = {
     "a library class, subclassed": (
         "", "class Mine(torch.nn.MultiheadAttention):\n        pass\n    Mine(16, 2)",
         "forbidden-call", "torch.nn.MultiheadAttention"),
+    "the parent's memory": ("import os\n", "open(f'/proc/{os.getppid()}/mem', 'rb')",
+                            "tampering", "another process's memory"),
+    "the parent's memory, by a relative path": (
+        "import os\n", "os.chdir('/proc')\n    open(f'{os.getppid()}/environ', 'rb')",
+        "tampering", "another process's memory"),
     "exit with status 0": ("import os\n", "os._exit(0)", "crash", "status 0"),
 }
 
