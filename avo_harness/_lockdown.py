@@ -9,9 +9,12 @@ Three run-time defences, each a backstop for a static rule in ``guard``:
 - an audit hook (``sys.addaudithook``: it cannot be removed) that refuses, when the
   candidate's own code asks: frames (``sys._getframe``, ``tb_frame``,
   ``gi_frame``), the garbage collector's object lists, ``id()``, ``ctypes``,
-  tracing hooks and function surgery; and, from anyone in this process, signals to
-  other processes, sockets, and writes or deletions under the protected paths
-  (the project, the lineage, the reports);
+  tracing hooks and function surgery; processes it starts itself (a shell, a
+  fork: torch and Triton may still run their compilers); and, from anyone in this
+  process, signals to other processes, sockets, reads of other processes' memory,
+  and writes or deletions under the protected paths (the project, the lineage,
+  the reports). The candidate's code is its file, the helpers beside it, and code
+  it compiles at run time;
 - an integrity snapshot of the modules the harness relies on (its own, ``time``,
   ``torch``, ``torch.cuda``, ``builtins``...): a replaced attribute is tampering.
 
@@ -25,6 +28,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import sysconfig
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +60,18 @@ _CANDIDATE_EVENTS = {
     "code.__new__": "builds code objects",
     "function.__new__": "builds function objects",
 }
+# Processes started where the first caller outside the standard library is the candidate's
+# code (torch and Triton start their compilers themselves; that stays allowed).
+_PROCESS_EVENTS = {
+    "os.system": "runs a shell command",
+    "os.exec": "replaces its process with another program",
+    "os.fork": "forks its process",
+    "os.forkpty": "forks its process",
+    "os.posix_spawn": "starts a process",
+    "os.spawn": "starts a process",
+    "subprocess.Popen": "starts a process",
+}
+_STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
 # Events refused whoever asks: nothing in this process has a reason to do them.
 _ALWAYS = {
     "os.kill": "sends a signal to a process",
@@ -75,6 +91,7 @@ class Lockdown:
 
     def __init__(self, candidate: str, protected: Sequence[str]) -> None:
         self.candidate = os.path.realpath(candidate)
+        self.folder = os.path.dirname(self.candidate) + os.sep
         self.protected = [os.path.realpath(p) for p in protected]
         self.violations: list[tuple[str, str]] = []  # (rule, what happened)
         self._inside = False
@@ -115,6 +132,9 @@ class Lockdown:
             if self._called_by_candidate():
                 why = (_CANDIDATE_EVENTS[event] if event in _CANDIDATE_EVENTS
                        else f"reads interpreter frames ({args[1]})")
+        elif event in _PROCESS_EVENTS:
+            if self._first_caller_outside_stdlib_is_candidate():
+                why = _PROCESS_EVENTS[event]
         elif event == "open" and args and self._foreign_memory(args[0]):
             why = f"opens another process's memory or state ({os.fsdecode(args[0])})"
         elif event == "open" and len(args) >= 3 and self._writes(args[1], args[2]):
@@ -131,11 +151,33 @@ class Lockdown:
         self._inside = True
         try:
             caller = sys._getframe(2)  # 0: here, 1: _audit, 2: whoever raised the event
-            return os.path.realpath(caller.f_code.co_filename) == self.candidate
+            return self._is_candidate_code(caller.f_code.co_filename)
         except ValueError:
             return False
         finally:
             self._inside = False
+
+    def _first_caller_outside_stdlib_is_candidate(self) -> bool:
+        self._inside = True
+        try:
+            frame = sys._getframe(2)
+            while frame is not None:
+                name = frame.f_code.co_filename
+                if not (name.startswith("<frozen ")
+                        or os.path.realpath(name).startswith(_STDLIB)):
+                    return self._is_candidate_code(name)
+                frame = frame.f_back
+            return False
+        finally:
+            self._inside = False
+
+    def _is_candidate_code(self, filename: str) -> bool:
+        """The candidate's file, any file beside it (its helpers), or code compiled at run
+        time (``<string>``), which only the candidate has reason to make here."""
+        if filename.startswith("<"):
+            return not filename.startswith("<frozen ")
+        real = os.path.realpath(filename)
+        return real == self.candidate or real.startswith(self.folder)
 
     @staticmethod
     def _writes(mode: Any, flags: Any) -> bool:

@@ -35,6 +35,10 @@ _TAMPER_NAMES = {
     "cr_frame", "__globals__", "__closure__", "__code__", "__builtins__", "__subclasses__",
     "__import__", "_exit", "kill", "killpg", "settrace", "setprofile", "addaudithook",
     "attrgetter", "__dict__", "__setattr__", "__getattribute__",
+    # Starting processes: a shell or a fork escapes every defence of this process.
+    "fork", "forkpty", "popen", "posix_spawn", "posix_spawnp", "execl", "execle", "execlp",
+    "execlpe", "execv", "execve", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp",
+    "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe",
 }
 # Builtins that run or reach code by name; as attributes (``torch.compile``) they are fine.
 _TAMPER_BUILTINS = {"eval", "exec", "compile", "globals", "vars", "exit", "quit"}
@@ -134,7 +138,7 @@ def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
         elif isinstance(node, ast.Attribute):
             if node.attr in leaves:
                 add("forbidden-call", f"names forbidden {leaves[node.attr]}", node)
-            if node.attr in _TAMPER_NAMES:
+            if node.attr in _TAMPER_NAMES or (node.attr == "system" and _root(node) == "os"):
                 add("tampering", f"uses .{node.attr}", node)
             if isinstance(node.ctx, (ast.Store, ast.Del)) and _root(node) in imported:
                 add("tampering", f"assigns to {ast.unparse(node)}, an imported module's "

@@ -26,6 +26,9 @@ MAIN = ("if __name__ == '__main__':\n    import sys, torch\n"
     ("x = eval('1')", "tampering", "uses eval"),
     ("import os\nos._exit(0)", "tampering", "._exit"),
     ("import ctypes", "tampering", "imports ctypes"),
+    ("import os\nos.system('kill 1')", "tampering", "uses .system"),
+    ("from os import fork", "tampering", "imports os.fork"),
+    ("import os\nos.posix_spawn('/bin/sh', [], {})", "tampering", ".posix_spawn"),
     ("from gc import get_objects", "tampering", "imports gc"),
     ("import pytest\npytest.skip()", "tampering", "imports pytest"),
     ("def f(e):\n    return e.__traceback__.tb_frame", "tampering", ".tb_frame"),
@@ -50,6 +53,7 @@ def test_scan_finds(source: str, rule: str, words: str) -> None:
     "import triton\nimport triton.language as tl\nimport math\nimport os\nx = os.environ",
     "import torch\ndt = getattr(torch, 'float16')\nobj = type('A', (), {})()\nobj.x = 1",
     "import torch\n" + MAIN,
+    "import platform\nname = platform.system()",
     "import torch\n" + MAIN.replace("__name__ == '__main__'", "'__main__' == __name__"),
 ])
 def test_scan_passes_honest_code(source: str) -> None:

@@ -63,6 +63,13 @@ CHEATS = {
     "the parent's memory, by a relative path": (
         "import os\n", "os.chdir('/proc')\n    open(f'{os.getppid()}/environ', 'rb')",
         "tampering", "another process's memory"),
+    "a shell command": ("import os\n", "os.system('true')", "tampering",
+                        "runs a shell command"),
+    "a process through the standard library": (
+        "import subprocess\n", "subprocess.run(['true'])", "tampering", "starts a process"),
+    "a fork": ("import os\n", "os.fork() or os._exit(0)", "tampering", "forks its process"),
+    "frames from code compiled at run time": (
+        "", "exec('import sys; sys._getframe(0)')", "tampering", "reads interpreter frames"),
     "exit with status 0": ("import os\n", "os._exit(0)", "crash", "status 0"),
 }
 
@@ -96,6 +103,17 @@ def test_output_finished_by_a_thread_is_a_deferred_write(tmp_path: Path) -> None
     # Seen as a late write when the thread finishes within the settling time (the usual
     # case), else as a wrong output: rejected either way, never passed.
     assert verdict.rule in ("deferred-write", "tolerance") and not verdict.passed, verdict
+
+
+def test_a_helper_beside_the_candidate_is_the_candidate_s_code(tmp_path: Path) -> None:
+    sandbox = _sandbox(tmp_path, "_helper.peek()", header="import _helper\n")
+    (sandbox.path.parent / "_helper.py").write_text(
+        "import sys\ndef peek():\n    return sys._getframe(1).f_locals\n")
+    try:
+        verdict = check_case(TASK, sandbox, CASE, "cpu")
+    finally:
+        sandbox.close()
+    assert verdict.rule == "tampering" and "interpreter frames" in verdict.message, verdict
 
 
 def test_torch_s_own_import_time_wrapping_is_not_tampering(tmp_path: Path) -> None:
