@@ -154,8 +154,25 @@ def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict
 
 #: Powers of two: scaling the linear argument by one scales the exact output exactly.
 _SCALES = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 4.0, -4.0, 0.25, -0.25, 8.0, -8.0, 0.125, -0.125)
-_SETS = 3
+#: Rounds in a schedule: room for the GPU plan's warm-up and its timed rounds.
+_ROUNDS = 42
+_MIN_SETS = 3
 _KEEP = 3
+# Memory the input sets (and the parent's pristine copies) may take: a quarter of the free
+# device memory; on a CPU, well inside the child's address-space limit.
+_CPU_BUDGET_BYTES = 1 << 30
+
+
+def _input_sets(task: Task, case: Case, device: str) -> int:
+    """As many distinct input sets as there are rounds, as far as memory allows: then no
+    round sees data an earlier one saw, and nothing a candidate computed from earlier
+    inputs (an output, or scores from q and k alone) can be reused."""
+    if device == "cuda":
+        budget = torch.cuda.mem_get_info()[0] / 4
+    else:
+        budget = _CPU_BUDGET_BYTES
+    per_set = 2 * 1.25 * task.bytes_moved(case)  # the set and its copy; padded layouts
+    return max(_MIN_SETS, min(_ROUNDS, int(budget // max(per_set, 1.0))))
 
 
 def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_s: float | None,
@@ -168,11 +185,13 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
     (the physical floor), or device time that misses work the host saw, is a fault.
     Returns the verdict and the per-round seconds.
     """
+    sets = _input_sets(task, case, device)
     calls = [task.make_inputs({**case, "seed": rng.randrange(2**31)}, device)
-             for _ in range(_SETS)]
+             for _ in range(sets)]
     pristine = [_pristine(call) for call in calls]
+    # Round i: set i mod sets; where sets repeat, the linear input takes another scale.
     scales = _SCALES if task.linear_arg is not None else (1.0,)
-    schedule = [(s, c) for s in range(_SETS) for c in scales]
+    schedule = [(i % sets, scales[i // sets % len(scales)]) for i in range(_ROUNDS)]
     rng.shuffle(schedule)
     keep = frozenset(rng.sample(range(len(schedule)), _KEEP))
     rounds = Rounds([call.args for call in calls], dict(calls[0].kwargs), schedule,

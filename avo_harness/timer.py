@@ -1,9 +1,9 @@
 """Timing a candidate's calls, in the candidate's process, so that no cache or trick helps.
 
 Every round, timed or warm-up (the candidate cannot tell them apart), first
-refreshes the live input buffers in place from one of several private input sets
-and scales the argument the output is linear in by a power of two (so every round
-sees new data at the same addresses), then flushes the L2 cache, then calls. On a
+refreshes the live input buffers in place from the round's private input set and,
+where sets repeat, scales the argument the output is linear in by a power of two (so
+every round sees new data at the same addresses), then flushes the L2 cache, then calls. On a
 GPU the clock is CUDA events around the call, and each round also synchronizes the
 device and reads the host clock, so work escaping the events (another stream, a
 thread) shows as a gap between the two. In the Triton interpreter the clock is the

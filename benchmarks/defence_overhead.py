@@ -3,8 +3,8 @@
     PYTHONPATH=. python benchmarks/defence_overhead.py --out benchmarks/results/defence-overhead-h100.json
 
 For each suite configuration it times, in the parent, the defended timed check
-(``checker.check_timed``: three private input sets, refreshed and rescaled every
-round, several rounds' outputs verified against float64 references) and the
+(``checker.check_timed``: private input sets, one per round where memory allows,
+refreshed every round, several rounds' outputs verified against float64 references) and the
 undefended minimum it replaces (the same candidate timed on one input set, the
 last output checked once). Their difference, summed, over the wall time of the
 whole evaluation (``pytest <candidate> --avo-report``, as the loop runs it) is

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from avo_harness.checker import FACTOR, Verdict, check_case, check_output
+from avo_harness.checker import FACTOR, Verdict, check_case, check_output, check_timed
 from avo_harness.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import Call, Case, Task, get_task
 
@@ -244,3 +245,24 @@ def test_check_case_refuses_what_is_not_a_tensor(probe: Sandbox) -> None:
     case = {**CAUSAL, "dtype": "float16", "Nq": 9, "Nk": 9, "sm_scale": 0.25}
     verdict = check_case(ATTENTION, probe, case, "cpu")
     assert verdict.rule == "output-type" and "builtins.list" in verdict.message
+
+
+def test_every_timed_round_sees_inputs_no_earlier_round_saw(tmp_path: Path) -> None:
+    # A candidate that keeps what it computed from q and k alone (scores, probabilities)
+    # would reuse it whenever q and k come back: they never do.
+    seen = tmp_path / "seen.txt"
+    path = tmp_path / "probe.py"
+    record = (f"    with open({str(seen)!r}, 'a') as f:\n"
+              "        f.write(repr((q.sum().item(), k.sum().item())) + '\\n')\n")
+    path.write_text(PROBE.replace("    if sm_scale == 0.25:", record + "    if sm_scale == 0.25:"))
+    box = Sandbox(path, "attention", SandboxSettings(cuda=False, timeout_s=120,
+                                                     memory_limit_bytes=0))
+    try:
+        verdict, times = check_timed(ATTENTION, box, {**CAUSAL, "dtype": "float16", "Nq": 9,
+                                                      "Nk": 9}, "cpu", floor_s=0.0,
+                                     rng=random.Random(5))
+    finally:
+        box.close()
+    assert verdict.passed, verdict.message
+    calls = seen.read_text().splitlines()
+    assert len(calls) > len(times) and len(set(calls)) == len(calls)
