@@ -9,12 +9,12 @@ Three run-time defences, each a backstop for a static rule in ``guard``:
 - an audit hook (``sys.addaudithook``: it cannot be removed) that refuses, when the
   candidate's own code asks: frames (``sys._getframe``, ``tb_frame``,
   ``gi_frame``), the garbage collector's object lists, ``id()``, ``ctypes``,
-  tracing hooks and function surgery; processes it starts itself (a shell, a
-  fork: torch and Triton may still run their compilers); and, from anyone in this
-  process, signals to other processes, sockets, reads of other processes' memory,
-  and writes or deletions under the protected paths (the project, the lineage,
-  the reports). The candidate's code is its file, the helpers beside it, and code
-  it compiles at run time;
+  tracing hooks, function surgery and writes by relative paths; and, from anyone in
+  this process, processes not started by Triton, inductor or cpp_extension (their
+  compilers), signals to other processes, sockets, reads of other processes'
+  memory, and writes or deletions under the protected paths (the project, the
+  lineage, the reports). The candidate's code is its file, anything under
+  ``candidates/`` (its helpers), and code compiled at run time;
 - an integrity snapshot of the modules the harness relies on (its own, ``time``,
   ``torch``, ``torch.cuda``, ``builtins``...): a replaced attribute is tampering.
 
@@ -29,6 +29,7 @@ import importlib.util
 import os
 import sys
 import sysconfig
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,8 +61,7 @@ _CANDIDATE_EVENTS = {
     "code.__new__": "builds code objects",
     "function.__new__": "builds function objects",
 }
-# Processes started where the first caller outside the standard library is the candidate's
-# code (torch and Triton start their compilers themselves; that stays allowed).
+# Processes, refused unless Triton, inductor or cpp_extension start them (their compilers).
 _PROCESS_EVENTS = {
     "os.system": "runs a shell command",
     "os.exec": "replaces its process with another program",
@@ -72,6 +72,21 @@ _PROCESS_EVENTS = {
     "subprocess.Popen": "starts a process",
 }
 _STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
+# Without a virtual environment, site-packages lies inside the standard library's folder.
+_SITE = tuple({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
+               for key in ("purelib", "platlib")})
+
+
+def _spawners() -> tuple[str, ...]:
+    """Where the code that may start processes lives: Triton (ptxas, the launcher's C
+    compiler, ldconfig), inductor's compilers and workers, and cpp_extension's builds."""
+    found = []
+    for package, inside in (("triton", ""), ("torch", "_inductor"),
+                            ("torch", os.path.join("utils", "cpp_extension.py"))):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            found.append(os.path.join(os.path.realpath(os.path.dirname(spec.origin)), inside))
+    return tuple(found)
 # Events refused whoever asks: nothing in this process has a reason to do them.
 _ALWAYS = {
     "os.kill": "sends a signal to a process",
@@ -91,10 +106,12 @@ class Lockdown:
 
     def __init__(self, candidate: str, protected: Sequence[str]) -> None:
         self.candidate = os.path.realpath(candidate)
-        self.folder = os.path.dirname(self.candidate) + os.sep
+        # candidates/: the candidate's helpers live beside it or in a sibling folder.
+        self.folder = os.path.dirname(os.path.dirname(self.candidate)) + os.sep
+        self._spawners = _spawners()
         self.protected = [os.path.realpath(p) for p in protected]
         self.violations: list[tuple[str, str]] = []  # (rule, what happened)
-        self._inside = False
+        self._local = threading.local()  # per thread: another thread's events stay seen
         self._snapshot: list[tuple[str, Any, dict[str, Any]]] = []
 
     def install(self, forbidden: Sequence[str], forbidden_ops: Sequence[str]) -> None:
@@ -119,7 +136,7 @@ class Lockdown:
         return self.violations[0] if self.violations else None
 
     def _audit(self, event: str, args: tuple[Any, ...]) -> None:
-        if self._inside:
+        if getattr(self._local, "inside", False):
             return
         why = None
         if event in _ALWAYS:
@@ -133,12 +150,16 @@ class Lockdown:
                 why = (_CANDIDATE_EVENTS[event] if event in _CANDIDATE_EVENTS
                        else f"reads interpreter frames ({args[1]})")
         elif event in _PROCESS_EVENTS:
-            if self._first_caller_outside_stdlib_is_candidate():
+            if not self._started_by_a_compiler():
                 why = _PROCESS_EVENTS[event]
         elif event == "open" and args and self._foreign_memory(args[0]):
             why = f"opens another process's memory or state ({os.fsdecode(args[0])})"
         elif event == "open" and len(args) >= 3 and self._writes(args[1], args[2]):
             why = self._protected_write(args[0])
+            # A relative path may hang off a directory descriptor the event does not show.
+            if why is None and isinstance(args[0], (str, bytes)) \
+                    and not os.path.isabs(args[0]) and self._called_by_candidate():
+                why = "writes a file by a relative path (absolute paths only)"
         elif event in _WRITES and args:
             why = self._protected_write(args[0])
             if why is None and event == "os.rename" and len(args) > 1:
@@ -148,32 +169,38 @@ class Lockdown:
             raise Refused(f"avo-harness refused: the candidate {why}")
 
     def _called_by_candidate(self) -> bool:
-        self._inside = True
+        self._local.inside = True
         try:
             caller = sys._getframe(2)  # 0: here, 1: _audit, 2: whoever raised the event
             return self._is_candidate_code(caller.f_code.co_filename)
         except ValueError:
             return False
         finally:
-            self._inside = False
+            self._local.inside = False
 
-    def _first_caller_outside_stdlib_is_candidate(self) -> bool:
-        self._inside = True
+    def _started_by_a_compiler(self) -> bool:
+        """Whether the first caller outside the standard library is Triton's, inductor's or
+        cpp_extension's code; a process started from anything else (the candidate, a
+        helper of some library, a thread of the standard library) is refused."""
+        self._local.inside = True
         try:
             frame = sys._getframe(2)
             while frame is not None:
-                name = frame.f_code.co_filename
-                if not (name.startswith("<frozen ")
-                        or os.path.realpath(name).startswith(_STDLIB)):
-                    return self._is_candidate_code(name)
+                name = os.path.realpath(frame.f_code.co_filename)
+                stdlib = frame.f_code.co_filename.startswith("<frozen ") or (
+                    name.startswith(_STDLIB) and not name.startswith(_SITE))
+                if not stdlib:
+                    return name.startswith(self._spawners)
                 frame = frame.f_back
             return False
+        except ValueError:
+            return False
         finally:
-            self._inside = False
+            self._local.inside = False
 
     def _is_candidate_code(self, filename: str) -> bool:
-        """The candidate's file, any file beside it (its helpers), or code compiled at run
-        time (``<string>``), which only the candidate has reason to make here."""
+        """The candidate's file, any file under ``candidates/`` (its helpers), or code compiled
+        at run time (``<string>``), which only the candidate has reason to make here."""
         if filename.startswith("<"):
             return not filename.startswith("<frozen ")
         real = os.path.realpath(filename)
@@ -190,28 +217,33 @@ class Lockdown:
         seeds and the references), or the machine's memory devices."""
         if not isinstance(path, (str, bytes)):
             return False
-        self._inside = True
+        self._local.inside = True
         try:
             real = os.path.realpath(os.fsdecode(path))
         except (TypeError, ValueError):
             return False
         finally:
-            self._inside = False
+            self._local.inside = False
         parts = real.split(os.sep)
         if len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit():
             return int(parts[2]) != os.getpid()
+        # The event does not say whether a directory descriptor anchors a relative path
+        # (``os.open("<pid>/mem", dir_fd=<fd of /proc>)``): a leading number is refused.
+        first = os.path.normpath(os.fsdecode(path)).split(os.sep)[0]
+        if first.isdigit() and int(first) != os.getpid():
+            return True
         return real in _MEMORY_DEVICES
 
     def _protected_write(self, path: Any) -> str | None:
         if isinstance(path, int) or path is None:
             return None
-        self._inside = True
+        self._local.inside = True
         try:
             real = os.path.realpath(os.fsdecode(path))
         except (TypeError, ValueError):
             return None
         finally:
-            self._inside = False
+            self._local.inside = False
         for root in self.protected:
             if real == root or real.startswith(root + os.sep):
                 return f"writes to a protected path ({real})"

@@ -69,7 +69,7 @@ def scan_file(path: Path, forbidden: Iterable[str], roots: Iterable[Path]) -> li
         source = current.read_text(errors="replace")
         label = None if current == path else current.name
         findings += [replace(f, file=label) for f in scan_source(source, forbidden)]
-        for module in _local_imports(source, roots):
+        for module in _local_imports(source, current, roots):
             if module.resolve() not in seen:
                 seen.add(module.resolve())
                 todo.append(module)
@@ -77,26 +77,32 @@ def scan_file(path: Path, forbidden: Iterable[str], roots: Iterable[Path]) -> li
     return findings
 
 
-def _local_imports(source: str, roots: list[Path]) -> list[Path]:
-    """The files of the modules ``source`` imports that live under ``roots``."""
+def _local_imports(source: str, here: Path, roots: list[Path]) -> list[Path]:
+    """The files of the modules ``source`` (the file ``here``) imports that live under
+    ``roots``, or relative to ``here``; packages' ``__init__`` files included."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    names: list[str] = []
+    wanted: list[tuple[list[Path], list[str]]] = []  # (where to look, dotted parts)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            wanted += [(roots, a.name.split(".")) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level > len(here.parents):
+                continue
+            base = [here.parents[node.level - 1]] if node.level else roots
+            module = node.module.split(".") if node.module else []
+            wanted += [(base, module)] if module else []
+            wanted += [(base, [*module, a.name]) for a in node.names]
     found = []
-    for name in names:
-        parts = name.split(".")
-        for root in roots:
-            for candidate in (root.joinpath(*parts).with_suffix(".py"),
-                              root.joinpath(*parts, "__init__.py")):
-                if candidate.is_file():
-                    found.append(candidate)
+    for bases, parts in wanted:
+        for base in bases:
+            for i in range(1, len(parts) + 1):  # a.b.c imports a and a.b first
+                for path in (base.joinpath(*parts[:i]).with_suffix(".py"),
+                             base.joinpath(*parts[:i], "__init__.py")):
+                    if path.is_file():
+                        found.append(path)
     return found
 
 

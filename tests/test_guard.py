@@ -85,3 +85,13 @@ def test_scan_file_follows_local_imports(tmp_path: Path) -> None:
     found = scan_file(packaged, FORBIDDEN, [tmp_path])
     assert [(f.rule, f.file) for f in found] == [("forbidden-call", "_library.py")]
     assert scan_file(packaged, FORBIDDEN, []) == []  # outside the roots it is not ours
+
+    package = folder / "_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from . import impl\n")
+    (package / "impl.py").write_text("import gc\n")
+    (folder / "nested.py").write_text("import _pkg\n")
+    found = scan_file(folder / "nested.py", FORBIDDEN, [tmp_path])
+    assert [(f.rule, f.file) for f in found] == [("tampering", "impl.py")]
+    (folder / "deep.py").write_text("from ........ import x\n")  # above the filesystem root
+    assert scan_file(folder / "deep.py", FORBIDDEN, [tmp_path]) == []

@@ -67,6 +67,20 @@ CHEATS = {
                         "runs a shell command"),
     "a process through the standard library": (
         "import subprocess\n", "subprocess.run(['true'])", "tampering", "starts a process"),
+    "a shell through a library's helper": (
+        "import torch.utils.collect_env as ce\n", "ce.run('true')", "tampering",
+        "starts a process"),
+    "a shell from a thread": ("import asyncio\nimport os\n",
+                              "asyncio.run(asyncio.to_thread(os.system, 'true'))",
+                              "tampering", "runs a shell command"),
+    "the parent's memory through a directory descriptor": (
+        "import os\n", "fd = os.open('/proc', os.O_RDONLY)\n"
+        "    os.open(f'{os.getppid()}/mem', os.O_RDONLY, dir_fd=fd)", "tampering",
+        "another process's memory"),
+    "a candidate written through a directory descriptor": (
+        "import os\n", "fd = os.open(os.path.dirname(__file__), os.O_RDONLY)\n"
+        "    os.open('seed.py', os.O_WRONLY | os.O_TRUNC, dir_fd=fd)", "tampering",
+        "relative path"),
     "a fork": ("import os\n", "os.fork() or os._exit(0)", "tampering", "forks its process"),
     "frames from code compiled at run time": (
         "", "exec('import sys; sys._getframe(0)')", "tampering", "reads interpreter frames"),
@@ -93,7 +107,7 @@ def test_output_finished_by_a_thread_is_a_deferred_write(tmp_path: Path) -> None
     source = sandbox.path.read_text().replace(
         "    return _honest(q, k, v, causal, sm_scale)",
         "    out = torch.zeros_like(q)\n"
-        "    threading.Timer(0.008, lambda: out.copy_(_honest(q, k, v, causal, sm_scale)))"
+        "    threading.Timer(0.015, lambda: out.copy_(_honest(q, k, v, causal, sm_scale)))"
         ".start()\n    return out")
     sandbox.path.write_text(source)
     try:
