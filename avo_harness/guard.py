@@ -115,6 +115,8 @@ def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
     leaves = {name.rsplit(".", 1)[-1]: name for name in forbidden}
     nodes = list(_walk_imported_code(tree))
     imported = _imported_names(nodes)
+    os_names = {a.asname or a.name for node in nodes if isinstance(node, ast.Import)
+                for a in node.names if a.name == "os"}
     docstrings = _docstrings(tree)
     findings: list[Finding] = []
 
@@ -134,7 +136,7 @@ def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
                         add("forbidden-call", f"imports forbidden {leaves[part]}", node)
                 if module.split(".")[0] in _TAMPER_MODULES:
                     add("tampering", f"imports {module}", node)
-                if module.split(".")[-1] in _TAMPER_NAMES:
+                if module.split(".")[-1] in _TAMPER_NAMES or module == "os.system":
                     add("tampering", f"imports {module}", node)
         elif isinstance(node, ast.Name):
             if node.id in leaves:
@@ -144,7 +146,7 @@ def scan_source(source: str, forbidden: Iterable[str]) -> list[Finding]:
         elif isinstance(node, ast.Attribute):
             if node.attr in leaves:
                 add("forbidden-call", f"names forbidden {leaves[node.attr]}", node)
-            if node.attr in _TAMPER_NAMES or (node.attr == "system" and _root(node) == "os"):
+            if node.attr in _TAMPER_NAMES or (node.attr == "system" and _root(node) in os_names):
                 add("tampering", f"uses .{node.attr}", node)
             if isinstance(node.ctx, (ast.Store, ast.Del)) and _root(node) in imported:
                 add("tampering", f"assigns to {ast.unparse(node)}, an imported module's "

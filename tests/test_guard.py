@@ -27,6 +27,8 @@ MAIN = ("if __name__ == '__main__':\n    import sys, torch\n"
     ("import os\nos._exit(0)", "tampering", "._exit"),
     ("import ctypes", "tampering", "imports ctypes"),
     ("import os\nos.system('kill 1')", "tampering", "uses .system"),
+    ("import os as o\no.system('kill 1')", "tampering", "uses .system"),
+    ("from os import system", "tampering", "imports os.system"),
     ("from os import fork", "tampering", "imports os.fork"),
     ("import os\nos.posix_spawn('/bin/sh', [], {})", "tampering", ".posix_spawn"),
     ("from gc import get_objects", "tampering", "imports gc"),
