@@ -31,6 +31,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 
@@ -77,16 +78,22 @@ _SITE = tuple({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
                for key in ("purelib", "platlib")})
 
 
-def _spawners() -> tuple[str, ...]:
-    """Where the code that may start processes lives: Triton (ptxas, the launcher's C
-    compiler, ldconfig), inductor's compilers and workers, and cpp_extension's builds."""
-    found = []
-    for package, inside in (("triton", ""), ("torch", "_inductor"),
-                            ("torch", os.path.join("utils", "cpp_extension.py"))):
-        spec = importlib.util.find_spec(package)
-        if spec is not None and spec.origin:
-            found.append(os.path.join(os.path.realpath(os.path.dirname(spec.origin)), inside))
-    return tuple(found)
+def _package_dir(name: str) -> str | None:
+    """The real folder of an installed package, with a trailing separator; None if absent."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        return None
+    return os.path.realpath(os.path.dirname(spec.origin)) + os.sep
+
+
+_TORCH_DIR = _package_dir("torch")
+_TRITON_DIR = _package_dir("triton")
+# Where the code that may start processes lives: Triton (ptxas, the launcher's C compiler,
+# ldconfig), inductor's compilers and workers, and cpp_extension's builds.
+_SPAWNERS = tuple(
+    ([_TRITON_DIR] if _TRITON_DIR else [])
+    + ([_TORCH_DIR + "_inductor", os.path.join(_TORCH_DIR, "utils", "cpp_extension.py")]
+       if _TORCH_DIR else []))
 # Events refused whoever asks: nothing in this process has a reason to do them.
 _ALWAYS = {
     "os.kill": "sends a signal to a process",
@@ -108,7 +115,6 @@ class Lockdown:
         self.candidate = os.path.realpath(candidate)
         # candidates/: the candidate's helpers live beside it or in a sibling folder.
         self.folder = os.path.dirname(os.path.dirname(self.candidate)) + os.sep
-        self._spawners = _spawners()
         self.protected = [os.path.realpath(p) for p in protected]
         self.violations: list[tuple[str, str]] = []  # (rule, what happened)
         self._local = threading.local()  # per thread: another thread's events stay seen
@@ -184,13 +190,13 @@ class Lockdown:
         helper of some library, a thread of the standard library) is refused."""
         self._local.inside = True
         try:
-            frame = sys._getframe(2)
+            frame: FrameType | None = sys._getframe(2)
             while frame is not None:
                 name = os.path.realpath(frame.f_code.co_filename)
                 stdlib = frame.f_code.co_filename.startswith("<frozen ") or (
                     name.startswith(_STDLIB) and not name.startswith(_SITE))
                 if not stdlib:
-                    return name.startswith(self._spawners)
+                    return name.startswith(_SPAWNERS)
                 frame = frame.f_back
             return False
         except ValueError:
@@ -212,18 +218,25 @@ class Lockdown:
             return any(c in mode for c in "wax+")
         return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
 
+    def _real(self, path: Any) -> str | None:
+        """The resolved path an event names (None for a descriptor or nothing), resolved
+        with this hook quiet, since resolving raises events of its own."""
+        if not isinstance(path, (str, bytes)):
+            return None
+        self._local.inside = True
+        try:
+            return os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return None
+        finally:
+            self._local.inside = False
+
     def _foreign_memory(self, path: Any) -> bool:
         """``/proc/<pid>/...`` of any other process (the parent's memory holds the private
         seeds and the references), or the machine's memory devices."""
-        if not isinstance(path, (str, bytes)):
+        real = self._real(path)
+        if real is None:
             return False
-        self._local.inside = True
-        try:
-            real = os.path.realpath(os.fsdecode(path))
-        except (TypeError, ValueError):
-            return False
-        finally:
-            self._local.inside = False
         parts = real.split(os.sep)
         if len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit():
             return int(parts[2]) != os.getpid()
@@ -235,15 +248,9 @@ class Lockdown:
         return real in _MEMORY_DEVICES
 
     def _protected_write(self, path: Any) -> str | None:
-        if isinstance(path, int) or path is None:
+        real = self._real(path)
+        if real is None:
             return None
-        self._local.inside = True
-        try:
-            real = os.path.realpath(os.fsdecode(path))
-        except (TypeError, ValueError):
-            return None
-        finally:
-            self._local.inside = False
         for root in self.protected:
             if real == root or real.startswith(root + os.sep):
                 return f"writes to a protected path ({real})"
@@ -272,11 +279,6 @@ def _watched() -> list[tuple[str, Any]]:
     owners += [(name, module) for name, module in sorted(sys.modules.items())
                if name == "avo_harness" or name.startswith("avo_harness.")]
     return owners
-
-
-_TORCH_SPEC = importlib.util.find_spec("torch")
-_TORCH_DIR = os.path.realpath(os.path.dirname(_TORCH_SPEC.origin or "")) + os.sep \
-    if _TORCH_SPEC is not None else None
 
 
 def _torch_wraps(new: Any, old: Any) -> bool:
