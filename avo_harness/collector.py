@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from .checker import Verdict, check_case, check_timed, fault_verdict
-from .guard import scan_file
+from .judge.checker import Verdict, check_case, check_timed, fault_verdict
+from .judge.scan import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, raw
-from .roofline import Roofline, measure
-from .sandbox import CandidateFault, Sandbox, SandboxSettings
+from .judge.roofline import Roofline, measure
+from .judge.sandbox import CandidateFault, Sandbox, SandboxSettings
 from .tasks import BenchConfig, Call, Case, Task, get_task, task_names
-from .timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, clock_name, run_rounds
+from .judge.timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, clock_name, run_rounds
 
 SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
 _ROOFLINE_KEY = pytest.StashKey[Roofline]()

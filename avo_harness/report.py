@@ -39,7 +39,7 @@ import pytest
 
 from .collector import BenchmarkItem, CandidateFile, CorrectnessItem
 from .options import HarnessSettings
-from .timer import clock_name
+from .judge.timer import clock_name
 
 SCHEMA = "avo-harness/report/1"
 

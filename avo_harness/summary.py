@@ -17,7 +17,7 @@ import pytest
 
 from .evolve.fitness import Fitness, from_report, geomean
 from .report import Results
-from .timer import clock_name
+from .judge.timer import clock_name
 
 SEED_NAME = "seed.py"
 

@@ -11,7 +11,7 @@
    the full correctness check on this GPU, then every suite configuration timed
    and its output verified, exactly as ``pytest candidates/attention`` does.
 2. Times torch SDPA with the cuDNN, flash and memory-efficient backends on the same
-   configurations with the same clock (``avo_harness.timer.run_rounds``: CUDA events,
+   configurations with the same clock (``avo_harness.judge.timer.run_rounds``: CUDA events,
    inputs refreshed and L2 flushed before each round), in the same session. GQA configurations pass
    ``enable_gqa=True``; a backend that refuses it gets k and v expanded to Hq heads
    beforehand (outside the timed region), and the table marks that with ``*``.
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from avo_harness.report import write_json_atomically  # noqa: E402
 from avo_harness.tasks import get_task  # noqa: E402
 from avo_harness.tasks.attention import DTYPES, HEAD_DIMS, LAYOUTS  # noqa: E402
-from avo_harness.timer import GPU_PLAN, Rounds, run_rounds  # noqa: E402
+from avo_harness.judge.timer import GPU_PLAN, Rounds, run_rounds  # noqa: E402
 
 BACKENDS = ("cudnn", "flash", "efficient")
 

@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from avo_harness.checker import check_output, check_timed, references  # noqa: E402
+from avo_harness.judge.checker import check_output, check_timed, references  # noqa: E402
 from avo_harness.report import environment, write_json_atomically  # noqa: E402
-from avo_harness.sandbox import Sandbox, SandboxSettings  # noqa: E402
+from avo_harness.judge.sandbox import Sandbox, SandboxSettings  # noqa: E402
 from avo_harness.tasks import get_task  # noqa: E402
-from avo_harness.timer import Rounds  # noqa: E402
+from avo_harness.judge.timer import Rounds  # noqa: E402
 
 
 def main() -> None:

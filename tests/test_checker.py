@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from avo_harness.checker import FACTOR, Verdict, check_case, check_output, check_timed
-from avo_harness.sandbox import Sandbox, SandboxSettings
+from avo_harness.judge.checker import FACTOR, Verdict, check_case, check_output, check_timed
+from avo_harness.judge.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import Call, Case, Task, get_task
 
 ATTENTION = get_task("attention")

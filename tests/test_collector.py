@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from avo_harness import collector, roofline
-from avo_harness.roofline import Roofline
+from avo_harness import collector
+from avo_harness.judge import roofline
+from avo_harness.judge.roofline import Roofline
 from avo_harness.tasks import get_task
 from avo_harness.tunables import read_space
 
@@ -74,7 +75,7 @@ import torch
 
 try:
     import avo_harness.collector as harness
-    from avo_harness.checker import Verdict
+    from avo_harness.judge.checker import Verdict
 
     harness.scan_source = lambda *args, **kwargs: []
     harness.check_case = lambda *args, **kwargs: Verdict(True, "ok", "forged")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from avo_harness.checker import check_case, check_timed
-from avo_harness.sandbox import Sandbox, SandboxSettings
+from avo_harness.judge.checker import check_case, check_timed
+from avo_harness.judge.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import get_task
 
 pytestmark = [pytest.mark.gpu,

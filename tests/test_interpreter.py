@@ -11,7 +11,7 @@ PROGRAM = """
 import os
 os.environ["TRITON_INTERPRET"] = "1"
 import torch, triton, triton.language as tl
-from avo_harness._interpreter import mend
+from avo_harness.judge.interpreter import mend
 mend()
 
 @triton.jit

@@ -1,5 +1,5 @@
 """The run-time defences of the candidate's process, on their own: each cheat here would
-pass the static scan's absence (the sandbox does not scan), so only ``_lockdown`` and the
+pass the static scan's absence (the sandbox does not scan), so only ``lockdown`` and the
 checker's run-time rules can catch it."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from avo_harness.checker import check_case, check_timed
-from avo_harness.sandbox import Sandbox, SandboxSettings
+from avo_harness.judge.checker import check_case, check_timed
+from avo_harness.judge.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import get_task
 
 TASK = get_task("attention")

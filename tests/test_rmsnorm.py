@@ -10,8 +10,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from avo_harness.checker import check_case, check_output
-from avo_harness.sandbox import Sandbox, SandboxSettings
+from avo_harness.judge.checker import check_case, check_output
+from avo_harness.judge.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import Call, Case
 from avo_harness.tasks.rmsnorm import DEFAULT_EPS, DTYPES, LAYOUTS, TASK
 from avo_harness.tunables import read_space, write_values

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from avo_harness.roofline import Roofline, measure
+from avo_harness.judge.roofline import Roofline, measure
 
 # Powers of two, so every floor below is exact.
 MACHINE = Roofline("machine", matmul_flops_per_s=2.0**40, copy_bytes_per_s=2.0**30)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from avo_harness.sandbox import CandidateFault, Sandbox, SandboxSettings
+from avo_harness.judge.sandbox import CandidateFault, Sandbox, SandboxSettings
 from avo_harness.tasks import Call, get_task
-from avo_harness.timer import Rounds
+from avo_harness.judge.timer import Rounds
 
 TASK = get_task("attention")
 CASE = {"B": 1, "Hq": 2, "Hkv": 1, "Nq": 9, "Nk": 13, "D": 32, "dtype": "float16",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from avo_harness.timer import INTERPRETER_PLAN, Rounds, TimingPlan, clock_name, run_rounds
+from avo_harness.judge.timer import INTERPRETER_PLAN, Rounds, TimingPlan, clock_name, run_rounds
 
 # Warms up for as long as it may (half the schedule), then times every round left.
 GREEDY = TimingPlan(warmup_s=float("inf"), min_warmup=1000, min_rounds=1000, max_rounds=1000,

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..evolve.evaluate import EvalSettings, Evaluation, evaluate
 from ..evolve.lineage import Record, source_hash
-from ..guard import scan_source
+from ..judge.scan import scan_source
 from ..tasks import Task
 from .knowledge import Knowledge
 from .views import best_committed, candidate_text, lineage_text, report_text

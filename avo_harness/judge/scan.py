@@ -2,7 +2,7 @@
 
 Run by the parent, which never imports candidate code. It is a filter, not the
 defence: every rule it enforces is also enforced at run time in the candidate's
-process (``_lockdown``), where a name assembled from strings cannot hide.
+process (``lockdown``), where a name assembled from strings cannot hide.
 
 Two rules: ``forbidden-call`` (the library implementations of the task) and
 ``tampering`` (the means to reach the harness, the process or the machine: frames,

@@ -1,6 +1,6 @@
 """The candidate's process, locked down before the candidate is imported.
 
-Three run-time defences, each a backstop for a static rule in ``guard``:
+Three run-time defences, each a backstop for a static rule in ``scan``:
 
 - tripwires: the task's forbidden callables are replaced by ones that raise, its
   forbidden ATen operators get a raising kernel in the dispatcher (so a call that

@@ -1,7 +1,7 @@
 """The child side of the sandbox: load one candidate and serve calls from the parent.
 
 Runs in its own process so that a candidate that crashes, hangs or eats memory
-takes only this process down. The process is locked down (``_lockdown``) before
+takes only this process down. The process is locked down (``lockdown``) before
 the candidate is imported. Everything it receives and sends goes over one pipe;
 tensors travel as shared memory (CPU) or CUDA IPC handles, so the parent sees
 exactly what the candidate wrote, its inputs included.
@@ -33,15 +33,15 @@ def serve(conn: Connection, path: str, task_name: str, cuda: bool,
     import torch
     import torch.multiprocessing  # noqa: F401  (registers the tensor-sharing reducers)
 
-    from ._lockdown import Lockdown
-    from .tasks import get_task
+    from .lockdown import Lockdown
+    from ..tasks import get_task
     from .timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, run_rounds
 
     task = get_task(task_name)
     if cuda:
         torch.cuda.init()  # lazily initialised state would otherwise change under the snapshot
     else:
-        from ._interpreter import mend
+        from .interpreter import mend
 
         mend()
     lockdown = Lockdown(path, protected)

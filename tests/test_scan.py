@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from avo_harness.guard import scan_file, scan_source
+from avo_harness.judge.scan import scan_file, scan_source
 from avo_harness.tasks import get_task
 
 FORBIDDEN = get_task("attention").forbidden

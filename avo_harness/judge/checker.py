@@ -20,7 +20,7 @@ import torch
 
 from .roofline import SLACK
 from .sandbox import CandidateFault, Sandbox
-from .tasks import Call, Case, Task
+from ..tasks import Call, Case, Task
 from .timer import Rounds
 
 FACTOR = 2.0

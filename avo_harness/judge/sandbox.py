@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .tasks import Call
+from ..tasks import Call
 from .timer import Rounds
 
 # What the child may send back: torch's shared-memory / CUDA IPC tensor rebuilders
@@ -92,7 +92,7 @@ class Sandbox:
     def _start(self) -> None:
         import torch.multiprocessing  # noqa: F401  (registers the tensor-sharing reducers)
 
-        from . import _worker
+        from . import worker as _worker
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
