@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from .judge.checker import Verdict, check_case, check_timed, fault_verdict
+from .judge.checker import Verdict, check_case, check_timed, fault_verdict, harness_verdict
 from .judge.scan import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, raw
 from .judge.roofline import Roofline, measure
-from .judge.sandbox import CandidateFault, Sandbox, SandboxSettings
+from .judge.sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings
 from .tasks import BenchConfig, Call, Case, Task, get_task, task_names
-from .judge.timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, clock_name, run_rounds
+from .judge.timer import clock_name, time_in_process
 
 SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
 _ROOFLINE_KEY = pytest.StashKey[Roofline]()
@@ -69,8 +69,10 @@ class CandidateFile(pytest.File):
 
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
+            # The OS sandbox makes all of these read-only; the in-process line refuses too.
             root = self.config.rootpath
-            protected = [self.path.parent.parent, root / str(raw(self.config, "store"))]
+            protected = [self.path.parent.parent, root, root / str(raw(self.config, "store")),
+                         Path(__file__).resolve().parent]
             if self.settings.report is not None:
                 protected.append(self.settings.report.resolve())
             self._sandbox = Sandbox(self.path, self.task.name, SandboxSettings(
@@ -111,6 +113,8 @@ class CorrectnessItem(pytest.Item):
             file.sandbox().start()
         except CandidateFault as fault:
             self._fail(None, fault_verdict(fault))
+        except HarnessFault as exc:
+            self._fail(None, harness_verdict(exc, "starting the sandbox"))
         if file.settings.replay is not None:
             try:
                 self._check(file.settings.replay)
@@ -360,13 +364,8 @@ def _baseline(config: pytest.Config, task: Task, bench: BenchConfig,
         if task.baseline_name is None:
             return None
         call = task.make_inputs({**bench.case, "seed": _PRIVATE.randrange(2**31)}, device)
-        cuda = device == "cuda"
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            return task.baseline(Call(args, kwargs))
-
-        rounds = Rounds([call.args], dict(call.kwargs), [(0, 1.0)] * 64, None, frozenset())
-        times = run_rounds(run, rounds, cuda=cuda, plan=GPU_PLAN if cuda else INTERPRETER_PLAN)
-        baselines[bench.name] = {"name": task.baseline_name, "clock": clock_name(cuda),
-                                 **summarize(times.times, task.flops(bench.case))}
+        times = time_in_process(lambda args: task.baseline(Call(args, call.kwargs)), call.args,
+                                cuda=device == "cuda")
+        baselines[bench.name] = {"name": task.baseline_name, "clock": clock_name(device == "cuda"),
+                                 **summarize(times, task.flops(bench.case))}
     return baselines[bench.name]

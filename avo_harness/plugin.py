@@ -82,6 +82,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(TerminalSummary(settings.cuda, results), "avo-summary")
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    from .judge.confine import detect
+
+    conf = detect()
+    return f"avo-harness sandbox: {conf.label}" + (f" ({conf.reason})" if conf.reason else "")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_collect_file(file_path: Path,
                         parent: pytest.Collector) -> Generator[None, list[Any], list[Any]]:

@@ -2,7 +2,8 @@
 
 Schema ``avo-harness/report/1`` (documented in README.md)::
 
-    {"schema": "avo-harness/report/1", "created": ISO-8601, "environment": {...},
+    {"schema": "avo-harness/report/1", "created": ISO-8601,
+     "environment": {"device", "clock", "sandbox", "sandbox_missing", ...},
      "candidates": {"<nodeid of the file>": {
          "task": str, "path": str, "sha256": str,
          "correctness": {"outcome": "passed|failed|error|skipped", "examples": int,
@@ -38,8 +39,8 @@ from typing import Any
 import pytest
 
 from .collector import BenchmarkItem, CandidateFile, CorrectnessItem
-from .options import HarnessSettings
 from .judge.timer import clock_name
+from .options import HarnessSettings
 
 SCHEMA = "avo-harness/report/1"
 
@@ -47,6 +48,8 @@ SCHEMA = "avo-harness/report/1"
 def environment(cuda: bool) -> dict[str, Any]:
     """Where the numbers come from; timings are only comparable within one environment."""
     import torch
+
+    from .judge.confine import detect
 
     def version(dist: str) -> str | None:
         try:
@@ -64,6 +67,9 @@ def environment(cuda: bool) -> dict[str, Any]:
         "cuda_runtime": torch.version.cuda,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        # How the candidates' processes were confined, and why a layer was missing.
+        "sandbox": detect().label,
+        "sandbox_missing": detect().reason,
     }
 
 

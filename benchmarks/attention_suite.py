@@ -11,7 +11,7 @@
    the full correctness check on this GPU, then every suite configuration timed
    and its output verified, exactly as ``pytest candidates/attention`` does.
 2. Times torch SDPA with the cuDNN, flash and memory-efficient backends on the same
-   configurations with the same clock (``avo_harness.judge.timer.run_rounds``: CUDA events,
+   configurations with the same clock (``avo_harness.judge.timer.time_in_process``: CUDA events,
    inputs refreshed and L2 flushed before each round), in the same session. GQA configurations pass
    ``enable_gqa=True``; a backend that refuses it gets k and v expanded to Hq heads
    beforehand (outside the timed region), and the table marks that with ``*``.
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from avo_harness.report import write_json_atomically  # noqa: E402
 from avo_harness.tasks import get_task  # noqa: E402
 from avo_harness.tasks.attention import DTYPES, HEAD_DIMS, LAYOUTS  # noqa: E402
-from avo_harness.judge.timer import GPU_PLAN, Rounds, run_rounds  # noqa: E402
+from avo_harness.judge.timer import time_in_process  # noqa: E402
 
 BACKENDS = ("cudnn", "flash", "efficient")
 
@@ -122,10 +122,9 @@ def time_sdpa(backend: str, case: dict[str, Any]) -> tuple[float | None, bool]:
 
         # The harness times its own baseline this way (collector._baseline): one input
         # set, refreshed before each round.
-        rounds = Rounds([(q, kk, vv)], {}, [(0, 1.0)] * 64, None, frozenset())
         try:
             with sdpa_kernel(kind):
-                times = run_rounds(run, rounds, cuda=True, plan=GPU_PLAN).times
+                times = time_in_process(lambda args: run(*args), (q, kk, vv), cuda=True)
             return sorted(times)[len(times) // 2], expanded
         except RuntimeError:
             continue

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from avo_harness.judge.checker import FACTOR, Verdict, check_case, check_output, check_timed
+from avo_harness.judge.checker import (FACTOR, Reference, Verdict, check_case, check_output,
+                                       check_timed)
 from avo_harness.judge.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import Call, Case, Task, get_task
 
@@ -27,7 +28,12 @@ def _judge(task: Task, case: Case, make_out: Callable[[Call, torch.Tensor], obje
     call = task.make_inputs(case, "cpu")
     truth = task.reference(call, torch.float64)
     lowp = task.reference(call, call.args[0].dtype)
-    return check_output(task, call, make_out(call, truth), truth, lowp)
+    return check_output(task, call, make_out(call, truth), _ref(truth, lowp))
+
+
+def _ref(truth: torch.Tensor, lowp: torch.Tensor) -> Reference:
+    return Reference(truth, float((lowp.double() - truth).abs().max()),
+                     float(truth.abs().max()))
 
 
 def _fewer_bits(t: torch.Tensor, dtype: torch.dtype, dropped: int) -> torch.Tensor:
@@ -66,7 +72,7 @@ def test_the_tolerance_is_twice_the_plain_error_plus_one_ulp_of_the_scale(
                                 "spread": spread}, "cpu")
     truth = RMSNORM.reference(call, torch.float64)
     lowp = RMSNORM.reference(call, call.args[0].dtype)
-    verdict = check_output(RMSNORM, call, lowp, truth, lowp)
+    verdict = check_output(RMSNORM, call, lowp, _ref(truth, lowp))
     plain_err = float((lowp.double() - truth).abs().max())
     assert verdict.lowp_err == pytest.approx(plain_err)
     assert verdict.tolerance == pytest.approx(
@@ -165,7 +171,7 @@ def test_a_nan_alone_fails_even_where_the_tolerance_is_infinite() -> None:
     truth = RMSNORM.reference(call, torch.float64)
     out = truth.to(torch.float16)
     out[1, 4] = float("nan")
-    verdict = check_output(RMSNORM, call, out, truth, torch.full_like(truth, math.inf))
+    verdict = check_output(RMSNORM, call, out, Reference(truth, math.inf, 1.0))
     assert not verdict.passed and verdict.n_nan == 1
 
 
@@ -250,9 +256,9 @@ def test_check_case_refuses_what_is_not_a_tensor(probe: Sandbox) -> None:
 def test_every_timed_round_sees_inputs_no_earlier_round_saw(tmp_path: Path) -> None:
     # A candidate that keeps what it computed from q and k alone (scores, probabilities)
     # would reuse it whenever q and k come back: they never do.
-    seen = tmp_path / "seen.txt"
     path = tmp_path / "probe.py"
-    record = (f"    with open({str(seen)!r}, 'a') as f:\n"
+    record = ("    import os\n"
+              "    with open(os.path.join(os.getcwd(), 'seen.txt'), 'a') as f:\n"
               "        f.write(repr((q.sum().item(), k.sum().item())) + '\\n')\n")
     path.write_text(PROBE.replace("    if sm_scale == 0.25:", record + "    if sm_scale == 0.25:"))
     box = Sandbox(path, "attention", SandboxSettings(cuda=False, timeout_s=120,
@@ -261,8 +267,8 @@ def test_every_timed_round_sees_inputs_no_earlier_round_saw(tmp_path: Path) -> N
         verdict, times = check_timed(ATTENTION, box, {**CAUSAL, "dtype": "float16", "Nq": 9,
                                                       "Nk": 9}, "cpu", floor_s=0.0,
                                      rng=random.Random(5))
+        calls = (box.scratch / "seen.txt").read_text().splitlines()
     finally:
         box.close()
     assert verdict.passed, verdict.message
-    calls = seen.read_text().splitlines()
     assert len(calls) > len(times) and len(set(calls)) == len(calls)

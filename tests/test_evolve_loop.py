@@ -1,18 +1,30 @@
 """The evolution loop end to end, in real subprocesses: commits, budgets, kill -9 and resume,
-and candidates that crash, hang or exhaust memory."""
+and candidates that crash, hang or exhaust memory; then in process, with a scripted
+evaluation: harness errors, and what an evaluation does to candidates/<task>/ undone."""
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from avo_harness.evolve import loop
+from avo_harness.evolve.evaluate import EvalSettings, Evaluation, evaluate
+from avo_harness.evolve.fitness import Fitness, harness_fault
 from avo_harness.evolve.lineage import Lineage, source_hash
+from avo_harness.evolve.loop import Evolution
+from avo_harness.evolve.operators import Proposal, VariationContext
+from avo_harness.evolve.progress import Progress
+from avo_harness.options import EvolveSettings
+from avo_harness.tasks import get_task
 
 # A plain-torch candidate with tunables: fast to evaluate, honest, and unusual (no Triton).
 CHUNKED = '''
@@ -201,3 +213,134 @@ def test_report_is_the_fitness_the_lineage_keeps(tmp_path: Path) -> None:
     entry = next(iter(record.report["candidates"].values()))
     assert record.scores == {name: b["tflops"] for name, b in entry["benchmarks"].items()}
     assert json.dumps(record.scores)
+
+
+# In-process runs of the loop with a scripted evaluation: what it does with each outcome and
+# with what an evaluation leaves behind in candidates/<task>/, without running candidates.
+PASSING = Fitness(True, None, {"a": 1.0}, 1.0)
+
+
+class _Scripted:
+    """Proposes CHUNKED with a distinct comment per generation, the first committed its parent."""
+
+    name = "scripted"
+
+    def propose(self, context: VariationContext) -> Proposal:
+        return Proposal(f"# generation {context.generation}\n{CHUNKED}",
+                        [context.committed()[0].id], "scripted")
+
+
+def _evolution(root: Path, lineage: Lineage, generations: int,
+               run_id: int | None = None) -> tuple[Evolution, io.StringIO]:
+    """Run ``run_id`` again (as --avo-resume does), or a new run."""
+    store = root / ".avo"
+    settings = EvolveSettings("attention", "scripted", generations, 0.0, 0.0, 0, 0, store,
+                              run_id is not None, 60.0, 0.0)
+    out = io.StringIO()
+    evolution = Evolution(get_task("attention"), settings,
+                          EvalSettings("cpu", 2, 5.0, 60.0, 3.0, root), lineage,
+                          run_id or lineage.start_run("attention", {}), _Scripted(),
+                          root / "candidates" / "attention", store / "staging",
+                          Progress(Console(file=out, width=400)))
+    return evolution, out
+
+
+def _script(monkeypatch: pytest.MonkeyPatch,
+            steps: dict[str, Callable[[Path], Fitness]]) -> None:
+    """Evaluate a candidate by its step (called with the evaluated file), else pass it."""
+    def evaluate(path: Path, settings: EvalSettings) -> Evaluation:
+        return Evaluation(steps.get(path.stem, lambda _: PASSING)(path), None, 0.0)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+
+
+@pytest.fixture
+def lineage(tmp_path: Path) -> Iterator[Lineage]:
+    store = Lineage(tmp_path / ".avo")
+    yield store
+    store.close()
+
+
+def test_a_harness_error_is_not_the_candidates_and_resume_evaluates_it_again(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    _script(monkeypatch, {"evo_r1_g001": lambda _: harness_fault("sandbox did not start")})
+    evolution, out = _evolution(root, lineage, 2)
+    evolution.run()
+    _, faulted, passed = lineage.records(evolution.run_id)
+    assert faulted.outcome == "harness-error" and faulted.reason == (
+        "harness error: sandbox did not start")
+    assert not (root / "candidates" / "attention" / "evo_r1_g001.py").exists()
+    assert passed.outcome == "committed" and evolution.failed
+    assert ("3 evaluated, 0 failed, 1 not judged for a harness error (--avo-resume evaluates "
+            "them again)") in out.getvalue()
+
+    _script(monkeypatch, {})
+    again, out = _evolution(root, lineage, 2, evolution.run_id)
+    again.run()
+    assert "resuming: evo_r1_g001 was not judged (harness error: sandbox did not start)" \
+        in out.getvalue()
+    assert [r.outcome for r in lineage.records(evolution.run_id)] == ["committed"] * 3
+    assert not again.failed
+
+
+def test_what_an_evaluation_does_to_candidates_is_undone(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED, other=CHUNKED + "\n")
+    folder = root / "candidates" / "attention"
+    _script(monkeypatch, {})
+    first, _ = _evolution(root, lineage, 0)
+    first.run()
+    (folder / "other.py").write_text("# the user's edit\n")
+
+    def hostile(path: Path) -> Fitness:
+        (folder / "seed.py").write_text("hijacked = True\n")
+        (folder / "other.py").unlink()
+        (folder / "stray.py").write_text("x = 1\n")
+        (folder / "pkg").mkdir()
+        (folder / "pkg" / "__init__.py").write_text("")
+        return PASSING
+
+    _script(monkeypatch, {"evo_r1_g002": hostile})
+    resumed, out = _evolution(root, lineage, 1, first.run_id)
+    resumed.run()
+    lines = out.getvalue().splitlines()
+    assert ("warning: candidates/attention/other.py differs from the version the lineage "
+            "committed; left as it is") in lines
+    during = "during the evaluation of evo_r1_g002"
+    assert {f"restored candidates/attention/seed.py: its contents changed {during}",
+            f"restored candidates/attention/other.py: it vanished {during}",
+            f"removed candidates/attention/pkg: it appeared {during}",
+            f"removed candidates/attention/stray.py: it appeared {during}"} <= set(lines)
+    assert (folder / "seed.py").read_text() == CHUNKED
+    assert (folder / "other.py").read_text() == "# the user's edit\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["evo_r1_g002.py", "other.py", "seed.py"]
+
+
+def test_a_candidate_that_rewrites_its_own_file_is_failed_for_tampering(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED, rewrites=CHUNKED + "\n")
+
+    def rewrite(path: Path) -> Fitness:
+        path.write_text(f"# faster, honest\n{CHUNKED}")
+        return Fitness(True, None, {"a": 99.0}, 99.0)
+
+    _script(monkeypatch, {"rewrites": rewrite, "evo_r1_g002": rewrite})
+    evolution, out = _evolution(root, lineage, 1)
+    evolution.run()
+    records = {r.name: r for r in lineage.records(evolution.run_id)}
+    assert records["rewrites"].reason == "tampering: the seed file changed during its evaluation"
+    assert records["evo_r1_g002"].reason == (
+        "tampering: the staged file changed during its evaluation")
+    assert all(records[n].outcome == "failed" and records[n].geomean == 0.0
+               for n in ("rewrites", "evo_r1_g002"))
+    folder = root / "candidates" / "attention"
+    assert (folder / "rewrites.py").read_text() == CHUNKED + "\n"
+    assert not (folder / "evo_r1_g002.py").exists()
+    assert "2 failed" in out.getvalue()
+
+
+def test_an_evaluation_without_a_report_is_a_harness_error(tmp_path: Path) -> None:
+    settings = EvalSettings("cpu", 2, 5.0, 60.0, -1.0, tmp_path)  # pytest refuses the limit
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    fitness = evaluate(tmp_path / "candidates" / "attention" / "none.py", settings).fitness
+    assert fitness.harness_error and fitness.reason.startswith("harness error: pytest exited")

@@ -43,3 +43,30 @@ def test_commit_rule_accepts_ties_and_honours_the_margin() -> None:
     assert not accepts(Fitness(False, "x", {}, 9.0), 4.0, 0.0)
     assert accepts(Fitness(True, None, {}, 1.0), None, 0.0)
     assert geomean([1.0, 0.0]) == 0.0
+
+
+HARNESS = {"outcome": "failed", "rule": "harness-error", "message": "references: CUDA OOM"}
+
+
+def test_a_harness_fault_is_not_the_candidates_failure() -> None:
+    entry = {**PASSED, "correctness": {"outcome": "failed", "failure": HARNESS}}
+    fit = from_report(entry)
+    assert fit.harness_error and not fit.passed and fit.geomean == 0.0
+    assert fit.reason == "harness error: correctness: references: CUDA OOM"
+    fit = from_report({**PASSED, "benchmarks": {**PASSED["benchmarks"], "b": HARNESS}})
+    assert fit.harness_error and fit.reason == "harness error: benchmark b: references: CUDA OOM"
+    missing = from_report(None)
+    assert missing.harness_error and "no entry" in (missing.reason or "")
+    assert not from_report(PASSED).harness_error
+
+
+def test_the_candidates_own_failure_outweighs_a_harness_fault() -> None:
+    entry = {"correctness": {"outcome": "failed", "failure": {"rule": "tolerance",
+                                                               "message": "wrong"}},
+             "benchmarks": {"a": HARNESS}}
+    fit = from_report(entry)
+    assert not fit.harness_error and fit.reason == "correctness: tolerance: wrong"
+    wrong = {**PASSED, "benchmarks": {"a": HARNESS, "b": {"outcome": "failed",
+                                                          "rule": "tolerance",
+                                                          "message": "timed output wrong"}}}
+    assert not from_report(wrong).harness_error

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from avo_harness.evolve.lineage import Lineage, source_hash
 
 
@@ -52,3 +54,61 @@ def test_one_generation_per_run_is_enforced(tmp_path: Path) -> None:
     else:
         raise AssertionError("a second row for generation 1 was accepted")
     assert [r.name for r in store.records(run)] == ["a"]
+
+
+def test_a_harness_error_is_judged_again_then_once(tmp_path: Path) -> None:
+    store = Lineage(tmp_path)
+    run = store.start_run("attention", {})
+    cid = store.add_pending(run, 0, "a", [], "seed", "", "x", 0.0)
+    store.record_evaluation(cid, passed=False, committed=False, reason="harness error: oom",
+                            scores=None, geomean=0.0, report=None, eval_s=1.0,
+                            harness_error=True)
+    (record,) = store.pending(run)
+    assert record.status == record.outcome == "harness-error" and not record.committed
+    store.record_evaluation(cid, passed=True, committed=True, reason=None, scores={},
+                            geomean=2.0, report=None, eval_s=1.0)
+    store.record_evaluation(cid, passed=False, committed=False, reason="late", scores=None,
+                            geomean=0.0, report=None, eval_s=1.0, harness_error=True)
+    (record,) = store.records(run)
+    assert record.outcome == "committed" and list(store.pending(run)) == []
+
+
+# The candidates table as stores before harness-error have it (PRAGMA user_version 0).
+OLD_SCHEMA = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY, task TEXT NOT NULL, started TEXT NOT NULL,
+                   settings TEXT NOT NULL, finished TEXT, stop_reason TEXT);
+CREATE TABLE candidates (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+    generation INTEGER NOT NULL, name TEXT NOT NULL, parents TEXT NOT NULL,
+    operator TEXT NOT NULL, rationale TEXT NOT NULL, source TEXT NOT NULL,
+    source_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'passed', 'failed')),
+    committed INTEGER NOT NULL DEFAULT 0, reason TEXT, scores TEXT, geomean REAL, report TEXT,
+    proposed_at TEXT NOT NULL, evaluated_at TEXT, operator_s REAL, eval_s REAL,
+    tokens_in INTEGER NOT NULL DEFAULT 0, tokens_out INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0, UNIQUE (run_id, generation));
+CREATE TABLE events (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+                     at TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+INSERT INTO runs VALUES (1, 'attention', 't', '{}', NULL, NULL);
+INSERT INTO candidates (run_id, generation, name, parents, operator, rationale, source,
+                        source_hash, status, committed, proposed_at)
+VALUES (1, 0, 'seed', '[]', 'seed', 'start', 'x', 'h', 'passed', 1, 't'),
+       (1, 1, 'evo_r1_g001', '[1]', 'builtin', 'try', 'y', 'h2', 'pending', 0, 't');
+"""
+
+
+def test_an_older_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "lineage.sqlite")
+    db.executescript(OLD_SCHEMA)
+    db.close()
+    store = Lineage(tmp_path)
+    seed, pending = store.records(1)
+    assert (seed.name, seed.outcome, pending.status) == ("seed", "committed", "pending")
+    store.record_evaluation(pending.id, passed=False, committed=False, reason="harness error",
+                            scores=None, geomean=0.0, report=None, eval_s=1.0,
+                            harness_error=True)
+    store.close()
+    again = Lineage(tmp_path)  # opening a migrated store changes nothing
+    assert [r.outcome for r in again.records(1)] == ["committed", "harness-error"]
+    with pytest.raises(sqlite3.IntegrityError):
+        again.add_pending(1, 1, "twin", [], "builtin", "", "z", 0.0)

@@ -24,6 +24,8 @@ def attention(q, k, v, causal=False, sm_scale=None):
 
 
 def _sandbox(tmp_path: Path, body: str, header: str = "") -> Sandbox:
+    if "sys." in body and "import sys" not in header:
+        header = "import sys\n" + header
     folder = tmp_path / "candidates" / "attention"
     folder.mkdir(parents=True)
     (folder / "seed.py").write_text("# another candidate\n")
@@ -85,6 +87,37 @@ CHEATS = {
     "frames from code compiled at run time": (
         "", "exec('import sys; sys._getframe(0)')", "tampering", "reads interpreter frames"),
     "exit with status 0": ("import os\n", "os._exit(0)", "crash", "status 0"),
+    # The holes of the judge that lived in the candidate's interpreter:
+    "a function mode left on at import": (
+        "from torch.overrides import TorchFunctionMode\nTorchFunctionMode().__enter__()\n",
+        "pass", "tampering", "TorchFunctionMode"),
+    "a dispatch mode left on by a call": (
+        "from torch.utils._python_dispatch import TorchDispatchMode\n"
+        "class Spy(TorchDispatchMode):\n"
+        "    def __torch_dispatch__(self, f, t, a=(), k=None):\n"
+        "        return f(*a, **(k or {}))\n",
+        "Spy().__enter__()", "tampering", "TorchDispatchMode"),
+    "a method set on Tensor over TensorBase's": (
+        "", "torch.Tensor.copy_ = lambda self, src, non_blocking=False: self",
+        "tampering", "torch.Tensor.copy_"),
+    "frames through logging": ("import logging\n", "logging.currentframe().f_back",
+                               "tampering", "reads interpreter frames"),
+    "the lockdown's tables rebound": (
+        "import os\n", "m = os.sys.modules['avo_harness.judge.lockdown']\n"
+        "    m._PROCESS_EVENTS = m._ALWAYS = m._CANDIDATE_EVENTS = {}\n"
+        "    os.system('true')", "tampering", "runs a shell command"),
+    "a shell through inductor's compiler runner": (
+        "import os\nfrom torch._inductor.cpp_builder import run_compile_cmd\n",
+        "run_compile_cmd('sh -c true', os.getcwd())", "tampering", "which is not a compiler"),
+    "a payload written to its folder and imported": (
+        "import os\n", "open(os.path.join(os.getcwd(), 'payload.py'), 'w').write("
+        "'import sys\\ndef peek():\\n    return sys._getframe(1)\\n')\n"
+        "    sys.path.insert(0, os.getcwd())\n    __import__('payload').peek()",
+        "tampering", "reads interpreter frames"),
+    "a link whose destination is the project": (
+        "import os\n", "src = os.path.join(os.getcwd(), 'x')\n    open(src, 'w').close()\n"
+        "    os.link(src, os.path.join(os.path.dirname(__file__), 'evil.py'))",
+        "tampering", "protected path"),
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,6 @@ import torch
 
 from avo_harness.judge.sandbox import CandidateFault, Sandbox, SandboxSettings
 from avo_harness.tasks import Call, get_task
-from avo_harness.judge.timer import Rounds
 
 TASK = get_task("attention")
 CASE = {"B": 1, "Hq": 2, "Hkv": 1, "Nq": 9, "Nk": 13, "D": 32, "dtype": "float16",
@@ -31,8 +31,21 @@ import torch
 def attention(q, k, v, causal=False, sm_scale=None, mode="double"):
     if mode == "double":
         return q * 2
-    if mode == "pid":
-        return torch.tensor([os.getpid()])
+    if mode == "env":
+        return q * (3 if "AVO_TEST_SECRET" in os.environ else 2)
+    if mode == "forge":
+        # Write a fake answer straight into the socket: a claim the parent must not believe.
+        import json, struct
+        fd = json.loads(sys.argv[1])["socket"]
+        body = json.dumps({"status": "violated", "rule": "harness-error", "message": "x"})
+        os.write(fd, struct.pack("!i", len(body)) + body.encode())
+        time.sleep(600)
+    if mode == "late":
+        # Every argument lives in the arena: a thread can reach the output slot there.
+        import threading
+        arena = torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage())
+        threading.Timer(0.1, arena.zero_).start()
+        return q * 2
     if mode == "mutate":
         k.mul_(2)
         return q.clone()
@@ -46,8 +59,6 @@ def attention(q, k, v, causal=False, sm_scale=None, mode="double"):
     if mode == "os-exit":
         os._exit(3)
     if mode == "hang":
-        with open(__file__ + ".pid", "w") as f:
-            f.write(str(os.getpid()))
         time.sleep(600)
     if mode == "list":
         return [q.clone()]
@@ -66,9 +77,9 @@ def _inputs(mode: str) -> Call:
     return Call(call.args, {**call.kwargs, "mode": mode})
 
 
-def _pid(box: Sandbox) -> int:
-    out, _ = box.call(_inputs("pid"))
-    return int(out[0])
+def _call(box: Sandbox, mode: str):  # -> (Binding, Returned)
+    call = _inputs(mode)
+    return box.call(call, *TASK.output_like(call))
 
 
 def _gone(pid: int) -> bool:
@@ -76,7 +87,15 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    return os.waitpid(pid, os.WNOHANG)[0] == pid if False else _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def _write(folder: Path, source: str) -> Path:
@@ -92,93 +111,106 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     box.close()
 
 
-def test_the_parent_sees_exactly_the_output_and_a_copy_taken_at_return(probe: Sandbox) -> None:
+def test_the_parent_gets_its_own_copy_of_exactly_the_output(probe: Sandbox) -> None:
     call = _inputs("double")
-    out, early = probe.call(call)
+    binding, returned = probe.call(call, *TASK.output_like(call))
     expected = call.args[0] * 2
-    assert type(out) is torch.Tensor and type(early) is torch.Tensor
-    assert (out.dtype, out.shape, out.stride()) == (expected.dtype, expected.shape,
-                                                     expected.stride())
-    assert torch.equal(out, expected) and torch.equal(early, expected)
-    assert early.untyped_storage().data_ptr() != out.untyped_storage().data_ptr()
+    assert type(returned.out) is torch.Tensor and returned.described is None
+    assert (returned.out.dtype, returned.out.shape) == (expected.dtype, expected.shape)
+    assert torch.equal(returned.out, expected) and torch.equal(binding.out, expected)
+    assert returned.out.data_ptr() != binding.out.data_ptr()
+    assert returned.wall_s > 0 and returned.device_s is None  # no device clock on a CPU
 
 
-def test_the_parent_sees_what_the_candidate_wrote_to_its_inputs(probe: Sandbox) -> None:
+def test_the_inputs_keep_their_strides_in_the_arena_and_the_parent_sees_writes(
+        probe: Sandbox) -> None:
     call = _inputs("mutate")
-    k = call.args[1].clone()
-    probe.call(call)
-    assert torch.equal(call.args[1], k * 2)
+    binding, _ = probe.call(call, *TASK.output_like(call))
+    assert [a.stride() for a in binding.args] == [a.stride() for a in call.args]
+    assert torch.equal(binding.args[1], call.args[1] * 2)
+    assert torch.equal(call.args[1], TASK.make_inputs(CASE, "cpu").args[1])  # its own copy
 
 
 def test_start_is_idempotent(probe: Sandbox) -> None:
     probe.start()
-    pid = _pid(probe)
+    pid = probe.pid
     probe.start()
-    assert _pid(probe) == pid
+    _call(probe, "double")
+    assert probe.pid == pid
 
 
 @pytest.mark.parametrize("mode, kind", [("raise", "ValueError"), ("sys-exit", "SystemExit")])
 def test_an_exception_is_raised_and_the_process_serves_on(probe: Sandbox, mode: str,
                                                           kind: str) -> None:
-    pid = _pid(probe)
+    probe.start()
+    pid = probe.pid
     with pytest.raises(CandidateFault) as caught:
-        probe.call(_inputs(mode))
+        _call(probe, mode)
     assert caught.value.kind == "raised"
     assert f"the candidate raised {kind}" in str(caught.value)
     assert f'File "{probe.path}"' in caught.value.traceback
     if mode == "raise":
         assert "no kernel for shape (1, 2, 9, 32)" in str(caught.value)
-    assert _pid(probe) == pid
+    _call(probe, "double")
+    assert probe.pid == pid
 
 
 @pytest.mark.parametrize("mode, why", [("abort", "killed by SIGABRT"),
                                        ("os-exit", "exited with status 3")])
 def test_a_crash_is_a_fault_and_the_next_call_gets_a_fresh_process(probe: Sandbox, mode: str,
                                                                    why: str) -> None:
-    pid = _pid(probe)
+    probe.start()
+    pid = probe.pid
     with pytest.raises(CandidateFault) as caught:
-        probe.call(_inputs(mode))
+        _call(probe, mode)
     assert caught.value.kind == "crash"
     assert why in str(caught.value) and "'call'" in str(caught.value)
     assert _gone(pid)
-    assert _pid(probe) != pid
+    _call(probe, "double")
+    assert probe.pid != pid
 
 
-@pytest.mark.parametrize("mode, described", [("list", "builtins.list"),
-                                             ("parameter", "torch.nn.parameter.Parameter")])
-def test_what_is_not_a_plain_tensor_is_described_not_sent(probe: Sandbox, mode: str,
-                                                          described: str) -> None:
-    out, early = probe.call(_inputs(mode))
-    assert out == {"not_a_tensor": described}
-    assert early is None
+@pytest.mark.parametrize("mode, described", [("list", {"type": "builtins.list"}),
+                                             ("parameter",
+                                              {"type": "torch.nn.parameter.Parameter"}),
+                                             ("sparse", {"layout": "torch.sparse_coo"})])
+def test_what_does_not_fit_the_output_slot_is_described_not_sent(
+        probe: Sandbox, mode: str, described: dict[str, str]) -> None:
+    _, returned = _call(probe, mode)
+    assert returned.out is None and returned.described == described
 
 
 def test_a_view_of_an_input_is_refused_and_the_process_is_not_reused(probe: Sandbox) -> None:
-    pid = _pid(probe)
+    probe.start()
+    pid = probe.pid
     with pytest.raises(CandidateFault) as caught:
-        probe.call(_inputs("view"))
+        _call(probe, "view")
     assert caught.value.kind == "output-aliases-input"
-    assert "input 2" in str(caught.value)
     assert _gone(pid)
-    assert _pid(probe) != pid
 
 
-def test_a_sparse_output_is_described_by_its_layout(probe: Sandbox) -> None:
-    out, early = probe.call(_inputs("sparse"))
-    assert out == {"layout": "torch.sparse_coo"}
+def test_the_child_gets_none_of_the_parent_s_environment(
+        probe: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AVO_TEST_SECRET", "sk-not-yours")
+    probe.close()
+    call = _inputs("env")
+    _, returned = probe.call(call, *TASK.output_like(call))
+    assert torch.equal(returned.out, call.args[0] * 2)
 
 
-def test_timed_rounds_send_back_their_kept_outputs(probe: Sandbox) -> None:
-    sets = [TASK.make_inputs({**CASE, "seed": seed}, "cpu").args for seed in (1, 2)]
-    schedule = [(i % 2, 2.0 if i % 3 else 1.0) for i in range(14)]
-    rounds = Rounds(sets, {"causal": True, "sm_scale": None, "mode": "double"}, schedule,
-                    TASK.linear_arg, frozenset({0, 2}))
-    times, host_times, kept, executed = probe.time(rounds)
-    # The interpreter's plan: one warm-up round, then three timed rounds.
-    assert (len(times), len(host_times), executed) == (3, 3, 4)
-    assert set(kept) == {0, 2, 3}
-    for index, out in kept.items():
-        assert torch.equal(out, sets[schedule[index][0]][0] * 2)
+def test_a_claim_the_child_may_not_make_is_a_protocol_fault(probe: Sandbox) -> None:
+    with pytest.raises(CandidateFault) as caught:
+        _call(probe, "forge")
+    assert caught.value.kind == "protocol" and "harness-error" in str(caught.value)
+
+
+def test_the_parent_s_copy_is_taken_at_the_answer_and_a_late_write_shows_in_the_slot(
+        probe: Sandbox) -> None:
+    call = _inputs("late")
+    binding, returned = probe.call(call, *TASK.output_like(call))
+    time.sleep(0.5)
+    assert torch.equal(returned.out, call.args[0] * 2)
+    assert not binding.out.any()  # what the checker compares with its copy (deferred-write)
 
 
 @pytest.mark.parametrize("source, line, words", [
@@ -206,7 +238,7 @@ def test_a_call_imports_first_and_reports_an_import_failure(tmp_path: Path) -> N
     box = Sandbox(_write(tmp_path, "raise ImportError('no triton')\n"), "attention", SETTINGS)
     try:
         with pytest.raises(CandidateFault) as caught:
-            box.call(_inputs("double"))
+            _call(box, "double")
     finally:
         box.close()
     assert caught.value.kind == "import" and "no triton" in str(caught.value)
@@ -218,21 +250,23 @@ def test_a_call_past_the_time_limit_is_a_timeout_and_the_process_is_killed(
     box = Sandbox(path, "attention", SETTINGS)
     try:
         box.start()
+        pid = box.pid
         # Only the call is held to the short limit, not the import.
         box.settings = replace(SETTINGS, timeout_s=1.0)
         with pytest.raises(CandidateFault) as caught:
-            box.call(_inputs("hang"))
+            _call(box, "hang")
     finally:
         box.close()
     assert caught.value.kind == "timeout"
     assert "within 1 s" in str(caught.value)
-    assert _gone(int(Path(f"{path}.pid").read_text()))
+    assert box.pid is None and _gone(pid)  # killed, with its namespace
 
 
 def test_close_is_safe_twice_and_ends_the_process(tmp_path: Path) -> None:
     box = Sandbox(_write(tmp_path, PROBE), "attention", SETTINGS)
     box.close()  # never started
-    pid = _pid(box)
+    box.start()
+    pid = box.pid
     box.close()
     box.close()
     assert _gone(pid)

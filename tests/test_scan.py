@@ -97,3 +97,214 @@ def test_scan_file_follows_local_imports(tmp_path: Path) -> None:
     assert [(f.rule, f.file) for f in found] == [("tampering", "impl.py")]
     (folder / "deep.py").write_text("from ........ import x\n")  # above the filesystem root
     assert scan_file(folder / "deep.py", FORBIDDEN, [tmp_path]) == []
+
+
+# Holes an attacker found, each a route the scan once let through.
+@pytest.mark.parametrize("source, words", [
+    # sys, builtins and sys.modules reached as an attribute of another module.
+    ("import os\nos.sys.modules['ctypes'] = None", ".sys"),
+    ("import torch\nmodules = torch.sys", ".sys"),
+    ("import numpy as np\nframes = np.sys._current_frames()", ".sys"),
+    ("def f(x):\n    return x.modules['ctypes']", "sys.modules by another route"),
+    ("import os\nb = os.__builtins__", ".__builtins__"),
+    ("import torch\nb = torch._dynamo.utils.builtins", ".builtins"),
+    ("loader = __loader__", "__loader__"),
+    ("loader = __spec__.loader", "__spec__"),
+    ("b = len.__self__\nb.exec('1')", ".__self__"),  # a builtin's __self__ is builtins
+    ("import torch\nm = torch._ops.importlib", ".importlib"),
+    ("import numpy as np\nc = np.ctypeslib.ctypes", ".ctypes"),
+    ("import numpy as np\nc = np.zeros(1).ctypes._ctypes", "._ctypes"),
+    # getattr with a constant name is the attribute it names; getattr as a value is computed.
+    ("import os\ngetattr(os, 'system')('id')", ".system"),
+    ("import os\ngetattr(os, 'popen')('id')", ".popen"),
+    ("def f(e):\n    return getattr(e.__traceback__, 'tb_frame')", ".tb_frame"),
+    ("s = getattr(object, '__subclasses__')()", ".__subclasses__"),
+    ("import torch\ng = getattr\nm = g(torch, 's' + 'ys')", "passes getattr around"),
+    ("import functools\nm = functools.reduce(getattr, ['os', 'system'], object)", "getattr"),
+    ("import torch\nop = torch.ops.aten.__getattr__('x' + 'y')", ".__getattr__"),
+    ("locals()['__builtins__']['__import__']('ctypes')", "['__builtins__']"),
+    ("import operator, os\noperator.methodcaller('system', 'id')(os)", ".methodcaller"),
+    ("import string\nf = string.Formatter().get_field('0.sys', [object], {})", ".get_field"),
+    # os.system by any route, the shell's other doors, and raw writes to the worker's pipe.
+    ("import torch\ntorch.os.system('id')", ".system"),
+    ("import posix\nposix.system('id')", "imports posix"),
+    ("from os import *\nsystem('id')", "imports * from os"),
+    ("from torch import *\nx = load('f')", "imports * from torch"),
+    ("import pty", "imports pty"),
+    ("import runpy", "imports runpy"),
+    ("import shutil\nshutil.rmtree('/')", "imports shutil"),
+    ("import asyncio", "imports asyncio"),
+    ("import _xxsubinterpreters", "imports _xxsubinterpreters"),  # no audit hook in there
+    ("import os\nos.write(3, b'forged reply')", "uses os.write"),
+    ("import os\nos.dup2(1, 3)", "uses os.dup2"),
+    ("import os\nf = os.fdopen(3, 'wb')", "uses os.fdopen"),
+    # Frames without an audit event the candidate raises, and tracers.
+    ("import logging\nf = logging.currentframe()", ".currentframe"),
+    ("from logging import currentframe", "imports logging.currentframe"),
+    ("import torch\ncb = torch._jit_internal.createResolutionCallbackFromFrame(1)",
+     ".createResolutionCallbackFromFrame"),
+    ("from torch._jit_internal import createResolutionCallbackFromEnv", "_jit_internal"),
+    ("import torch\ntorch._dynamo.eval_frame.set_eval_frame(None)", ".set_eval_frame"),
+    ("async def a():\n    yield 1\nf = a().ag_frame", ".ag_frame"),
+    ("breakpoint()", "uses breakpoint"),
+    ("import pdb", "imports pdb"),
+    ("import bdb", "imports bdb"),
+    # Compilers and loaders that run any command or load code from outside the candidate.
+    ("import torch\nm = torch.utils.cpp_extension.load_inline('m', '')", ".load_inline"),
+    ("from torch.utils.cpp_extension import load", "cpp_extension"),
+    ("import torch\ntorch._inductor.cpp_builder.run_compile_cmd('id', '.')", ".run_compile_cmd"),
+    ("from torch._inductor.cpp_builder import run_command_and_check", "run_command_and_check"),
+    ("import triton\ntriton.runtime.build.subprocess.check_call(['id'])", ".subprocess"),
+    ("import triton\ntriton.runtime.build._build('m', 'm.c', '.', '', [], [])", "._build"),
+    ("from triton.runtime import build", "triton.runtime.build"),
+    ("import torch\nm = torch._inductor.codecache.PyCodeCache.load('')", ".PyCodeCache"),
+    ("import torch\ntorch.ops.load_library('/tmp/x.so')", ".load_library"),
+    ("import torch\nm = torch.hub.load('/tmp', 'm', source='local')", "torch.hub"),
+    # Unpickling and logging.config call anything by name.
+    ("import torch, io\nx = torch.load(io.BytesIO(b''))", "torch.load"),
+    ("import torch as t, io\nx = t.load(io.BytesIO(b''), weights_only=False)", "unpickles"),
+    ("import numpy as np\nx = np.load('f.npy', allow_pickle=True)", "unpickles"),
+    ("import yaml", "imports yaml"),
+    ("import logging.config", "imports logging.config"),
+    ("import logging\nlogging.config.dictConfig({})", ".dictConfig"),
+    # Kernels for ATen operators and dispatch modes answer the harness's own calls.
+    ("import torch\nlib = torch.library.Library('aten', 'IMPL')", "ATen operators in a string"),
+    ("import torch\n@torch.library.impl('aten::clone', 'CPU')\ndef f(x):\n    return x",
+     "ATen operators in a string"),
+    ("from torch.utils._python_dispatch import TorchDispatchMode", "TorchDispatchMode"),
+    # Patching through an alias, a class, or a module handed to a function.
+    ("import torch\nE = torch.cuda.Event\nE.elapsed_time = lambda *a: 0.0", "assigns to E."),
+    ("def f(q):\n    type(q).clone = lambda s: s", "assigns to type(q).clone"),
+    ("def f(q):\n    q.__class__.clone = lambda s: s", "assigns to q.__class__.clone"),
+    ("def f(q):\n    T = type(q)\n    T.clone = lambda s: s", "assigns to T.clone"),
+    ("import time\ndef patch(m):\n    m.perf_counter = lambda: 0.0\npatch(time)",
+     "passes the module time around"),
+    ("import unittest.mock", "imports unittest.mock"),
+    ("import torch\n[torch.cuda][0].synchronize = print", "assigns to [torch.cuda][0]"),
+    ("import torch\nfor m in (torch.cuda,):\n    m.synchronize = print", "assigns to m."),
+    ("import torch\ndef f(m=torch.cuda):\n    m.synchronize = print", "assigns to m."),
+    ("import torch\nwith torch.cuda.device(0) as d, torch.cuda as m:\n    m.synchronize = print",
+     "assigns to m."),
+    # A class pattern reads attributes by name, with no attribute in sight.
+    ("import torch\nmatch torch.os:\n    case object(system=run):\n        run('id')",
+     "reads .system in a pattern"),
+    ("def f(m):\n    match m:\n        case object(sys=s):\n            return s", ".sys"),
+    # Code run from a string: eval by another name; the worker's own __main__.
+    ("import timeit\ntimeit.timeit('import ctypes', number=1)", "imports timeit"),
+    ("import torch\nt = torch.utils.benchmark.Timer('import ctypes')", "torch.utils.benchmark"),
+    ("import typing\ndef f(x: 'eval(1)'):\n    pass\ntyping.get_type_hints(f)",
+     ".get_type_hints"),
+    ("import torch\nf = torch.fx.graph_module._forward_from_src('', {})", "._forward_from_src"),
+    ("import __main__", "imports __main__"),
+])
+def test_scan_finds_tampering_routes(source: str, words: str) -> None:
+    findings = scan_source(source, FORBIDDEN)
+    assert any(f.rule == "tampering" and words in str(f) for f in findings), findings
+
+
+@pytest.mark.parametrize("source", [
+    "def f(net):\n    return [m for m in net.modules()]",  # nn.Module.modules() is a method
+    "import torch\nF = torch.nn.functional\ny = F.relu\nc = torch.cuda.is_available()",
+    "import triton.language as tl\nx = tl.load\ns = tl.sum",
+    "import triton\nd = triton.runtime.driver.active.get_current_device()",
+    "f = open('/tmp/x', 'w')\nf.write('x')",
+    "import torch\nt = torch.jit.trace\nfrom torch.profiler import profile",
+    "import torch\ny = torch.ops.aten.mm.default",
+    "import numpy as np\nx = np.load('f.npy')",
+    "import logging\nlog = logging.getLogger('x')",
+    "import tempfile\nd = tempfile.mkdtemp()",
+    "import torch\nclass A:\n    def __init__(self):\n        self.dtype = torch.float32",
+    ("import torch\nclass B(torch.nn.Module):\n    def __init__(self, dtype=torch.float16):\n"
+     "        super().__init__()\n        self.dtype = dtype"),
+    "def f(shape):\n    match shape:\n        case (b, h, n, d):\n            return b * h * n * d",
+])
+def test_scan_passes_honest_lookalikes(source: str) -> None:
+    assert scan_source(source, FORBIDDEN) == []
+
+
+@pytest.mark.parametrize("source", [
+    "from torch.nn.attention.flex_attention import flex_attention",
+    "import torch.nn.attention.flex_attention as fa",
+    "from torch.nn.attention import flex_attention",
+    "import torch\nout = torch.nn.attention.flex_attention.flex_attention",
+])
+def test_a_forbidden_module_is_matched_by_its_last_name(source: str) -> None:
+    """A forbidden entry may be a module (flex attention); any import path through it counts."""
+    findings = scan_source(source, ("torch.nn.attention.flex_attention",))
+    assert [f.rule for f in findings][:1] == ["forbidden-call"], findings
+    assert "torch.nn.attention.flex_attention" in str(findings[0])
+
+
+@pytest.mark.parametrize("source, line, words", [
+    ("x = 1\ndef f(:\n    pass\n", 2, "SyntaxError"),
+    ("x = 1\n\0import ctypes\n", 0, "null bytes"),
+    ("x = " + "-" * 100_000 + "1\n", 0, "MemoryError"),
+    ("y = f" + "()" * 100_000 + "\n", 0, "RecursionError"),
+    ("import time\ntime" + ".a" * 2_000 + " = 1\n", 0, "RecursionError"),  # too deep to report
+])
+def test_what_cannot_be_parsed_is_refused(source: str, line: int, words: str) -> None:
+    """Fail closed: an empty list means clean, never "could not read it"."""
+    findings = scan_source(source, FORBIDDEN)
+    assert [(f.rule, f.line) for f in findings] == [("unparsable", line)], findings
+    assert words in findings[0].what and "the source" in findings[0].what
+
+
+def test_a_coding_line_in_the_text_counts_as_it_will_on_disk() -> None:
+    """The text is saved as UTF-8 and imported as its coding line says: UTF-7 turns this
+    "comment" into an import."""
+    findings = scan_source("# coding: utf-7\n# +AAo-import ctypes\n", FORBIDDEN)
+    assert [(f.rule, f.what) for f in findings] == [("tampering", "imports ctypes")]
+
+
+@pytest.mark.parametrize("data, rule, words", [
+    # One non-UTF-8 byte (in a name) with a latin-1 coding line: Python imports it, but read
+    # with errors="replace" it broke the parse, and the scan used to wave it through.
+    (b"# -*- coding: latin-1 -*-\ncaf\xe9 = 1\nimport ctypes\n", "tampering", "imports ctypes"),
+    (b"# coding: utf-7\n# +AAo-import ctypes\n", "tampering", "imports ctypes"),
+    (b"\xef\xbb\xbfimport ctypes\n", "tampering", "imports ctypes"),  # a BOM
+    (b"x = 1\ny = 2\nname = '\xe9'\n", "unparsable",
+     "line 3: candidate.py cannot be scanned: UnicodeDecodeError"),
+    (b"# coding: rot13\nvzcbeg pglcrf\n", "unparsable", "LookupError"),  # not a text codec
+    (b"# coding: no-such-codec\nx = 1\n", "unparsable", "SyntaxError: unknown encoding"),
+    (b"x = 1\n\0import ctypes\n", "unparsable", "null bytes"),
+])
+def test_scan_file_reads_as_the_import_does(tmp_path: Path, data: bytes, rule: str,
+                                            words: str) -> None:
+    path = tmp_path / "candidate.py"
+    path.write_bytes(data)
+    found = scan_file(path, FORBIDDEN, [])
+    assert [f.rule for f in found] == [rule], found
+    assert words in str(found[0]) and found[0].file is None
+
+
+def test_a_helper_the_scan_cannot_read_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "_helper.py").write_bytes(b"x = 1\nname = '\xe9'\n")
+    (tmp_path / "_broken.py").write_text("def f(:\n")
+    (tmp_path / "_fast.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
+    (tmp_path / "_cached.pyc").write_bytes(b"\0" * 16)  # imported when no _cached.py is there
+    path = tmp_path / "candidate.py"
+    path.write_text("import _helper\nimport _broken\nimport _fast\nimport _cached\n")
+    found = scan_file(path, FORBIDDEN, [])
+    assert sorted((f.rule, f.file, f.line) for f in found) == [
+        ("unparsable", "_broken.py", 1), ("unparsable", "_cached.pyc", 0),
+        ("unparsable", "_fast.cpython-311-x86_64-linux-gnu.so", 0),
+        ("unparsable", "_helper.py", 2)]
+    assert any(str(f).startswith("_helper.py line 2: _helper.py cannot be scanned: "
+                                 "UnicodeDecodeError") for f in found), found
+
+
+HONEST = Path(__file__).resolve().parent / "adversarial"
+
+
+@pytest.mark.parametrize("path", [
+    *sorted((HONEST / "honest").glob("*.py")),
+    *sorted((HONEST.parent.parent / "candidates").glob("*/*.py")),
+], ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_honest_code_is_clean_under_the_attention_rules(path: Path) -> None:
+    """Honest kernels pass every rule, the attention task's forbidden list included. The honest
+    fragments are appended to ``_base.py``, as ``adversary.candidate`` builds them."""
+    if path.parent.name == "honest":
+        source = (HONEST / "_base.py").read_text() + "\n\n" + path.read_text()
+        assert scan_source(source, FORBIDDEN) == []
+    else:
+        assert scan_file(path, FORBIDDEN, [path.parents[2]]) == []

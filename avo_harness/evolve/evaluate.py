@@ -1,8 +1,9 @@
 """Evaluating one candidate: the very pytest items a user runs, in a fresh process.
 
 The controller never imports candidate code. It starts ``python -m pytest FILE
---avo-report R`` in its own process group (killed whole on timeout), and the
-report R is the fitness.
+--avo-report R`` in its own process group (killed whole on timeout: the candidate's
+failure), and the report R is the fitness. No report, or no entry in it, is the
+harness's failure: that pytest process runs the harness, the candidate its sandbox.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import avo_harness
 
-from .fitness import Fitness, from_report
+from .fitness import Fitness, from_report, harness_fault
 
 if TYPE_CHECKING:
     import pytest
@@ -81,9 +82,10 @@ def evaluate(path: Path, settings: EvalSettings) -> Evaluation:
                                       f"{settings.eval_timeout_s:g} s", {}, 0.0),
                               None, time.monotonic() - started)
         if not report_path.exists():
+            # The candidate runs in the sandbox's child, so this is the harness's own fault.
             tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            return Evaluation(Fitness(False, f"pytest exited with status {proc.returncode} "
-                                      f"and no report: {tail[0][:300]}", {}, 0.0),
+            return Evaluation(harness_fault(f"pytest exited with status {proc.returncode} "
+                                            f"and no report: {tail[0][:300]}"),
                               None, time.monotonic() - started)
         report = json.loads(report_path.read_text())
     entries = list(report.get("candidates", {}).values())

@@ -2,12 +2,18 @@
 
 A candidate that fails any correctness item, or whose timed output is wrong in
 any configuration, scores zero everywhere: speed only counts when it is right.
+An item the harness itself failed to judge (its inputs, its references, the
+sandbox) is no verdict on the candidate: the fitness says so, and the loop
+evaluates the candidate again on ``--avo-resume``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Any
+
+#: The report's rule for an item that failed through a fault of the harness's own.
+HARNESS_RULE = "harness-error"
 
 
 @dataclass(frozen=True)
@@ -16,28 +22,51 @@ class Fitness:
     reason: str | None
     scores: dict[str, float]
     geomean: float
+    #: Not judged: the harness, not the candidate, failed (``reason`` names the cause).
+    harness_error: bool = False
+
+
+def harness_fault(cause: str, scores: dict[str, float] | None = None) -> Fitness:
+    """The fitness of a candidate that the harness failed to judge."""
+    return Fitness(False, f"harness error: {cause}", scores or {}, 0.0, harness_error=True)
 
 
 def from_report(entry: dict[str, Any] | None) -> Fitness:
-    """The fitness of one candidate's entry in an ``avo-harness/report/1`` document."""
+    """The fitness of one candidate's entry in an ``avo-harness/report/1`` document.
+    A failure of the candidate's own outweighs any harness fault: it is a verdict."""
     if entry is None:
-        return Fitness(False, "the evaluation wrote no report for the candidate", {}, 0.0)
+        return harness_fault("the evaluation's report has no entry for the candidate")
     benchmarks = entry.get("benchmarks", {})
     zeros = {name: 0.0 for name in benchmarks}
+    failures = _failures(entry)
+    own = [reason for reason, harness in failures if not harness]
+    if own:
+        return Fitness(False, own[0], zeros, 0.0)
+    if failures:
+        return harness_fault(failures[0][0], zeros)
+    if not benchmarks:
+        return Fitness(False, "no benchmark configuration was timed", {}, 0.0)
+    scores = {name: float(bench["tflops"]) for name, bench in benchmarks.items()}
+    return Fitness(True, None, scores, geomean(scores.values()))
+
+
+def _failures(entry: dict[str, Any]) -> list[tuple[str, bool]]:
+    """Each item that did not pass, correctness first: why, and whether the harness failed it."""
+    found = []
     correctness = entry.get("correctness", {})
     if correctness.get("outcome") != "passed":
         failure = correctness.get("failure") or {}
-        why = failure.get("message") or correctness.get("message") or correctness.get("outcome")
+        why = _one_line(failure.get("message") or correctness.get("message")
+                        or correctness.get("outcome"))
         rule = failure.get("rule", correctness.get("outcome"))
-        return Fitness(False, f"correctness: {rule}: {_one_line(why)}", zeros, 0.0)
-    if not benchmarks:
-        return Fitness(False, "no benchmark configuration was timed", {}, 0.0)
-    for name, bench in benchmarks.items():
+        harness = rule == HARNESS_RULE
+        found.append((f"correctness: {why}" if harness else f"correctness: {rule}: {why}",
+                      harness))
+    for name, bench in entry.get("benchmarks", {}).items():
         if bench.get("outcome") != "passed" or not bench.get("tflops"):
-            why = bench.get("message") or bench.get("reason") or bench.get("outcome")
-            return Fitness(False, f"benchmark {name}: {_one_line(why)}", zeros, 0.0)
-    scores = {name: float(bench["tflops"]) for name, bench in benchmarks.items()}
-    return Fitness(True, None, scores, geomean(scores.values()))
+            why = _one_line(bench.get("message") or bench.get("reason") or bench.get("outcome"))
+            found.append((f"benchmark {name}: {why}", bench.get("rule") == HARNESS_RULE))
+    return found
 
 
 def accepts(fitness: Fitness, best: float | None, margin: float) -> bool:

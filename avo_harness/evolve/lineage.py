@@ -4,7 +4,8 @@ Each state change is one transaction, and candidate files are derived from it
 (written atomically after the row that justifies them is committed), so a run
 killed at any instant, ``kill -9`` included, resumes with nothing lost and
 nothing evaluated twice: a row still ``pending`` was never judged and is
-evaluated again; a committed row's file is rewritten if it went missing.
+evaluated again (so is a ``harness-error`` row, which the harness failed to
+judge); a committed row's file is rewritten if it went missing.
 """
 from __future__ import annotations
 
@@ -16,7 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-_SCHEMA = """
+#: A candidate's status: not judged yet; correct; wrong; or not judged because the
+#: harness itself failed (its inputs, references, sandbox), which is not the candidate's
+#: fault. Its outcome adds "committed" (passed, and kept in candidates/<task>/).
+PENDING, PASSED, FAILED, HARNESS_ERROR = "pending", "passed", "failed", "harness-error"
+STATUSES = (PENDING, PASSED, FAILED, HARNESS_ERROR)
+OUTCOMES = ("committed",) + STATUSES
+#: The statuses a resumed run evaluates (again): nothing has judged the candidate yet.
+UNJUDGED = (PENDING, HARNESS_ERROR)
+
+#: PRAGMA user_version of the schema below; a store of version 0 predates harness-error.
+_VERSION = 1
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     task TEXT NOT NULL,
@@ -35,7 +47,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     rationale TEXT NOT NULL,
     source TEXT NOT NULL,
     source_hash TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'passed', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ({", ".join(map(repr, STATUSES))})),
     committed INTEGER NOT NULL DEFAULT 0,
     reason TEXT,
     scores TEXT,
@@ -56,7 +68,7 @@ CREATE TABLE IF NOT EXISTS events (
     at TEXT NOT NULL,
     kind TEXT NOT NULL,
     detail TEXT NOT NULL
-);
+)
 """
 
 
@@ -95,7 +107,7 @@ class Record:
 
     @property
     def outcome(self) -> str:
-        """committed, passed (correct, not faster), failed, or pending (not judged yet)."""
+        """One of OUTCOMES: committed, or the status (passed: correct but not faster)."""
         return "committed" if self.committed else self.status
 
 
@@ -114,11 +126,29 @@ class Lineage:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._create_or_migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise LineageError(f"{self.path} is not a lineage store (sqlite: {exc}); move it "
                                "aside or choose another --avo-store") from None
+
+    def _create_or_migrate(self) -> None:
+        """One transaction: a new store gets the schema; an older one gets its candidates
+        table rebuilt under the current CHECK of statuses (SQLite cannot alter a CHECK)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            if self._db.execute("PRAGMA user_version").fetchone()[0] >= _VERSION:
+                return
+            old = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                   "name = 'candidates'").fetchone() is not None
+            if old:
+                self._db.execute("ALTER TABLE candidates RENAME TO candidates_old")
+            for statement in _SCHEMA.split(";"):
+                self._db.execute(statement)
+            if old:
+                self._db.execute("INSERT INTO candidates SELECT * FROM candidates_old")
+                self._db.execute("DROP TABLE candidates_old")
+            self._db.execute(f"PRAGMA user_version = {_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -152,22 +182,25 @@ class Lineage:
         cur = self._tx(
             "INSERT INTO candidates (run_id, generation, name, parents, operator, rationale, "
             "source, source_hash, status, proposed_at, operator_s, tokens_in, tokens_out, "
-            "cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+            "cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, generation, name, json.dumps(parents), operator, rationale, source,
-             source_hash(source), _now(), operator_s, tokens_in, tokens_out, cost_usd))
+             source_hash(source), PENDING, _now(), operator_s, tokens_in, tokens_out, cost_usd))
         return int(cur.lastrowid)
 
     def record_evaluation(self, candidate_id: int, *, passed: bool, committed: bool,
                           reason: str | None, scores: dict[str, float] | None,
                           geomean: float | None, report: dict[str, Any] | None,
-                          eval_s: float) -> None:
+                          eval_s: float, harness_error: bool = False) -> None:
+        """Judged once: a row that is passed or failed stays so; an unjudged one is updated."""
+        status = HARNESS_ERROR if harness_error else PASSED if passed else FAILED
         self._tx(
             "UPDATE candidates SET status = ?, committed = ?, reason = ?, scores = ?, "
             "geomean = ?, report = ?, evaluated_at = ?, eval_s = ? "
-            "WHERE id = ? AND status = 'pending'",
-            ("passed" if passed else "failed", int(committed), reason,
+            f"WHERE id = ? AND status IN ({', '.join('?' for _ in UNJUDGED)})",
+            (status, int(committed), reason,
              None if scores is None else json.dumps(scores), geomean,
-             None if report is None else json.dumps(report), _now(), eval_s, candidate_id))
+             None if report is None else json.dumps(report), _now(), eval_s, candidate_id,
+             *UNJUDGED))
 
     def add_event(self, run_id: int, kind: str, detail: dict[str, Any]) -> None:
         self._tx("INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)",
@@ -182,7 +215,8 @@ class Lineage:
         return [self._record(row) for row in self._db.execute(sql, args)]
 
     def pending(self, run_id: int) -> Iterator[Record]:
-        return (r for r in self.records(run_id) if r.status == "pending")
+        """What a resumed run evaluates: the run's records that nothing has judged yet."""
+        return (r for r in self.records(run_id) if r.status in UNJUDGED)
 
     @staticmethod
     def _record(row: sqlite3.Row) -> Record:

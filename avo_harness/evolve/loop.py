@@ -5,11 +5,17 @@ stage it, evaluate it with pytest in a fresh process, record it, and commit it t
 ``candidates/<task>/`` when it passes every correctness item and its geomean is
 at least the best committed one (ties accepted, ``--avo-margin`` for noise). The
 run stops on the first budget reached: generations, wall time, operator cost or tokens.
+
+An evaluation runs candidate code, so what it changes in ``candidates/<task>/`` is
+undone after it: committed files get back what they held when the run started (or
+were committed), and files it left there go. A candidate whose evaluated file
+changed during its evaluation is failed for tampering, whatever its report says.
 """
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import asdict
@@ -21,8 +27,8 @@ from ..collector import is_candidate
 from ..options import EvolveSettings, read_evolve_settings
 from ..tasks import Task, get_task
 from .evaluate import EvalSettings, evaluate, settings_from
-from .fitness import accepts
-from .lineage import Lineage, Record, source_hash
+from .fitness import Fitness, accepts
+from .lineage import FAILED, HARNESS_ERROR, PENDING, Lineage, Record
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
                         StepAborted, VariationContext, available)
 from .progress import Progress
@@ -72,14 +78,18 @@ class Evolution:
         self.progress = progress
         self.started = time.monotonic()
         self.failed = False
+        #: What each committed file of the task must hold; checked after every evaluation.
+        self.committed_files: dict[Path, bytes] = {}
 
     def run(self) -> str:
         self.progress.line(f"avo: evolving {self.task.name} (run {self.run_id}, operator "
                            f"{self.operator.name}, device {self.eval_settings.device}, "
                            f"store {self.lineage.path})")
-        self._restore_committed_files()
+        self._guard_committed_files()
         for record in list(self.lineage.pending(self.run_id)):
-            self.progress.line(f"resuming: {record.name} was never judged; evaluating it")
+            why = ("was never judged" if record.status == PENDING
+                   else f"was not judged ({record.reason})")
+            self.progress.line(f"resuming: {record.name} {why}; evaluating it")
             self._evaluate(record)
         if not self.lineage.records(self.run_id):
             self._seed_population()
@@ -122,6 +132,9 @@ class Evolution:
             reason = self._budget_spent()
         self.lineage.finish_run(self.run_id, reason)
         self._summary(reason)
+        # A candidate the harness failed to judge leaves the run incomplete until --avo-resume.
+        if any(r.status == HARNESS_ERROR for r in self.lineage.records(self.run_id)):
+            self.failed = True
         return reason
 
     def _seed_population(self) -> None:
@@ -137,28 +150,42 @@ class Evolution:
 
     def _evaluate(self, record: Record) -> None:
         seed = record.operator == "seed"
-        if seed:
-            path = self.candidates_dir / f"{record.name}.py"
-            if not path.exists() or source_hash(path.read_text()) != record.source_hash:
-                _write_atomically(path, record.source)
-        else:
-            path = self.staging / f"{record.name}.py"
-            _write_atomically(path, record.source)
+        path = self._stage(record)
+        before = _tree(self.candidates_dir)
         with self.progress.evaluating(f"{record.name} ({record.rationale})"):
             evaluation = evaluate(path, self.eval_settings)
-        fitness = evaluation.fitness
+        # The very file evaluated must still be the recorded source, or nothing it showed counts.
+        tampered = _contents(path) != record.source.encode()
+        self._undo_changes(record, before, {path: record.source.encode()} if seed else {})
+        fitness = _tampering("seed" if seed else "staged") if tampered else evaluation.fitness
         best = self._best()
         # The starting population is committed whole: each passing seed is a parent.
         commit = fitness.passed and (seed or accepts(fitness, best, self.settings.margin))
         self.lineage.record_evaluation(
             record.id, passed=fitness.passed, committed=commit, reason=fitness.reason,
-            scores=fitness.scores, geomean=fitness.geomean, report=evaluation.report,
-            eval_s=evaluation.wall_s)
-        if commit and not seed:
-            _write_atomically(self.candidates_dir / f"{record.name}.py", record.source)
+            scores=fitness.scores, geomean=fitness.geomean,
+            report=None if tampered else evaluation.report, eval_s=evaluation.wall_s,
+            harness_error=fitness.harness_error)
+        if commit:
+            committed = self.candidates_dir / f"{record.name}.py"
+            if not seed:
+                _write_atomically(committed, record.source)
+            self.committed_files[committed] = record.source.encode()
         if not seed:
             path.unlink(missing_ok=True)
         self._show(self._record(record.id))
+
+    def _stage(self, record: Record) -> Path:
+        """The file ``record`` is evaluated from, holding its source: a seed's own file in
+        candidates/<task>/, any other candidate's in the staging folder."""
+        if record.operator == "seed":
+            path = self.candidates_dir / f"{record.name}.py"
+            if _contents(path) == record.source.encode():
+                return path
+        else:
+            path = self.staging / f"{record.name}.py"
+        _write_atomically(path, record.source)
+        return path
 
     def _record_aborted_step(self, generation: int, exc: StepAborted, operator_s: float) -> None:
         """A step without a candidate still cost something: keep that, and what it noted.
@@ -188,20 +215,51 @@ class Evolution:
     def _name(self, generation: int) -> str:
         return f"evo_r{self.run_id}_g{generation:03d}"
 
-    def _restore_committed_files(self) -> None:
-        """Rewrite committed files that a kill left missing; never overwrite a user's edit."""
+    def _guard_committed_files(self) -> None:
+        """Note what each committed file holds as the run starts, rewriting those a kill left
+        missing. A user's edit made before the run is left as it is (and guarded as it is)."""
         for leftover in self.candidates_dir.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
-        for record in self.lineage.records(task=self.task.name):
-            if not record.committed:
-                continue
-            path = self.candidates_dir / f"{record.name}.py"
+        # The latest committed record of a name wins (a seed may be committed by every run).
+        latest = {self.candidates_dir / f"{r.name}.py": r
+                  for r in self.lineage.records(task=self.task.name) if r.committed}
+        for path, record in latest.items():
             if not path.exists():
                 _write_atomically(path, record.source)
-                self.progress.line(f"restored {path} from the lineage")
-            elif source_hash(path.read_text()) != record.source_hash:
-                self.progress.line(f"warning: {path} differs from the version the lineage "
-                                   "committed; left as it is")
+                self.progress.line(f"restored {self._shown(path)} from the lineage: it was "
+                                   "missing")
+            held = path.read_bytes()
+            if held != record.source.encode():
+                self.progress.line(f"warning: {self._shown(path)} differs from the version the "
+                                   "lineage committed; left as it is")
+            self.committed_files[path] = held
+
+    def _undo_changes(self, record: Record, before: set[Path], own: dict[Path, bytes]) -> None:
+        """Undo what evaluating ``record`` did to candidates/<task>/: files that were not there
+        go; committed files (and ``own``, a seed's file) get back what they held."""
+        guarded = self.committed_files | own
+        removed: list[Path] = []
+        for path in sorted(_tree(self.candidates_dir) - before - guarded.keys()):
+            if any(parent in removed for parent in path.parents):
+                continue
+            _remove(path)
+            removed.append(path)
+            self.progress.line(f"removed {self._shown(path)}: it appeared during the evaluation "
+                               f"of {record.name}")
+        for path, data in guarded.items():
+            now = _contents(path)
+            if now == data:
+                continue
+            if now is None and os.path.lexists(path):
+                _remove(path)  # not a plain file any more: a folder or a link
+            _write_atomically(path, data)
+            what = "it vanished" if now is None else "its contents changed"
+            self.progress.line(f"restored {self._shown(path)}: {what} during the evaluation of "
+                               f"{record.name}")
+
+    def _shown(self, path: Path) -> Path:
+        """``path`` as the user names it: from the project root (candidates/<task>/...)."""
+        return path.relative_to(self.candidates_dir.parent.parent)
 
     def _record(self, cid: int) -> Record:
         return next(r for r in self.lineage.records(self.run_id) if r.id == cid)
@@ -250,7 +308,8 @@ class Evolution:
         records = self.lineage.records(self.run_id)
         seed = self._seed_geomean()
         best = self._best() or 0.0
-        failed = sum(r.status == "failed" for r in records)
+        failed = sum(r.status == FAILED for r in records)
+        faults = sum(r.status == HARNESS_ERROR for r in records)
         self.progress.table(f"committed versions of run {self.run_id} ({self.task.name})",
                             [r for r in records if r.committed], seed)
         speedup = f"{best / seed:.3f}x the seed" if seed else "no passing seed"
@@ -258,8 +317,11 @@ class Evolution:
             else "GPU device time"
         _, _, cost, tokens = self._spent()
         spent = f" Operator spent {tokens:,} tokens, ${cost:.2f}." if tokens or cost else ""
-        self.progress.line(f"avo: stopped: {reason}. {len(records)} evaluated, {failed} failed; "
-                           f"best geomean {best:.4g} TFLOP/s ({speedup}; {clock}).{spent}")
+        unjudged = (f", {faults} not judged for a harness error (--avo-resume evaluates "
+                    "them again)" if faults else "")
+        self.progress.line(f"avo: stopped: {reason}. {len(records)} evaluated, {failed} failed"
+                           f"{unjudged}; best geomean {best:.4g} TFLOP/s ({speedup}; "
+                           f"{clock}).{spent}")
 
 
 def print_lineage(config: pytest.Config) -> int:
@@ -282,11 +344,33 @@ def print_lineage(config: pytest.Config) -> int:
     return 0
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _tampering(kind: str) -> Fitness:
+    return Fitness(False, f"tampering: the {kind} file changed during its evaluation", {}, 0.0)
+
+
+def _contents(path: Path) -> bytes | None:
+    """A plain file's bytes; None if it is missing, a link or not a file."""
+    return path.read_bytes() if path.is_file() and not path.is_symlink() else None
+
+
+def _tree(folder: Path) -> set[Path]:
+    """Everything under ``folder`` (links not followed)."""
+    return set(folder.rglob("*")) if folder.is_dir() else set()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, text: str | bytes) -> None:
+    """UTF-8, as the lineage hashes a source."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    with os.fdopen(fd, "wb") as out:
+        out.write(text.encode() if isinstance(text, str) else text)
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)

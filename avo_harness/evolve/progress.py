@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from .lineage import Record
+from .lineage import FAILED, HARNESS_ERROR, PASSED, Record
 
 
 class Progress:
@@ -36,7 +34,8 @@ class Progress:
     def result(self, record: Record, best: float, seed: float, elapsed_s: float,
                budget: str) -> None:
         verdict = ("[green]committed[/]" if record.committed else
-                   "[yellow]passed, not faster[/]" if record.status == "passed" else
+                   "[yellow]passed, not faster[/]" if record.status == PASSED else
+                   "[magenta]not judged[/]" if record.status == HARNESS_ERROR else
                    "[red]failed[/]")
         score = f"{record.geomean:.4g}" if record.geomean else "0"
         speedup = f"{best / seed:.3f}x seed" if seed else "-"
@@ -56,6 +55,6 @@ class Progress:
                           f"{r.geomean:.4g}" if r.geomean else "0",
                           f"{r.geomean / seed:.3f}x" if r.geomean and seed else "-",
                           ",".join(map(str, r.parents)) or "-",
-                          (r.rationale if r.status != "failed" else f"{r.rationale} "
-                           f"[{r.reason}]")[:160])
+                          (f"{r.rationale} [{r.reason}]" if r.status in (FAILED, HARNESS_ERROR)
+                           else r.rationale)[:160])
         self.console.print(table)

@@ -11,6 +11,7 @@ inputs is caught on large ones.
 """
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -18,10 +19,10 @@ from typing import Any
 
 import torch
 
-from .roofline import SLACK
-from .sandbox import CandidateFault, Sandbox
 from ..tasks import Call, Case, Task
-from .timer import Rounds
+from .roofline import SLACK
+from .sandbox import CandidateFault, HarnessFault, Sandbox
+from .timer import Refresher, plan_for, run_schedule
 
 FACTOR = 2.0
 #: One unit in the last place, relative to 1 (float32 counts as tf32).
@@ -54,9 +55,23 @@ class Verdict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def check_output(task: Task, call: Call, out: object, truth: torch.Tensor,
-                 lowp: torch.Tensor) -> Verdict:
-    """Compare ``out`` with ``truth`` (float64) under the bound that ``lowp`` earns."""
+@dataclass(frozen=True)
+class Reference:
+    """The truth of one input set, and what honest low precision costs on it."""
+
+    truth: torch.Tensor  # float64
+    lowp_err: float      # largest error of the computation done in the inputs' dtype
+    scale: float         # largest magnitude of the truth
+
+    def scaled(self, factor: float) -> Reference:
+        """The reference of the same inputs with the linear argument scaled by a power of two
+        (which scales the exact output, and the plain computation's error, exactly)."""
+        return Reference(self.truth * factor, self.lowp_err * abs(factor),
+                         self.scale * abs(factor))
+
+
+def check_output(task: Task, call: Call, out: object, ref: Reference) -> Verdict:
+    """Compare ``out`` with the truth under the bound that the plain computation earns."""
     shape, dtype = task.output_like(call)
     device = call.args[0].device
     if type(out) is not torch.Tensor:
@@ -68,17 +83,16 @@ def check_output(task: Task, call: Call, out: object, truth: torch.Tensor,
         if got != want:
             return Verdict(False, f"output-{what}", f"output {what} is {got}, expected {want}")
 
+    truth, lowp_err = ref.truth, ref.lowp_err
+    tolerance = FACTOR * lowp_err + _ULP[dtype] * max(ref.scale, 1.0)
+    if not truth.numel():
+        return Verdict(True, "ok", "empty output", 0.0, 0.0, tolerance, lowp_err)
     out64 = out.detach().to(torch.float64)
     err = (out64 - truth).abs()
     n_nan = int(torch.isnan(out64).sum())
     n_inf = int(torch.isinf(out64).sum())
     # NaN compares false with everything: count it as infinitely wrong.
     err = torch.where(torch.isnan(err), torch.full_like(err, float("inf")), err)
-    lowp_err = float((lowp.to(torch.float64) - truth).abs().max()) if truth.numel() else 0.0
-    scale = float(truth.abs().max()) if truth.numel() else 0.0
-    tolerance = FACTOR * lowp_err + _ULP[dtype] * max(scale, 1.0)
-    if not truth.numel():
-        return Verdict(True, "ok", "empty output", 0.0, 0.0, tolerance, lowp_err)
 
     flat = int(torch.argmax(err))
     worst = [int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape)]
@@ -126,132 +140,215 @@ def error_map(err: torch.Tensor, worst: list[int],
             "row_step": step, "values": values}
 
 
+class HarnessError(Exception):
+    """The parent's own work failed (inputs, references, memory): not the candidate's fault."""
+
+
+def harness_verdict(exc: BaseException, doing: str) -> Verdict:
+    return Verdict(False, "harness-error", f"the harness failed while {doing}: "
+                   f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
+
+
+#: What the parent's own tensor work raises when the machine runs short (torch's
+#: OutOfMemoryError is a RuntimeError).
+_HARNESS_FAULTS = (RuntimeError, MemoryError, OSError, HarnessError, HarnessFault)
+
+
 def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict:
     """Run ``case`` through the candidate once and judge what came back.
 
-    The inputs the candidate saw are compared with a private copy afterwards, and the
-    references are computed from that copy, so neither a mutated input nor a
-    changed reference can hide a wrong output. The output must not change after
-    the call returned (another stream, a thread, lazy work finishing late).
+    The parent keeps the inputs it wrote and compares the live buffers with them
+    afterwards; the references come from its own copy, so neither a mutated input nor a
+    changed reference can hide a wrong output. The output slot must not change after
+    the child answered (another stream, a thread, lazy work finishing late).
     """
-    call = task.make_inputs(case, device)
-    pristine = _pristine(call)
     try:
-        out, early = sandbox.call(call)
+        call = task.make_inputs(case, device)
+        shape, dtype = task.output_like(call)
+    except _HARNESS_FAULTS as exc:
+        return harness_verdict(exc, "making the inputs")
+    try:
+        binding, returned = sandbox.call(call, shape, dtype)
     except CandidateFault as fault:
         return fault_verdict(fault)
-    if isinstance(out, dict):
-        return _described(out)
-    mutated = _mutated(call, pristine)
+    except _HARNESS_FAULTS as exc:
+        return harness_verdict(exc, "laying out the inputs")
+    if returned.out is None:
+        return described_verdict(returned.described or {})
+    mutated = _mutated(binding.args, call.args)
     if mutated is not None:
         return mutated
-    if isinstance(early, torch.Tensor) and not _same_bits(early, out):
-        return Verdict(False, "deferred-write", "the output changed after the call returned "
-                       "(work still running on another stream, in a thread, or deferred)")
-    truth, lowp = references(task, pristine)
-    return check_output(task, pristine, out, truth, lowp)
+    try:
+        ref = references(task, call)
+    except _HARNESS_FAULTS as exc:
+        return harness_verdict(exc, "computing the reference")
+    if not same_bits(binding.out, returned.out):
+        return _DEFERRED
+    return check_output(task, call, returned.out, ref)
 
+
+_DEFERRED = Verdict(False, "deferred-write", "the output changed after the call returned "
+                    "(work still running on another stream, in a thread, or deferred)")
 
 #: Powers of two: scaling the linear argument by one scales the exact output exactly.
 _SCALES = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 4.0, -4.0, 0.25, -0.25, 8.0, -8.0, 0.125, -0.125)
 #: Rounds in a schedule: room for the GPU plan's warm-up and its timed rounds.
 _ROUNDS = 42
 _MIN_SETS = 3
-_KEEP = 3
-# Memory the input sets (and the parent's pristine copies) may take: a quarter of the free
-# device memory; on a CPU, well inside the child's address-space limit.
+# Memory the parent's input sets and their references may take. On a GPU a sixteenth of the
+# device (a quarter of what is free, if less), so that eight evaluations share one GPU
+# without racing for memory; on a CPU, well inside the machine.
 _CPU_BUDGET_BYTES = 1 << 30
 
 
-def _input_sets(task: Task, case: Case, device: str) -> int:
-    """As many distinct input sets as there are rounds, as far as memory allows: then no
-    round sees data an earlier one saw, and nothing a candidate computed from earlier
-    inputs (an output, or scores from q and k alone) can be reused."""
+def _set_budget(device: str) -> float:
     if device == "cuda":
-        budget = torch.cuda.mem_get_info()[0] / 4
-    else:
-        budget = _CPU_BUDGET_BYTES
-    per_set = 2 * 1.25 * task.bytes_moved(case)  # the set and its copy; padded layouts
-    return max(_MIN_SETS, min(_ROUNDS, int(budget // max(per_set, 1.0))))
+        free, total = torch.cuda.mem_get_info()
+        return min(free / 4, total / 16)
+    return _CPU_BUDGET_BYTES
+
+
+def _set_bytes(task: Task, call: Call) -> int:
+    """An input set and the float64 truth it will get."""
+    tensors = [a for a in call.args if isinstance(a, torch.Tensor)]
+    shape, _ = task.output_like(call)
+    return sum(a.untyped_storage().nbytes() for a in tensors) + 8 * math.prod(shape)
+
+
+#: Median seconds per round the parent may wait beyond the device time it is given (the
+#: pipe both ways, the copy of the output, launch), and the same as a share of that time.
+ESCAPE_S = 5e-4
+ESCAPE_SHARE = 0.1
 
 
 def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_s: float | None,
                 rng: random.Random) -> tuple[Verdict, list[float]]:
-    """Time ``case`` over fresh private inputs each round and verify what the rounds returned.
+    """Time ``case`` over fresh private inputs each round and verify every timed output.
 
-    ``rng`` must be private to the parent (the candidate can neither read nor
-    reproduce it): it draws the input sets, the order of (set, scale) per round, and
-    which rounds' outputs are verified besides the last. A timing under ``floor_s``
-    (the physical floor), or device time that misses work the host saw, is a fault.
-    Returns the verdict and the per-round seconds.
+    ``rng`` is the parent's (the candidate can neither read nor reproduce it): it draws
+    the input sets and the order of (set, scale) per round. The sets and their
+    references stay in the parent; each round's set is written into the live buffers
+    just before the request. A timing under ``floor_s`` (the physical floor), or device
+    time that the parent's clock does not account for, is a fault. Returns the verdict
+    and the per-round seconds.
     """
-    sets = _input_sets(task, case, device)
-    calls = [task.make_inputs({**case, "seed": rng.randrange(2**31)}, device)
-             for _ in range(sets)]
-    pristine = [_pristine(call) for call in calls]
-    # Round i: set i mod sets; where sets repeat, the linear input takes another scale.
-    scales = _SCALES if task.linear_arg is not None else (1.0,)
-    schedule = [(i % sets, scales[i // sets % len(scales)]) for i in range(_ROUNDS)]
-    rng.shuffle(schedule)
-    keep = frozenset(rng.sample(range(len(schedule)), _KEEP))
-    rounds = Rounds([call.args for call in calls], dict(calls[0].kwargs), schedule,
-                    task.linear_arg, keep)
+    cuda = device == "cuda"
     try:
-        times, host_times, kept, executed = sandbox.time(rounds)
+        calls = _sets(task, case, device, rng)
+        shape, dtype = task.output_like(calls[0])
+        binding = sandbox.bind(calls[0], shape, dtype)
+        refresh = Refresher(cuda, task.linear_arg)
     except CandidateFault as fault:
         return fault_verdict(fault), []
-    for call, clean in zip(calls, pristine):
-        mutated = _mutated(call, clean)
-        if mutated is not None:
-            return mutated, times
-    truths: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for index in sorted(kept):
-        out = kept[index]
-        if isinstance(out, dict):
-            return _described(out), times
+    except _HARNESS_FAULTS as exc:
+        return harness_verdict(exc, "preparing the timed inputs"), []
+    # Round i: set i mod sets; where sets repeat, the linear input takes another scale.
+    scales = _SCALES if task.linear_arg is not None else (1.0,)
+    schedule = [(i % len(calls), scales[i // len(calls) % len(scales)]) for i in range(_ROUNDS)]
+    rng.shuffle(schedule)
+    seconds: dict[int, float] = {}
+    walls: dict[int, float] = {}
+    failure: list[Verdict] = []
+    refs: dict[int, Reference] = {}
+
+    def one_round(index: int, timed: bool) -> float:
+        if failure:
+            return 0.0
         which, scale = schedule[index]
-        if which not in truths:
-            truths[which] = references(task, pristine[which])
-        truth, lowp = truths[which]
-        verdict = check_output(task, pristine[which], out, truth * scale, lowp * scale)
+        if which not in refs:  # computed once, before the round: the parent's own time
+            try:
+                refs[which] = references(task, calls[which])
+            except _HARNESS_FAULTS as exc:
+                raise HarnessError(f"computing the reference: {exc}") from exc
+        refresh(binding.args, calls[which].args, scale)
+        returned = sandbox.invoke(binding)
+        if returned.out is None:
+            failure.append(described_verdict(returned.described or {}))
+            return returned.wall_s
+        verdict = _mutated(binding.args, _scaled_args(calls[which], task.linear_arg, scale)) \
+            or check_output(task, calls[which], returned.out, refs[which].scaled(scale))
         if not verdict.passed:
-            return replace(verdict, message=f"round {index + 1} of {executed} (input set "
-                           f"{which + 1}, linear input scaled by {scale:g}): "
-                           f"{verdict.message}"), times
+            failure.append(replace(verdict, message=f"round {index + 1} (input set "
+                                   f"{which + 1}, linear input scaled by {scale:g}): "
+                                   f"{verdict.message}"))
+        elif not same_bits(binding.out, returned.out):
+            failure.append(_DEFERRED)
+        seconds[index] = returned.wall_s if returned.device_s is None else returned.device_s
+        walls[index] = returned.wall_s
+        return returned.wall_s
+
+    try:
+        timed = run_schedule(len(schedule), plan_for(cuda), one_round)
+    except CandidateFault as fault:
+        return fault_verdict(fault), []
+    except HarnessError as exc:
+        return harness_verdict(exc, "timing"), []
+    times = [seconds[i] for i in timed if i in seconds]
+    if failure:
+        return failure[0], times
+    return _judge_clock(times, [walls[i] for i in timed], cuda, floor_s), times
+
+
+def _judge_clock(times: list[float], walls: list[float], cuda: bool,
+                 floor_s: float | None) -> Verdict:
+    """The device times the child gave, held against the parent's clock and the floor."""
     if not times:
-        return Verdict(False, "protocol", "no timed round came back"), times
+        return Verdict(False, "protocol", "no timed round came back")
     median = statistics.median(times)
-    host = statistics.median(host_times)
-    if host > 1.5 * median + _ESCAPE_S:
-        return Verdict(False, "timing-escape", f"device time {median * 1e3:.3f} ms per call "
-                       f"but the host waited {host * 1e3:.3f} ms for it: work ran outside "
-                       "the timed stream (another stream, a thread, or deferred)"), times
+    if cuda:
+        forged = [i for i, (t, w) in enumerate(zip(times, walls)) if t > w + 2e-5]
+        if forged:
+            i = forged[0]
+            return Verdict(False, "timing-escape", f"timed round {i + 1} claims "
+                           f"{times[i] * 1e3:.3f} ms of device time, but the parent waited only "
+                           f"{walls[i] * 1e3:.3f} ms for it: the clock was forged")
+        gap = statistics.median(w - t for t, w in zip(times, walls))
+        if gap > ESCAPE_S + ESCAPE_SHARE * median:
+            return Verdict(False, "timing-escape", f"device time {median * 1e3:.3f} ms per call "
+                           f"but the parent waited {gap * 1e3:.3f} ms more for each: work ran "
+                           "outside the timed events (before them, after them, on another "
+                           "stream, or in a thread)")
     if floor_s is not None and median < floor_s * SLACK:
         return Verdict(False, "impossible-speed", f"median {median * 1e3:.4f} ms is below "
                        f"the physical floor {floor_s * 1e3:.4f} ms of this configuration on "
                        "this machine (FLOPs over the measured matrix rate, bytes over the "
-                       "measured copy bandwidth): work was skipped, cached or not timed"), times
-    return Verdict(True, "ok", f"{len(kept)} timed outputs verified"), times
+                       "measured copy bandwidth): work was skipped, cached or not timed")
+    return Verdict(True, "ok", f"{len(times)} timed outputs verified")
 
 
-# Host-side slack per round for launch overhead and the tail of the L2 flush.
-_ESCAPE_S = 250e-6
+def _sets(task: Task, case: Case, device: str, rng: random.Random) -> list[Call]:
+    """As many distinct private input sets as there are rounds, as far as the budget allows
+    (their references included): then no round sees data an earlier one saw, and nothing a
+    candidate computed from earlier inputs (an output, or scores from q and k) is reusable."""
+    calls: list[Call] = []
+    wanted = _ROUNDS
+    while len(calls) < wanted:
+        calls.append(task.make_inputs({**case, "seed": rng.randrange(2**31)}, device))
+        if len(calls) == 1:
+            per_set = _set_bytes(task, calls[0])
+            wanted = max(_MIN_SETS, min(_ROUNDS, int(_set_budget(device) // max(per_set, 1))))
+    return calls
 
 
-def _pristine(call: Call) -> Call:
-    return Call(tuple(_copy(a) for a in call.args), dict(call.kwargs))
+def _scaled_args(call: Call, linear_arg: int | None, scale: float) -> tuple[Any, ...]:
+    if linear_arg is None or scale == 1.0:
+        return call.args
+    return tuple(a * scale if i == linear_arg else a for i, a in enumerate(call.args))
 
 
-def references(task: Task, pristine: Call) -> tuple[torch.Tensor, torch.Tensor]:
+def references(task: Task, call: Call) -> Reference:
     """The float64 truth, and the yardstick: the same computation in the inputs' dtype."""
-    truth = task.reference(pristine, torch.float64)
-    yardstick = Call(tuple(_tf32(a) for a in pristine.args), pristine.kwargs)
-    return truth, task.reference(yardstick, pristine.args[0].dtype)
+    truth = task.reference(call, torch.float64)
+    yardstick = Call(tuple(_tf32(a) for a in call.args), call.kwargs)
+    lowp = task.reference(yardstick, call.args[0].dtype)
+    lowp_err = float((lowp.to(torch.float64) - truth).abs().max()) if truth.numel() else 0.0
+    scale = float(truth.abs().max()) if truth.numel() else 0.0
+    return Reference(truth, lowp_err, scale)
 
 
-def _mutated(call: Call, pristine: Call) -> Verdict | None:
-    for i, (seen, kept) in enumerate(zip(call.args, pristine.args)):
-        if isinstance(seen, torch.Tensor) and not _same_bits(seen, kept):
+def _mutated(live: tuple[Any, ...], written: tuple[Any, ...]) -> Verdict | None:
+    for i, (seen, kept) in enumerate(zip(live, written)):
+        if isinstance(seen, torch.Tensor) and not same_bits(seen, kept):
             return Verdict(False, "input-mutated", f"the candidate modified input {i} "
                            f"(of shape {tuple(seen.shape)})")
     return None
@@ -262,13 +359,13 @@ def fault_verdict(fault: CandidateFault) -> Verdict:
     return Verdict(False, fault.kind, str(fault), traceback=fault.traceback or None)
 
 
-def _described(out: dict[str, str]) -> Verdict:
-    """The verdict on an output the child described instead of sending (``_worker._checked``)."""
-    if "layout" in out:
-        return Verdict(False, "output-layout", f"output layout is {out['layout']}, expected "
-                       "torch.strided")
-    return Verdict(False, "output-type", f"returned {out.get('not_a_tensor')}, "
-                   "not a plain torch.Tensor")
+def described_verdict(out: dict[str, str]) -> Verdict:
+    """The verdict on an output that did not fit the slot, as the child described it."""
+    for what in ("layout", "shape", "dtype", "device"):
+        if what in out:
+            return Verdict(False, f"output-{what}", f"output {what} is {out[what]}")
+    return Verdict(False, "output-type", f"returned {out.get('type')}, not a plain "
+                   "torch.Tensor")
 
 
 def _tf32(value: Any) -> Any:
@@ -279,11 +376,7 @@ def _tf32(value: Any) -> Any:
     return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view(value.shape)
 
 
-def _copy(value: Any) -> Any:
-    return value.clone() if isinstance(value, torch.Tensor) else value
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bitwise equality: NaN equals NaN, and -0.0 differs from 0.0."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False

@@ -11,12 +11,20 @@ Three run-time defences, each a backstop for a static rule in ``scan``:
   ``gi_frame``), the garbage collector's object lists, ``id()``, ``ctypes``,
   tracing hooks, function surgery and writes by relative paths; and, from anyone in
   this process, processes not started by Triton, inductor or cpp_extension (their
-  compilers), signals to other processes, sockets, reads of other processes'
-  memory, and writes or deletions under the protected paths (the project, the
-  lineage, the reports). The candidate's code is its file, anything under
-  ``candidates/`` (its helpers), and code compiled at run time;
-- an integrity snapshot of the modules the harness relies on (its own, ``time``,
-  ``torch``, ``torch.cuda``, ``builtins``...): a replaced attribute is tampering.
+  compilers) or naming a program that is not a compiler (``confine``'s allow-list),
+  signals to other processes, sockets, reads of other processes' memory, and writes
+  or deletions (a link's destination too) under the protected paths (the project, the
+  lineage, the reports). The candidate's code is any code from outside the
+  interpreter's own folders, its packages and the harness: its file, its helpers, a
+  payload it wrote and imported, code compiled at run time. A frame reached through
+  the standard library (``logging.currentframe``) counts as its caller's;
+- an integrity check after the import and after every request: the modules and
+  classes the harness relies on (its own, ``time``, ``torch``, ``torch.Tensor`` along
+  its bases, ``builtins``...) unchanged, the tripwires in place, and no torch
+  function or dispatch mode left on.
+
+This is the second line: the OS sandbox (``confine``) holds whatever this process
+does, and the parent owns every figure a verdict rests on.
 
 Every refusal is also recorded, and the worker reports it after the request, so
 a candidate that catches the exception is still caught.
@@ -31,7 +39,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Sequence
-from types import FrameType
+from types import MappingProxyType
 from typing import Any
 
 
@@ -39,10 +47,10 @@ class Refused(RuntimeError):
     """Raised into the candidate when it does something the harness forbids."""
 
 
-_FRAME_ATTRS = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_globals",
-                "f_locals", "f_builtins"}
+_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back",
+                          "f_globals", "f_locals", "f_builtins"})
 # Events refused when the candidate's own code is the direct caller.
-_CANDIDATE_EVENTS = {
+_CANDIDATE_EVENTS = MappingProxyType({
     "sys._getframe": "reads interpreter frames (sys._getframe)",
     "sys._current_frames": "reads interpreter frames (sys._current_frames)",
     "gc.get_objects": "searches the garbage collector (gc.get_objects)",
@@ -61,9 +69,9 @@ _CANDIDATE_EVENTS = {
     "object.__delattr__": "deletes a function or class attribute",
     "code.__new__": "builds code objects",
     "function.__new__": "builds function objects",
-}
+})
 # Processes, refused unless Triton, inductor or cpp_extension start them (their compilers).
-_PROCESS_EVENTS = {
+_PROCESS_EVENTS = MappingProxyType({
     "os.system": "runs a shell command",
     "os.exec": "replaces its process with another program",
     "os.fork": "forks its process",
@@ -71,7 +79,7 @@ _PROCESS_EVENTS = {
     "os.posix_spawn": "starts a process",
     "os.spawn": "starts a process",
     "subprocess.Popen": "starts a process",
-}
+})
 _STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
 # Without a virtual environment, site-packages lies inside the standard library's folder.
 _SITE = tuple({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
@@ -87,6 +95,9 @@ def _package_dir(name: str) -> str | None:
 
 
 _TORCH_DIR = _package_dir("torch")
+_HARNESS_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os.sep
+# Code from these folders is not the candidate's: the interpreter's, its packages', ours.
+_TRUSTED = (_STDLIB, *_SITE, _HARNESS_DIR)
 _TRITON_DIR = _package_dir("triton")
 # Where the code that may start processes lives: Triton (ptxas, the launcher's C compiler,
 # ldconfig), inductor's compilers and workers, and cpp_extension's builds.
@@ -95,166 +106,237 @@ _SPAWNERS = tuple(
     + ([_TORCH_DIR + "_inductor", os.path.join(_TORCH_DIR, "utils", "cpp_extension.py")]
        if _TORCH_DIR else []))
 # Events refused whoever asks: nothing in this process has a reason to do them.
-_ALWAYS = {
+_ALWAYS = MappingProxyType({
     "os.kill": "sends a signal to a process",
     "os.killpg": "sends a signal to a process group",
     "sys.addaudithook": "installs an audit hook",
     "socket.connect": "opens a network connection",
     "socket.bind": "opens a network socket",
-}
+})
 # Events that write or delete a path (argument 0); refused under a protected path.
-_WRITES = {"os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate", "os.chmod",
-           "os.link", "os.symlink", "os.utime", "os.mkdir"}
+_WRITES = frozenset({"os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate",
+                     "os.chmod", "os.link", "os.symlink", "os.utime", "os.mkdir"})
+# Events whose second argument is a path written too (a link's or a rename's destination).
+_TWO_PATHS = frozenset({"os.rename", "os.link", "os.symlink"})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 class Lockdown:
-    """The defences of one candidate process; ``check()`` says what it caught."""
+    """The defences of one candidate process; ``check()`` says what it caught.
 
-    def __init__(self, candidate: str, protected: Sequence[str]) -> None:
+    The audit hook's state (its tables, its per-thread quiet flag, the tripwires'
+    library) lives in the closures ``install`` builds, not on this object or in module
+    globals that the candidate could reach through ``sys.modules`` and rebind.
+    """
+
+    def __init__(self, candidate: str, protected: Sequence[str], *, cuda: bool = False) -> None:
         self.candidate = os.path.realpath(candidate)
-        # candidates/: the candidate's helpers live beside it or in a sibling folder.
-        self.folder = os.path.dirname(os.path.dirname(self.candidate)) + os.sep
-        self.protected = [os.path.realpath(p) for p in protected]
+        self.protected = tuple(os.path.realpath(p) for p in protected)
+        self.cuda = cuda
         self.violations: list[tuple[str, str]] = []  # (rule, what happened)
-        self._local = threading.local()  # per thread: another thread's events stay seen
-        self._snapshot: list[tuple[str, Any, dict[str, Any]]] = []
+        self._checks: tuple[Any, ...] = ()
 
     def install(self, forbidden: Sequence[str], forbidden_ops: Sequence[str]) -> None:
         """Tripwires, then the snapshot, then the audit hook (last: it cannot be undone)."""
-        _install_tripwires(forbidden, forbidden_ops, self.violations)
+        library = _install_tripwires(forbidden, forbidden_ops, self.violations)
         # Functions and classes only: flags such as torch.cuda._initialized change honestly.
-        self._snapshot = [(name, owner, {k: v for k, v in vars(owner).items() if callable(v)})
-                          for name, owner in _watched()]
-        sys.addaudithook(self._audit)
+        snapshot = tuple((name, owner, {k: v for k, v in vars(owner).items() if callable(v)})
+                         for name, owner in _watched())
+        record = self.violations
+
+        def intact() -> tuple[str, str] | None:
+            for name, owner, before in snapshot:
+                now = vars(owner)
+                for key, value in before.items():
+                    if now.get(key, _MISSING) is not value and not _torch_wraps(now.get(key),
+                                                                                value):
+                        return ("tampering", f"the candidate replaced {name}.{key}")
+                if isinstance(owner, type):
+                    # A class gains an attribute that shadows its base's (``Tensor.copy_``
+                    # set on Tensor while TensorBase defines it).
+                    added = [k for k, v in now.items() if k not in before and callable(v)]
+                    if added:
+                        return ("tampering", f"the candidate set {name}.{added[0]}")
+            if library is not None and getattr(library, "m", None) is None:
+                return ("tampering", "the candidate removed the forbidden operators' tripwires")
+            modes = active_modes()
+            if modes:
+                return ("tampering", f"the candidate left {modes} active (it would see the "
+                        "harness's own tensor work)")
+            return None
+
+        self._checks = (intact,)
+        sys.addaudithook(_audit_hook(self.candidate, self.protected, record,
+                                     _allowed_executables(self.cuda)))
 
     def check(self) -> tuple[str, str] | None:
         """The first violation seen so far as (rule, message), if any."""
         if not self.violations:
-            for name, owner, before in self._snapshot:
-                now = vars(owner)
-                for key, value in before.items():
-                    if now.get(key, _MISSING) is not value \
-                            and not _torch_wraps(now.get(key), value):
-                        self.violations.append(("tampering", f"the candidate replaced "
-                                                f"{name}.{key}"))
-                        break
+            for check in self._checks:
+                found = check()
+                if found is not None:
+                    self.violations.append(found)
+                    break
         return self.violations[0] if self.violations else None
 
-    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
-        if getattr(self._local, "inside", False):
-            return
-        why = None
-        if event in _ALWAYS:
-            # Unix sockets (a str or bytes address) carry tensors to the parent; others do not.
-            if not (event.startswith("socket.") and isinstance(args[-1], (str, bytes))):
-                why = _ALWAYS[event]
-        elif event in _CANDIDATE_EVENTS or event == "object.__getattr__":
-            if event == "object.__getattr__" and (len(args) < 2 or args[1] not in _FRAME_ATTRS):
-                return
-            if self._called_by_candidate():
-                why = (_CANDIDATE_EVENTS[event] if event in _CANDIDATE_EVENTS
-                       else f"reads interpreter frames ({args[1]})")
-        elif event in _PROCESS_EVENTS:
-            if not self._started_by_a_compiler():
-                why = _PROCESS_EVENTS[event]
-        elif event == "open" and args and self._foreign_memory(args[0]):
-            why = f"opens another process's memory or state ({os.fsdecode(args[0])})"
-        elif event == "open" and len(args) >= 3 and self._writes(args[1], args[2]):
-            why = self._protected_write(args[0])
-            # A relative path may hang off a directory descriptor the event does not show.
-            if why is None and isinstance(args[0], (str, bytes)) \
-                    and not os.path.isabs(args[0]) and self._called_by_candidate():
-                why = "writes a file by a relative path (absolute paths only)"
-        elif event in _WRITES and args:
-            why = self._protected_write(args[0])
-            if why is None and event == "os.rename" and len(args) > 1:
-                why = self._protected_write(args[1])
-        if why is not None:
-            self.violations.append(("tampering", f"the candidate {why}"))
-            raise Refused(f"avo-harness refused: the candidate {why}")
 
-    def _called_by_candidate(self) -> bool:
-        self._local.inside = True
+def active_modes() -> str | None:
+    """The torch function and dispatch modes on their stacks now, named; None if none."""
+    import torch
+
+    found = []
+    if torch._C._len_torch_function_stack():
+        found.append("a TorchFunctionMode")
+    if torch._C._len_torch_dispatch_stack():
+        found.append("a TorchDispatchMode")
+    return " and ".join(found) or None
+
+
+def _allowed_executables(cuda: bool) -> frozenset[str]:
+    from .confine import allowed_executables
+
+    return frozenset(allowed_executables(cuda))
+
+
+def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[str, str]],
+                executables: frozenset[str]) -> Any:
+    """The audit hook, with everything it reads bound here (see :class:`Lockdown`)."""
+    local = threading.local()  # per thread: another thread's events stay seen
+    candidate_events, always, process_events = _CANDIDATE_EVENTS, _ALWAYS, _PROCESS_EVENTS
+    frame_attrs, writes, two_paths = _FRAME_ATTRS, _WRITES, _TWO_PATHS
+    getframe, realpath, fsdecode = sys._getframe, os.path.realpath, os.fsdecode
+    my_pid = os.getpid()
+
+    def quietly(fn: Any, *args: Any) -> Any:
+        local.inside = True
         try:
-            caller = sys._getframe(2)  # 0: here, 1: _audit, 2: whoever raised the event
-            return self._is_candidate_code(caller.f_code.co_filename)
-        except ValueError:
-            return False
-        finally:
-            self._local.inside = False
-
-    def _started_by_a_compiler(self) -> bool:
-        """Whether the first caller outside the standard library is Triton's, inductor's or
-        cpp_extension's code; a process started from anything else (the candidate, a
-        helper of some library, a thread of the standard library) is refused."""
-        self._local.inside = True
-        try:
-            frame: FrameType | None = sys._getframe(2)
-            while frame is not None:
-                name = os.path.realpath(frame.f_code.co_filename)
-                stdlib = frame.f_code.co_filename.startswith("<frozen ") or (
-                    name.startswith(_STDLIB) and not name.startswith(_SITE))
-                if not stdlib:
-                    return name.startswith(_SPAWNERS)
-                frame = frame.f_back
-            return False
-        except ValueError:
-            return False
-        finally:
-            self._local.inside = False
-
-    def _is_candidate_code(self, filename: str) -> bool:
-        """The candidate's file, any file under ``candidates/`` (its helpers), or code compiled
-        at run time (``<string>``), which only the candidate has reason to make here."""
-        if filename.startswith("<"):
-            return not filename.startswith("<frozen ")
-        real = os.path.realpath(filename)
-        return real == self.candidate or real.startswith(self.folder)
-
-    @staticmethod
-    def _writes(mode: Any, flags: Any) -> bool:
-        if isinstance(mode, str):
-            return any(c in mode for c in "wax+")
-        return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
-
-    def _real(self, path: Any) -> str | None:
-        """The resolved path an event names (None for a descriptor or nothing), resolved
-        with this hook quiet, since resolving raises events of its own."""
-        if not isinstance(path, (str, bytes)):
-            return None
-        self._local.inside = True
-        try:
-            return os.path.realpath(os.fsdecode(path))
+            return fn(*args)
         except (TypeError, ValueError):
             return None
         finally:
-            self._local.inside = False
+            local.inside = False
 
-    def _foreign_memory(self, path: Any) -> bool:
-        """``/proc/<pid>/...`` of any other process (the parent's memory holds the private
-        seeds and the references), or the machine's memory devices."""
-        real = self._real(path)
+    def first_outside_stdlib() -> str | None:
+        """The file of the nearest caller outside the standard library (so a frame reached
+        through ``logging`` or ``inspect`` counts as its caller's)."""
+        frame = getframe(4)  # here, quietly, by_candidate or by_compiler, the hook, the caller
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if not _is_stdlib(name):
+                return name
+            frame = frame.f_back
+        return None
+
+    def by_candidate() -> bool:
+        name = quietly(first_outside_stdlib)
+        return name is not None and _is_candidate_code(name, candidate)
+
+    def by_compiler() -> bool:
+        name = quietly(first_outside_stdlib)
+        return name is not None and quietly(realpath, name).startswith(_SPAWNERS)
+
+    def executable(event: str, args: tuple[Any, ...]) -> str | None:
+        """The real path of the program an event starts; None if it names none."""
+        import shutil
+
+        path = {"subprocess.Popen": 0, "os.exec": 0, "os.posix_spawn": 0,
+                "os.spawn": 1}.get(event)
+        if path is None or len(args) <= path or args[path] is None:
+            return None
+        name = fsdecode(args[path])
+        found = name if os.sep in name else quietly(shutil.which, name)
+        return quietly(realpath, found) if found else None
+
+    def protected_write(path: Any) -> str | None:
+        if not isinstance(path, (str, bytes)):
+            return None
+        real = quietly(realpath, fsdecode(path))
+        if real is None:
+            return None
+        for root in protected:
+            if real == root or real.startswith(root + os.sep):
+                return f"writes to a protected path ({real})"
+        return None
+
+    def foreign_memory(path: Any) -> bool:
+        """``/proc/<pid>/...`` of any other process, or the machine's memory devices."""
+        if not isinstance(path, (str, bytes)):
+            return False
+        real = quietly(realpath, fsdecode(path))
         if real is None:
             return False
         parts = real.split(os.sep)
         if len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit():
-            return int(parts[2]) != os.getpid()
+            return int(parts[2]) != my_pid
         # The event does not say whether a directory descriptor anchors a relative path
         # (``os.open("<pid>/mem", dir_fd=<fd of /proc>)``): a leading number is refused.
-        first = os.path.normpath(os.fsdecode(path)).split(os.sep)[0]
-        if first.isdigit() and int(first) != os.getpid():
+        first = os.path.normpath(fsdecode(path)).split(os.sep)[0]
+        if first.isdigit() and int(first) != my_pid:
             return True
         return real in _MEMORY_DEVICES
 
-    def _protected_write(self, path: Any) -> str | None:
-        real = self._real(path)
-        if real is None:
-            return None
-        for root in self.protected:
-            if real == root or real.startswith(root + os.sep):
-                return f"writes to a protected path ({real})"
-        return None
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if getattr(local, "inside", False):
+            return
+        why = None
+        if event in always:
+            # Unix sockets (a str or bytes address) carry tensors to the parent; others do not.
+            if not (event.startswith("socket.") and isinstance(args[-1], (str, bytes))):
+                why = always[event]
+        elif event in candidate_events or event == "object.__getattr__":
+            if event == "object.__getattr__" and (len(args) < 2 or args[1] not in frame_attrs):
+                return
+            if by_candidate():
+                why = (candidate_events[event] if event in candidate_events
+                       else f"reads interpreter frames ({args[1]})")
+        elif event in process_events:
+            program = executable(event, args)
+            if event == "os.system" or not by_compiler():
+                why = process_events[event]
+            elif program is not None and program not in executables:
+                why = f"starts {program}, which is not a compiler"
+        elif event == "open" and args and foreign_memory(args[0]):
+            why = f"opens another process's memory or state ({fsdecode(args[0])})"
+        elif event == "open" and len(args) >= 3 and _writes(args[1], args[2]):
+            why = protected_write(args[0])
+            # A relative path may hang off a directory descriptor the event does not show.
+            if why is None and isinstance(args[0], (str, bytes)) \
+                    and not os.path.isabs(args[0]) and by_candidate():
+                why = "writes a file by a relative path (absolute paths only)"
+        elif event in writes and args:
+            why = protected_write(args[0])
+            if why is None and event in two_paths and len(args) > 1:
+                why = protected_write(args[1])
+        if why is not None:
+            record.append(("tampering", f"the candidate {why}"))
+            raise Refused(f"avo-harness refused: the candidate {why}")
+
+    return audit
+
+
+def _is_stdlib(filename: str) -> bool:
+    if filename.startswith("<frozen "):
+        return True
+    real = os.path.realpath(filename)
+    return real.startswith(_STDLIB) and not real.startswith(_SITE)
+
+
+def _is_candidate_code(filename: str, candidate: str) -> bool:
+    """Code from anywhere but the installed interpreter, its packages and the harness: the
+    candidate's file and helpers, a payload it wrote and imported, code compiled at run time
+    (``<string>``)."""
+    if filename.startswith("<"):
+        return not filename.startswith("<frozen ")
+    real = os.path.realpath(filename)
+    if real == candidate:
+        return True
+    return not real.startswith(_TRUSTED)
+
+
+def _writes(mode: Any, flags: Any) -> bool:
+    if isinstance(mode, str):
+        return any(c in mode for c in "wax+")
+    return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
 
 
 _MISSING = object()
@@ -276,6 +358,10 @@ def _watched() -> list[tuple[str, Any]]:
         ("torch.cuda.Event", torch.cuda.Event), ("torch.nn.functional", torch.nn.functional),
         ("torch.testing", torch.testing),
     ]
+    # Along the whole inheritance chain: an attribute set on a subclass shadows its base's.
+    for cls in (torch.Tensor, torch.cuda.Event, torch.cuda.Stream, torch.storage.UntypedStorage):
+        owners += [(f"{c.__module__}.{c.__qualname__}", c) for c in cls.__mro__
+                   if c is not object and (f"{c.__module__}.{c.__qualname__}", c) not in owners]
     owners += [(name, module) for name, module in sorted(sys.modules.items())
                if name == "avo_harness" or name.startswith("avo_harness.")]
     return owners
@@ -291,7 +377,9 @@ def _torch_wraps(new: Any, old: Any) -> bool:
 
 
 def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
-                       record: list[tuple[str, str]]) -> None:
+                       record: list[tuple[str, str]]) -> Any:
+    """Returns the library that holds the raising kernels (None if the task has no forbidden
+    operators): whoever keeps it alive keeps the overrides, and it is kept in a closure."""
     blocked = [name for name in forbidden if "." not in name]
     sys.meta_path.insert(0, _ImportBlocker(blocked, record))
     for name in forbidden:
@@ -306,21 +394,22 @@ def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
                 setattr(owner, attr, _tripwire(name, record, getattr(owner, attr)))
             except (AttributeError, TypeError):
                 pass  # a read-only owner: the dispatcher override and the static scan remain
-    if forbidden_ops:
-        import torch
+    if not forbidden_ops:
+        return None
+    import torch
 
-        global _LIBRARY
-        _LIBRARY = torch.library.Library("aten", "IMPL")
+    import warnings
+
+    library = torch.library.Library("aten", "IMPL")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "overriding a previously registered kernel": we are
         for op in forbidden_ops:
             for key in ("CPU", "CUDA"):
                 try:
-                    _LIBRARY.impl(op, _tripwire(f"torch.ops.aten.{op}", record, None), key)
+                    library.impl(op, _tripwire(f"torch.ops.aten.{op}", record, None), key)
                 except RuntimeError:
                     pass  # an operator this torch version does not have
-
-
-# Kept alive for the life of the process: dropping it would undo the overrides.
-_LIBRARY: Any = None
+    return library
 
 
 def _resolve(dotted: str) -> object | None:

@@ -1,30 +1,25 @@
-"""Timing a candidate's calls, in the candidate's process, so that no cache or trick helps.
+"""The parent's clock: rounds of calls over fresh inputs, timed from outside the child.
 
-Every round, timed or warm-up (the candidate cannot tell them apart), first
-refreshes the live input buffers in place from the round's private input set and,
-where sets repeat, scales the argument the output is linear in by a power of two (so
-every round sees new data at the same addresses), then flushes the L2 cache, then calls. On a
-GPU the clock is CUDA events around the call, and each round also synchronizes the
-device and reads the host clock, so work escaping the events (another stream, a
-thread) shows as a gap between the two. In the Triton interpreter the clock is the
-host's: those numbers time Python emulating the kernel, and every report says so.
-The outputs of rounds chosen by the parent are cloned right after the round and
-sent back for verification.
+Every round, warm-up or timed (the child cannot tell them apart), the parent writes
+the round's private input set into the live buffers (scaling the argument the output
+is linear in by a power of two where sets repeat), flushes the L2 cache, and calls.
+The parent's clock runs from the request sent to its own copy of the output made, so
+whatever the child does for a round, however it hides it, is inside. On a GPU the
+figure is the child's CUDA events around the call, accepted only where the parent's
+clock accounts for it (``checker``); in the Triton interpreter the figure is the
+parent's clock itself: those numbers time Python emulating the kernel, and every
+report says so.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 #: Larger than any current GPU's L2 (50 MB on an H100, 60 MB on an H200).
 _FLUSH_BYTES = 256 * 1024 * 1024
-# Bound before any candidate code runs, so that replacing the module attributes later
-# cannot reach the clock (the worker also checks that nothing was replaced).
-_perf_counter = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -47,90 +42,75 @@ INTERPRETER_PLAN = TimingPlan(warmup_s=0.0, min_warmup=1, min_rounds=3, max_roun
                               target_s=0.0)
 
 
-@dataclass(frozen=True)
-class Rounds:
-    """What the parent asks for: the input sets, each round's set and scale, what to keep."""
-
-    sets: list[tuple[Any, ...]]
-    kwargs: dict[str, Any]
-    schedule: list[tuple[int, float]]
-    linear_arg: int | None
-    keep: frozenset[int]
-
-
-@dataclass
-class TimedRun:
-    """Per-round seconds of the timed rounds, and the kept outputs by schedule index."""
-
-    times: list[float] = field(default_factory=list)
-    host_times: list[float] = field(default_factory=list)
-    kept: dict[int, Any] = field(default_factory=dict)
-    executed: int = 0
-
-
 def clock_name(cuda: bool) -> str:
     return "cuda-events" if cuda else "interpreter-wall"
 
 
-def run_rounds(fn: Callable[..., Any], rounds: Rounds, *, cuda: bool,
-               plan: TimingPlan) -> TimedRun:
-    """Warm up, then time ``fn`` over fresh inputs each round (see the module docstring)."""
-    live = [_like(a) for a in rounds.sets[0]]
-    flush = torch.empty(_FLUSH_BYTES, dtype=torch.int8, device="cuda") if cuda else None
-    run = TimedRun()
+def plan_for(cuda: bool) -> TimingPlan:
+    return GPU_PLAN if cuda else INTERPRETER_PLAN
 
-    def one_round(index: int, timed: bool, last: bool = False) -> float:
-        which, scale = rounds.schedule[index]
-        for dst, src in zip(live, rounds.sets[which]):
-            if isinstance(dst, torch.Tensor):
-                dst.copy_(src)
-        if rounds.linear_arg is not None and scale != 1.0:
-            live[rounds.linear_arg].mul_(scale)
-        if flush is not None:
-            flush.zero_()
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start = _perf_counter()
-        if flush is not None:
-            begin.record()
-        out = fn(*live, **rounds.kwargs)
-        if flush is not None:
-            end.record()
-            torch.cuda.synchronize()
-        host = _perf_counter() - start
-        if index in rounds.keep or last:
-            run.kept[index] = _snapshot(out)
-        run.executed = index + 1
-        if timed:
-            run.times.append(begin.elapsed_time(end) / 1e3 if flush is not None else host)
-            run.host_times.append(host)
-        return host
 
+def run_schedule(length: int, plan: TimingPlan,
+                 one_round: Callable[[int, bool], float]) -> list[int]:
+    """Warm up, then time; ``one_round(index, timed)`` runs round ``index`` of the schedule
+    and returns its seconds. Returns the indices of the timed rounds, in order."""
     # Warm-up may take at most half the schedule: the rest is for timed rounds.
     index, warm_s = 0, 0.0
-    while index < len(rounds.schedule) // 2 and (
-            index < plan.min_warmup or warm_s < plan.warmup_s):
-        took = one_round(index, timed=False)
+    while index < length // 2 and (index < plan.min_warmup or warm_s < plan.warmup_s):
+        took = one_round(index, False)
         if index:  # the first call compiles: it says nothing of the speed
             warm_s += took
         index += 1
-    available = len(rounds.schedule) - index
     estimate = warm_s / max(1, index - 1)
-    end = index + plan.rounds_for(estimate, available)
-    while index < end:
-        # The last round's output is always verified, besides the parent's secret picks.
-        one_round(index, timed=True, last=index == end - 1)
-        index += 1
-    return run
+    timed = list(range(index, index + plan.rounds_for(estimate, length - index)))
+    for i in timed:
+        one_round(i, True)
+    return timed
 
 
-def _like(value: Any) -> Any:
-    """A buffer with ``value``'s shape and strides (non-contiguous layouts stay so)."""
-    if isinstance(value, torch.Tensor):
-        return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype,
-                                   device=value.device)
-    return value
+class Refresher:
+    """Writes a round's inputs into the live buffers and flushes the L2 cache."""
+
+    def __init__(self, cuda: bool, linear_arg: int | None) -> None:
+        self.linear_arg = linear_arg
+        self._flush = torch.empty(_FLUSH_BYTES, dtype=torch.int8, device="cuda") if cuda \
+            else None
+
+    def __call__(self, live: tuple[Any, ...], values: tuple[Any, ...], scale: float) -> None:
+        for i, (dst, src) in enumerate(zip(live, values)):
+            if isinstance(dst, torch.Tensor):
+                dst.copy_(src)
+                if i == self.linear_arg and scale != 1.0:
+                    dst.mul_(scale)
+        if self._flush is not None:
+            self._flush.zero_()
+            torch.cuda.synchronize()
 
 
-def _snapshot(out: Any) -> Any:
-    """A copy of a plain tensor output as it is now; anything else as it is."""
-    return out.detach().clone() if type(out) is torch.Tensor else out
+def time_in_process(run: Callable[[tuple[Any, ...]], Any], args: tuple[Any, ...], *,
+                    cuda: bool, length: int = 64) -> list[float]:
+    """Seconds per timed round of trusted code (a library baseline) run in this process, by
+    the same schedule, refresh and clock as a candidate's rounds."""
+    import time
+
+    live = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    refresh = Refresher(cuda, None)
+    times: list[float] = []
+
+    def one_round(index: int, timed: bool) -> float:
+        refresh(live, args, 1.0)
+        start = time.perf_counter()
+        if cuda:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+        run(live)
+        if cuda:
+            end.record()
+            torch.cuda.synchronize()
+        host = time.perf_counter() - start
+        if timed:
+            times.append(begin.elapsed_time(end) / 1e3 if cuda else host)
+        return host
+
+    run_schedule(length, plan_for(cuda), one_round)
+    return times

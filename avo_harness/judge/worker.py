@@ -1,97 +1,181 @@
-"""The child side of the sandbox: load one candidate and serve calls from the parent.
+"""The child: import one candidate, call it on the arena's tensors, say what it returned.
 
-Runs in its own process so that a candidate that crashes, hangs or eats memory
-takes only this process down. The process is locked down (``lockdown``) before
-the candidate is imported. Everything it receives and sends goes over one pipe;
-tensors travel as shared memory (CPU) or CUDA IPC handles, so the parent sees
-exactly what the candidate wrote, its inputs included.
+Started by the parent (``sandbox``) as ``python -m avo_harness.judge.worker CONFIG``
+inside the OS sandbox (``confine``); it restricts itself further (Landlock), locks
+down its interpreter (``lockdown``) and only then imports the candidate. It does
+none of the judge's work: the parent writes the inputs into the arena before each
+request, owns the schedule and the clock, and verifies the output slot. The child
+copies the candidate's output into that slot and answers in JSON, so nothing it
+sends is ever unpickled. Everything it says about itself (device time, the shape
+of what it returned, a violation) is cross-checked or can only hurt it.
 
-Answers: ``("ready", info)``, ``("ok", payload)``, ``("raised", exception)`` or
-``("violated", (rule, message))`` when the lockdown caught something, which
-overrides whatever the request produced.
+Answers: ``ready``; to a call ``ok`` (with a description of the output when it does
+not fit the slot, and the device seconds on a GPU) as soon as the output is in the
+slot, then, outside the parent's clock, ``clean`` or ``violated`` once the checks of
+the process ran; ``raised`` or ``violated`` instead of ``ok`` when the call failed.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import pickle
 import sys
-import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+#: Longest message the parent sends (descriptors, and a CUDA IPC handle).
+_MAX_REQUEST = 1 << 20
 
-def serve(conn: Connection, path: str, task_name: str, cuda: bool,
-          memory_limit_bytes: int, protected: list[str]) -> None:
-    """Entry point of the child process."""
-    if not cuda:
-        os.environ["TRITON_INTERPRET"] = "1"  # before triton can be imported
-        if memory_limit_bytes:
-            import resource
 
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+def main(config: dict[str, Any]) -> None:
+    conn = Connection(config["socket"])
+    cuda = config["cuda"]
+    if not cuda and config["memory_limit_bytes"]:
+        import resource
+
+        limit = config["memory_limit_bytes"]
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from pathlib import Path
+
+    from . import confine
+
+    confine.restrict_self(confine.Confinement(None, config["landlock_abi"], None),
+                          scratch=Path(config["scratch"]), cuda=cuda)
     import torch
-    import torch.multiprocessing  # noqa: F401  (registers the tensor-sharing reducers)
+    import torch.multiprocessing  # noqa: F401  (rebuilds the CUDA arena the parent shares)
 
-    from .lockdown import Lockdown
     from ..tasks import get_task
-    from .timer import GPU_PLAN, INTERPRETER_PLAN, Rounds, run_rounds
+    from .arena import ChildArena, Place
+    from .lockdown import Lockdown
 
-    task = get_task(task_name)
+    task = get_task(config["task"])
     if cuda:
         torch.cuda.init()  # lazily initialised state would otherwise change under the snapshot
     else:
         from .interpreter import mend
 
         mend()
-    lockdown = Lockdown(path, protected)
+    arena = ChildArena(config.get("memfd"))
+    _send(conn, {"status": "booted"})  # what fails after this is the candidate's
+    lockdown = Lockdown(config["candidate"], config["protected"], cuda=cuda)
     try:
         lockdown.install(task.forbidden, task.forbidden_ops)
-        fn = _load(path, task.entry)
+        fn = _load(config["candidate"], task.entry)
+        caught = lockdown.check()
     except BaseException as exc:  # the candidate's import may raise anything, SystemExit too
         caught = lockdown.check()
-        conn.send(("violated", caught) if caught else ("raised", _describe(exc)))
+        _send(conn, _violated(caught) if caught else _raised(exc))
         return
-    caught = lockdown.check()
     if caught:
-        conn.send(("violated", caught))
+        _send(conn, _violated(caught))
         return
-    conn.send(("ready", {"pid": os.getpid()}))
-    plan = GPU_PLAN if cuda else INTERPRETER_PLAN
+    _send(conn, {"status": "ready", "pid": os.getpid()})
     while True:
         try:
-            request = conn.recv()
+            kind, payload = pickle.loads(conn.recv_bytes(_MAX_REQUEST))
         except EOFError:
             return
-        kind, payload = request
         if kind == "exit":
             return
+        if kind == "map":
+            arena.map(payload)
+            _send(conn, {"status": "ok"})
+            continue
         try:
-            if kind == "call":
-                args, kwargs = payload
-                if cuda:
-                    _poison_allocator(args)
-                out = fn(*args, **kwargs)
-                # Snapshot at return, then again once every stream and thread had time to
-                # finish: the parent compares the two, so late writes cannot hide.
-                checked = _checked(out)
-                early = checked.clone() if isinstance(checked, torch.Tensor) else None
-                if cuda:
-                    torch.cuda.synchronize()
-                else:
-                    time.sleep(0.02)
-                answer: Any = (checked, early)
-                caught = lockdown.check() or _aliased(out, args)
-            else:  # "time"
-                run = run_rounds(fn, Rounds(**payload), cuda=cuda, plan=plan)
-                answer = (run.times, run.host_times,
-                          {i: _checked(o) for i, o in run.kept.items()}, run.executed)
-                caught = lockdown.check()
-            conn.send(("violated", caught) if caught else ("ok", answer))
+            args = [arena.tensor(Place(*a)) if tag == "tensor" else a
+                    for tag, a in payload["args"]]
+            slot = arena.tensor(Place(*payload["out"]))
+            answer, out = _call(fn, args, payload["kwargs"], slot, cuda)
         except BaseException as exc:
             caught = lockdown.check()
-            conn.send(("violated", caught) if caught else ("raised", _describe(exc)))
-        del request, payload
+            _send(conn, _violated(caught) if caught else _raised(exc))
+            continue
+        _send(conn, answer)
+        # Outside the parent's clock: the checks, and poison for the next call's output.
+        deferred = answer["output"] is None and not _same_bits(out, slot)
+        caught = lockdown.check() or _aliased(out, arena) or (
+            ("deferred-write", "the output changed after the call returned (work still "
+             "running on another stream, in a thread, or deferred)") if deferred else None)
+        if cuda and not caught:
+            _poison_allocator(slot)
+        _send(conn, _violated(caught) if caught else {"status": "clean"})
+        del payload, args, out
+
+
+def _call(fn: Any, args: list[Any], kwargs: dict[str, Any], slot: Any, cuda: bool
+          ) -> tuple[dict[str, Any], Any]:
+    """Call the candidate once; copy what it returned into ``slot`` if it fits there. The copy
+    is queued right at return: work still running elsewhere then shows as a difference."""
+    import torch
+
+    from .lockdown import active_modes
+
+    if cuda:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+    out = fn(*args, **kwargs)
+    if cuda:
+        end.record()
+    modes = active_modes()
+    if modes:
+        raise _ModeLeft(modes)
+    described = _describe(out, slot)
+    if described is None:
+        slot.copy_(out)
+    if cuda:
+        torch.cuda.synchronize()
+    return {"status": "ok", "output": described,
+            "device_s": begin.elapsed_time(end) / 1e3 if cuda else None}, out
+
+
+class _ModeLeft(Exception):
+    """A torch function or dispatch mode outlived the call: it sees the harness's work."""
+
+
+def _describe(out: Any, slot: Any) -> dict[str, str] | None:
+    """None if ``out`` is a plain strided tensor of the slot's shape, dtype and device; else
+    what it is instead (the parent names the rule)."""
+    import torch
+
+    if type(out) is not torch.Tensor:
+        return {"type": f"{type(out).__module__}.{type(out).__qualname__}"}
+    if out.layout != torch.strided:
+        return {"layout": str(out.layout)}
+    for what, got, want in (("shape", tuple(out.shape), tuple(slot.shape)),
+                            ("dtype", out.dtype, slot.dtype), ("device", out.device, slot.device)):
+        if got != want:
+            return {what: str(got)}
+    return None
+
+
+def _aliased(out: Any, arena: Any) -> tuple[str, str] | None:
+    """The contract asks for a new tensor: a view of an input (``v.expand(...)`` where that
+    happens to be right) would change when the caller writes the input."""
+    import torch
+
+    if type(out) is not torch.Tensor or out.layout != torch.strided or arena.base is None:
+        return None
+    if out.untyped_storage().data_ptr() == arena.base.untyped_storage().data_ptr():
+        return ("output-aliases-input", "the output shares memory with an input; return a "
+                "new tensor")
+    return None
+
+
+def _poison_allocator(like: Any) -> None:
+    """Leave NaN in the caching allocator's free blocks, so ``torch.empty`` output that
+    the candidate never writes reads as NaN, not as an earlier (correct) result."""
+    import torch
+
+    if like.is_floating_point():
+        torch.full((2 * like.numel(),), float("nan"), dtype=like.dtype, device=like.device)
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    from .checker import same_bits
+
+    return same_bits(a, b)
 
 
 def _load(path: str, entry: str) -> Any:
@@ -112,46 +196,21 @@ def _load(path: str, entry: str) -> Any:
     return fn
 
 
-def _poison_allocator(args: tuple[Any, ...]) -> None:
-    """Leave NaN in the caching allocator's free blocks, so ``torch.empty`` output that
-    the candidate never writes reads as NaN, not as an earlier (correct) result."""
-    import torch
-
-    first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-    if first is not None and first.is_floating_point():
-        poison = torch.full((2 * first.numel(),), float("nan"), dtype=first.dtype,
-                            device=first.device)
-        del poison
+def _send(conn: Connection, message: dict[str, Any]) -> None:
+    conn.send_bytes(json.dumps(message).encode())
 
 
-def _checked(out: Any) -> Any:
-    """Only plain strided tensors cross back; anything else is described, not pickled."""
-    import torch
-
-    if type(out) is not torch.Tensor:
-        return {"not_a_tensor": f"{type(out).__module__}.{type(out).__qualname__}"}
-    if out.layout != torch.strided:
-        return {"layout": str(out.layout)}
-    return out.detach()
+def _violated(caught: tuple[str, str]) -> dict[str, Any]:
+    return {"status": "violated", "rule": caught[0], "message": caught[1]}
 
 
-def _aliased(out: Any, args: tuple[Any, ...]) -> tuple[str, str] | None:
-    """The contract asks for a new tensor: a view of an input (``v.expand(...)`` where
-    that happens to be right) would change the input when the caller writes to it."""
-    import torch
-
-    # Other layouts (sparse...) have no storage to share; the parent rejects them by layout.
-    if type(out) is not torch.Tensor or out.layout != torch.strided \
-            or not out.untyped_storage().data_ptr():
-        return None
-    storage = out.untyped_storage().data_ptr()
-    for i, arg in enumerate(args):
-        if isinstance(arg, torch.Tensor) and arg.untyped_storage().data_ptr() == storage:
-            return ("output-aliases-input", f"the output shares memory with input {i} "
-                    f"(of shape {tuple(arg.shape)}); return a new tensor")
-    return None
-
-
-def _describe(exc: BaseException) -> dict[str, str]:
-    return {"type": type(exc).__qualname__, "message": str(exc)[:2000],
+def _raised(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, _ModeLeft):
+        return {"status": "violated", "rule": "tampering", "message": "the candidate left "
+                f"{exc} active after its call (it would see the harness's own tensor work)"}
+    return {"status": "raised", "type": type(exc).__qualname__, "message": str(exc)[:2000],
             "traceback": "".join(traceback.format_exception(exc))[-8000:]}
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))

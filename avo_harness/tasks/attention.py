@@ -34,11 +34,18 @@ class Attention(Task):
     name = "attention"
     entry = "attention"
     output_dims = ("batch", "head", "query", "dim")
+    # Every library attention of torch 2.11-2.13 (names a version lacks are skipped): its
+    # public and private Python entry points (for the static scan, whose leaf names they
+    # give, and the run-time tripwires) and, in forbidden_ops, the ATen operators behind them
+    # (the dispatcher trips those by any route, torch.compile's generated code included).
     forbidden = (
+        # scaled_dot_product_attention and its backends' Python bindings.
         "torch.nn.functional.scaled_dot_product_attention",
         "torch._C._nn.scaled_dot_product_attention",
+        "torch._fused_sdp_choice",
         "torch.ops.aten._scaled_dot_product_attention_math",
         "torch.ops.aten._scaled_dot_product_flash_attention",
+        "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
         "torch.ops.aten._scaled_dot_product_efficient_attention",
         "torch.ops.aten._scaled_dot_product_cudnn_attention",
         "torch.ops.aten._flash_attention_forward",
@@ -49,22 +56,65 @@ class Attention(Task):
         "torch.ops.aten._triton_scaled_dot_attention",
         "torch.ops.aten._triton_multi_head_attention",
         "torch.ops.aten._native_multi_head_attention",
+        "torch.ops.aten._transformer_encoder_layer_fwd",
+        # Python attention built on those or doing the math itself.
+        "torch._decomp.decompositions.scaled_dot_product_flash_attention_for_cpu",
+        "torch.nested._internal.sdpa.jagged_scaled_dot_product_attention",
+        "torch.nn.attention.experimental._scaled_dot_product_attention_quantized."
+        "_scaled_dot_product_attention_quantized",
+        "torch.onnx.ops._impl.attention_23",
+        "torch.sparse._triton_ops._scaled_dot_product_attention",
+        # Flex attention: the function, its higher-order operator (torch.compile lowers it
+        # to a fused kernel) and the operator's dense kernels.
+        "torch.ops.higher_order.flex_attention",
+        "torch._higher_order_ops.flex_attention.flex_attention",
+        "torch._higher_order_ops.flex_attention.flex_attention_backward",
+        "torch._higher_order_ops.flex_attention.sdpa_dense",
+        "torch._higher_order_ops.flex_attention.math_attention",
+        "torch._higher_order_ops.flex_attention._math_attention_inner",
+        "torch.nn.attention.flex_attention.flex_attention",  # last: the scan names it
+        # Variable-length attention (flash or cuDNN underneath).
+        "torch.nn.attention.varlen.varlen_attn",
+        "torch.nn.attention.varlen.varlen_attn_out",
+        "torch.nn.attention.varlen._varlen_attn",
+        "torch.nn.attention.varlen._varlen_attn_out",
+        # Modules whose forward is fused attention (the fast path: _native_multi_head_attention,
+        # _transformer_encoder_layer_fwd).
         "torch.nn.MultiheadAttention",
         "torch.nn.functional.multi_head_attention_forward",
+        "torch.nn.Transformer",
+        "torch.nn.TransformerEncoder",
+        "torch.nn.TransformerEncoderLayer",
+        "torch.nn.TransformerDecoder",
+        "torch.nn.TransformerDecoderLayer",
+        # Attention libraries outside torch (FA3's is what torch.nn.attention's _fa3 loads).
         "flash_attn",
+        "flash_attn_interface",
         "xformers",
         "cudnn",
+        "flashinfer",
+        "sageattention",
     )
     forbidden_ops = (
-        "scaled_dot_product_attention", "_scaled_dot_product_attention_math",
-        "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
+        "scaled_dot_product_attention", "_fused_sdp_choice",
+        "_scaled_dot_product_attention_math", "_scaled_dot_product_attention_math_for_mps",
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention.quantized",
+        "_scaled_dot_product_flash_attention_for_cpu",
         "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
-        "_flash_attention_forward", "_flash_attention_forward_no_dropout_inplace",
-        "_efficient_attention_forward", "_cudnn_attention_forward",
         "_scaled_dot_product_fused_attention_overrideable",
-        "_scaled_dot_product_attention_math_for_mps",
+        "_flash_attention_forward", "_flash_attention_forward.quantized",
+        "_flash_attention_forward_no_dropout_inplace",
+        "_efficient_attention_forward", "_cudnn_attention_forward",
         "_triton_scaled_dot_attention", "_triton_multi_head_attention",
-        "_native_multi_head_attention",
+        "_native_multi_head_attention", "_transformer_encoder_layer_fwd",
+        # Their backward kernels: no forward needs them.
+        "_scaled_dot_product_flash_attention_backward",
+        "_scaled_dot_product_flash_attention_for_cpu_backward",
+        "_scaled_dot_product_efficient_attention_backward",
+        "_scaled_dot_product_cudnn_attention_backward",
+        "_scaled_dot_product_fused_attention_overrideable_backward",
+        "_flash_attention_backward", "_efficient_attention_backward",
+        "_cudnn_attention_backward",
     )
     linear_arg = 2
     baseline_name = "torch-sdpa"
