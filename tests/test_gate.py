@@ -2,8 +2,9 @@
 
 A saved baseline, then: a candidate slower than it by more than the margin fails,
 one within the margin passes, and a wrong candidate fails. The candidate's speed is
-set by an environment variable that only its timed calls (the benchmark
-configurations' length) wait on, so the test is fast and its verdicts are certain.
+set by a file beside it (the candidate's process gets none of the parent's environment)
+that only its timed calls (the benchmark configurations' length) wait on, so the test
+is fast and its verdicts are certain.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from avo_harness.tasks import get_task
 
@@ -28,26 +28,27 @@ TIMED_N = get_task("attention").bench_configs(cuda=False)[0].case["Nq"]
 
 
 def _delayed(exact: str, factor: float = 1.0) -> str:
-    """``exact`` (a right plain-torch attention) made to wait $AVO_GATE_DELAY s when timed."""
+    """``exact`` (a right plain-torch attention) made to wait the seconds in delay.txt beside
+    it when timed."""
     return exact.replace("def attention(", "def _exact(") + f'''
-import os
 import time
+from pathlib import Path
 
 
 def attention(q, k, v, causal=False, sm_scale=None):
     if q.shape[2] == k.shape[2] == {TIMED_N}:
-        time.sleep(float(os.environ.get("AVO_GATE_DELAY", "0")))
+        time.sleep(float(Path(__file__).with_name("delay.txt").read_text()))
     return _exact(q, k, v, causal, sm_scale) * {factor}
 '''
 
 
 def test_the_gate_fails_a_regression_and_a_wrong_candidate_and_passes_the_rest(
         make_project: Callable[..., Path], fresh_run: Callable[..., Any],
-        monkeypatch: pytest.MonkeyPatch, honest_attention: str) -> None:
+        honest_attention: str) -> None:
     root = make_project({"kernel": _delayed(honest_attention)})
 
     def gate(*args: str, delay: float) -> tuple[int, str]:
-        monkeypatch.setenv("AVO_GATE_DELAY", str(delay))
+        (root / "candidates" / "attention" / "delay.txt").write_text(str(delay))
         run = fresh_run(root, "candidates", STORAGE, *args)
         return run.ret, run.text
 

@@ -190,3 +190,10 @@ def test_heatmap_draws_nan_in_magenta() -> None:
     pixels = imread(io.BytesIO(png))[..., :3]
     magenta = (pixels[..., 0] > 0.9) & (pixels[..., 1] < 0.1) & (pixels[..., 2] > 0.9)
     assert magenta.sum() > 100
+
+
+def test_every_lineage_outcome_has_a_label_and_a_marker() -> None:
+    from avo_harness.evolve.lineage import OUTCOMES
+    from avo_harness.html import model, plots
+
+    assert set(OUTCOMES) == set(model.STATUS_LABELS) == set(plots._STATUS_MARKERS)

@@ -112,6 +112,9 @@ def test_scan_file_follows_local_imports(tmp_path: Path) -> None:
     ("loader = __spec__.loader", "__spec__"),
     ("b = len.__self__\nb.exec('1')", ".__self__"),  # a builtin's __self__ is builtins
     ("import torch\nm = torch._ops.importlib", ".importlib"),
+    # Imports by a name built at run time, through torch's own helpers.
+    ("import torch\nm = torch.ops.import_module('torch.nn.' + 'x')", ".import_module"),
+    ("import torch\nf = torch._utils._import_dotted_name('torch.' + 'x')", "._import_dotted_name"),
     ("import numpy as np\nc = np.ctypeslib.ctypes", ".ctypes"),
     ("import numpy as np\nc = np.zeros(1).ctypes._ctypes", "._ctypes"),
     # getattr with a constant name is the attribute it names; getattr as a value is computed.

@@ -15,7 +15,7 @@ from ..evolve.lineage import Lineage, Record
 
 #: How the page and its figures name each :func:`status`.
 STATUS_LABELS = {"committed": "committed", "passed": "passed, not faster", "failed": "failed",
-                 "pending": "pending"}
+                 "pending": "pending", "harness-error": "not judged (harness error)"}
 
 
 @dataclass(frozen=True)

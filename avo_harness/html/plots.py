@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
     from .model import RunView
 
-_STATUS_MARKERS = {"committed": "o", "passed": "o", "failed": "X", "pending": "."}
+_STATUS_MARKERS = {"committed": "o", "passed": "o", "failed": "X", "pending": ".",
+                   "harness-error": "."}
 
 
 def _png(fig: Figure) -> bytes:

@@ -80,6 +80,10 @@ _PROCESS_EVENTS = MappingProxyType({
     "os.spawn": "starts a process",
     "subprocess.Popen": "starts a process",
 })
+# Events that hand out a frame, and the standard library's functions that pass one on.
+_FRAME_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "object.__getattr__"})
+_FRAME_GETTERS = frozenset({"currentframe", "<lambda>", "stack", "getouterframes",
+                            "getinnerframes", "trace", "walk_stack", "walk_tb"})
 _STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
 # Without a virtual environment, site-packages lies inside the standard library's folder.
 _SITE = tuple({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
@@ -216,10 +220,19 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
         finally:
             local.inside = False
 
+    def caller(unwrap: bool) -> str | None:
+        """The file of the code that raised the event; with ``unwrap``, past the standard
+        library's functions that hand a frame to their caller (``logging.currentframe``,
+        ``inspect.stack``), so a frame fetched through them counts as the fetcher's."""
+        frame = getframe(4)  # here, quietly, by_candidate, the hook, the caller
+        while unwrap and frame is not None and frame.f_code.co_name in _FRAME_GETTERS \
+                and _is_stdlib(frame.f_code.co_filename):
+            frame = frame.f_back
+        return frame.f_code.co_filename if frame is not None else None
+
     def first_outside_stdlib() -> str | None:
-        """The file of the nearest caller outside the standard library (so a frame reached
-        through ``logging`` or ``inspect`` counts as its caller's)."""
-        frame = getframe(4)  # here, quietly, by_candidate or by_compiler, the hook, the caller
+        """The file of the nearest caller outside the standard library."""
+        frame = getframe(4)  # here, quietly, by_compiler, the hook, the caller
         while frame is not None:
             name = frame.f_code.co_filename
             if not _is_stdlib(name):
@@ -227,8 +240,8 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
             frame = frame.f_back
         return None
 
-    def by_candidate() -> bool:
-        name = quietly(first_outside_stdlib)
+    def by_candidate(event: str) -> bool:
+        name = quietly(caller, event in _FRAME_EVENTS)
         return name is not None and _is_candidate_code(name, candidate)
 
     def by_compiler() -> bool:
@@ -286,7 +299,7 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
         elif event in candidate_events or event == "object.__getattr__":
             if event == "object.__getattr__" and (len(args) < 2 or args[1] not in frame_attrs):
                 return
-            if by_candidate():
+            if by_candidate(event):
                 why = (candidate_events[event] if event in candidate_events
                        else f"reads interpreter frames ({args[1]})")
         elif event in process_events:
@@ -301,7 +314,7 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
             why = protected_write(args[0])
             # A relative path may hang off a directory descriptor the event does not show.
             if why is None and isinstance(args[0], (str, bytes)) \
-                    and not os.path.isabs(args[0]) and by_candidate():
+                    and not os.path.isabs(args[0]) and by_candidate(event):
                 why = "writes a file by a relative path (absolute paths only)"
         elif event in writes and args:
             why = protected_write(args[0])

@@ -30,7 +30,7 @@ import torch
 
 from ..tasks import Call
 from . import confine
-from .arena import Arena, Place
+from .arena import Arena
 
 #: The longest answer the child may send (a traceback is cut to 8 kB).
 _MAX_ANSWER = 64 << 10

@@ -1,8 +1,9 @@
 """The static first filter: what a candidate's source may not name.
 
-Run by the parent, which never imports candidate code. It is a filter, not the
-defence: every rule it enforces is also enforced at run time in the candidate's
-process (``lockdown``), where a name assembled from strings cannot hide.
+Run by the parent, which never imports candidate code. It is a filter, not the only
+defence: the candidate's process is locked down at run time (``lockdown``), where a name
+assembled from strings cannot hide. The filter refuses by name, before anything runs, the
+routes that run time backs up and some it cannot see (a descriptor write, a loaded library).
 
 Three rules:
 
@@ -18,11 +19,15 @@ Three rules:
     ``_jit_internal`` resolution callbacks), the garbage collector, ``ctypes`` (numpy's
     ``ctypeslib`` and ``.ctypes`` too), tracers and debuggers, subinterpreters;
   * the interpreter and its import system: ``sys``, ``builtins`` and ``__builtins__``,
-    ``importlib``, ``runpy``, ``pkgutil``, ``__import__``, ``__loader__``, ``__spec__``,
-    ``.modules`` not called as a method (``sys.modules`` by any route), ``__self__`` (a
-    builtin's is the builtins module), ``eval``/``exec``/``compile``/``globals``/``locals``;
-    any of these reached as an attribute of another module (``os.sys``,
-    ``torch.__builtins__``, ``torch._ops.importlib``) as well as imported;
+    ``importlib``, ``runpy``, ``pkgutil``, ``__import__`` and imports by a name built at run
+    time (``torch.ops.import_module``, ``torch._utils._import_dotted_name``), ``__loader__``,
+    ``__spec__``, ``.modules`` not called as a method (``sys.modules`` by any route),
+    ``__self__`` (a builtin's is the builtins module), the worker's ``__main__``; any of these
+    reached as an attribute of another module (``os.sys``, ``torch.__builtins__``,
+    ``torch._ops.importlib``) as well as imported;
+  * code run from a string: ``eval``/``exec``/``compile``/``globals``/``locals``, and eval
+    by other names (``timeit``, ``torch.utils.benchmark``, ``get_type_hints``, fx's
+    ``_forward_from_src``);
   * processes, signals and exits: ``subprocess``, ``multiprocessing``, ``threading``,
     ``asyncio``, ``pty``, ``os.system`` by any route (``platform.system`` is fine), the
     ``fork``/``exec*``/``spawn*``/``popen`` family, ``kill``, ``_exit``, ``exit``; raw writes to
@@ -38,11 +43,15 @@ Three rules:
   * attribute access by computed name: ``getattr``/``setattr``/``delattr`` with a computed
     name, or passed around as values; ``__getattr__``, ``__getattribute__``, ``__dict__``,
     ``vars``, ``attrgetter``/``methodcaller``, ``Formatter.get_field``. ``getattr`` with a
-    constant name is read as the attribute it names, ``x["__builtins__"]`` likewise;
-  * patching what the harness shares: assignments into an imported module (or an alias of
-    one of its attributes, ``E = torch.cuda.Event``), into an object's class (``type(x).f``,
-    ``x.__class__.f``), an imported module passed around as a value, ``from m import *``
-    (its names cannot be told from modules), and the harness's and pytest's own modules.
+    constant name is read as the attribute it names, ``x["__builtins__"]`` and a pattern's
+    ``case object(system=run)`` likewise;
+  * patching what the harness shares: assignments into an imported module (or a name bound
+    to one of its attributes, ``E = torch.cuda.Event``, ``def f(m=torch.cuda)``), into an
+    object's class (``type(x).f``, ``x.__class__.f``) or into an object the scan cannot follow
+    to a name (``[torch.cuda][0].f``); an imported module passed around as a value;
+    ``from m import *`` (its names cannot be told from modules); the harness's and pytest's
+    own modules. A module handed on as an attribute (``patch(torch.cuda)``) is the run-time
+    snapshot's to catch.
 
 A candidate may import helper modules beside it (``_common.py``) or from the project
 (``candidates.attention._common``): ``scan_file`` scans those too, as far as they reach.
@@ -92,7 +101,8 @@ _TAMPER_NAMES = {
     # The interpreter, its import system and attribute access by name.
     "__builtins__", "__import__", "__loader__", "__spec__", "__self__", "__subclasses__",
     "__dict__", "__getattr__", "__getattribute__", "__setattr__", "__delattr__", "attrgetter",
-    "methodcaller", "get_field", "ctypeslib",
+    "methodcaller", "get_field", "ctypeslib", "import_module", "_import_module",
+    "import_submodule", "_import_dotted_name", "resolve_name",
     # Exits and signals.
     "_exit", "kill", "killpg",
     # Starting processes: a shell or a fork escapes every defence of this process.

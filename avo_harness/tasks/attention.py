@@ -10,7 +10,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+# torch.nn.attention.flex_attention is imported for its names: the tripwires and the task's
+# own checks reach a forbidden name through attributes from ``torch``, which a module
+# nobody imported yet does not have.
 import torch
+import torch.nn.attention.flex_attention
 
 from . import BenchConfig, Call, Case, Task
 
@@ -34,12 +38,17 @@ class Attention(Task):
     name = "attention"
     entry = "attention"
     output_dims = ("batch", "head", "query", "dim")
-    # Every library attention of torch 2.11-2.13 (names a version lacks are skipped): its
-    # public and private Python entry points (for the static scan, whose leaf names they
-    # give, and the run-time tripwires) and, in forbidden_ops, the ATen operators behind them
-    # (the dispatcher trips those by any route, torch.compile's generated code included).
+    # Every library attention of torch 2.11-2.13: its public and private Python entry points
+    # (for the static scan, whose leaf names they give, and the run-time tripwires) and, in
+    # forbidden_ops, the ATen operators behind them (the dispatcher trips those by any route,
+    # torch.compile's generated code included). Left out, as their modules cost seconds to
+    # import (dynamo, Triton) and the dispatcher trips what they reach on the GPU:
+    # torch.nn.attention.varlen (flash or cuDNN attention) and torch.sparse._triton_ops's
+    # block-sparse _scaled_dot_product_attention; and the dense kernels of flex attention's
+    # operator (sdpa_dense, math_attention), whose module its package's attribute of the same
+    # name hides from an attribute path.
     forbidden = (
-        # scaled_dot_product_attention and its backends' Python bindings.
+        # scaled_dot_product_attention and its backends' bindings.
         "torch.nn.functional.scaled_dot_product_attention",
         "torch._C._nn.scaled_dot_product_attention",
         "torch._fused_sdp_choice",
@@ -57,27 +66,14 @@ class Attention(Task):
         "torch.ops.aten._triton_multi_head_attention",
         "torch.ops.aten._native_multi_head_attention",
         "torch.ops.aten._transformer_encoder_layer_fwd",
-        # Python attention built on those or doing the math itself.
+        # Python attention over those, or doing the math itself.
         "torch._decomp.decompositions.scaled_dot_product_flash_attention_for_cpu",
-        "torch.nested._internal.sdpa.jagged_scaled_dot_product_attention",
-        "torch.nn.attention.experimental._scaled_dot_product_attention_quantized."
-        "_scaled_dot_product_attention_quantized",
         "torch.onnx.ops._impl.attention_23",
-        "torch.sparse._triton_ops._scaled_dot_product_attention",
-        # Flex attention: the function, its higher-order operator (torch.compile lowers it
-        # to a fused kernel) and the operator's dense kernels.
+        # Flex attention: its higher-order operator (the object; torch.compile lowers it to a
+        # fused kernel), under two names, and the function that calls it.
         "torch.ops.higher_order.flex_attention",
-        "torch._higher_order_ops.flex_attention.flex_attention",
-        "torch._higher_order_ops.flex_attention.flex_attention_backward",
-        "torch._higher_order_ops.flex_attention.sdpa_dense",
-        "torch._higher_order_ops.flex_attention.math_attention",
-        "torch._higher_order_ops.flex_attention._math_attention_inner",
-        "torch.nn.attention.flex_attention.flex_attention",  # last: the scan names it
-        # Variable-length attention (flash or cuDNN underneath).
-        "torch.nn.attention.varlen.varlen_attn",
-        "torch.nn.attention.varlen.varlen_attn_out",
-        "torch.nn.attention.varlen._varlen_attn",
-        "torch.nn.attention.varlen._varlen_attn_out",
+        "torch._higher_order_ops.flex_attention",
+        "torch.nn.attention.flex_attention.flex_attention",  # last of the three: the scan names it
         # Modules whose forward is fused attention (the fast path: _native_multi_head_attention,
         # _transformer_encoder_layer_fwd).
         "torch.nn.MultiheadAttention",
@@ -98,12 +94,10 @@ class Attention(Task):
     forbidden_ops = (
         "scaled_dot_product_attention", "_fused_sdp_choice",
         "_scaled_dot_product_attention_math", "_scaled_dot_product_attention_math_for_mps",
-        "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention.quantized",
-        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
         "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
         "_scaled_dot_product_fused_attention_overrideable",
-        "_flash_attention_forward", "_flash_attention_forward.quantized",
-        "_flash_attention_forward_no_dropout_inplace",
+        "_flash_attention_forward", "_flash_attention_forward_no_dropout_inplace",
         "_efficient_attention_forward", "_cudnn_attention_forward",
         "_triton_scaled_dot_attention", "_triton_multi_head_attention",
         "_native_multi_head_attention", "_transformer_encoder_layer_fwd",

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,19 @@ BASE = (HERE / "_base.py").read_text()
 
 
 def candidate(kind: str, name: str) -> str:
-    """The source of ``<kind>/<name>.py``, with the honest helpers it wraps prepended."""
-    return BASE + "\n\n" + (HERE / kind / f"{name}.py").read_text()
+    """The source of ``<kind>/<name>.py``, with the honest helpers it wraps prepended (after
+    its PEP 263 coding line, if it has one, which must stay first)."""
+    path = HERE / kind / f"{name}.py"
+    with open(path, "rb") as f:
+        encoding, _ = tokenize.detect_encoding(f.readline)
+    text = path.read_text(encoding=encoding)
+    first, _, rest = text.partition("\n")
+    if _CODING.match(first):
+        return first + "\n" + BASE + "\n\n" + rest
+    return BASE + "\n\n" + text
+
+
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 
 
 def names(kind: str) -> list[str]:
@@ -30,8 +43,11 @@ def run_project(root: Path, sources: dict[str, str], *args: str,
     folder = root / "candidates" / "attention"
     folder.mkdir(parents=True, exist_ok=True)
     for name, source in sources.items():
-        (folder / f"{name}.py").write_text(source)
+        coding = _CODING.match(source.partition("\n")[0])
+        (folder / f"{name}.py").write_bytes(source.encode(coding.group(1) if coding else "utf-8"))
     (root / "pytest.ini").write_text("[pytest]\n")
+    # What a backdoor would append to: a project's root conftest.py.
+    (root / "conftest.py").write_text("# the project's own hooks\n")
     report = root / "report.json"
     package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(

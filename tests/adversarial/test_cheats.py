@@ -12,7 +12,7 @@ from adversary import candidate, names, rules, run_project
 # The rule each cheat must be caught by (one of, where two defences can fire first).
 EXPECTED = {
     "sdpa_direct": {"forbidden-call"},
-    "sdpa_ops_by_string": {"forbidden-call"},
+    "sdpa_ops_by_string": {"forbidden-call", "tampering"},
     "sdpa_getattr": {"tampering"},
     "import_flash_attn": {"tampering"},
     "eval_sdpa": {"forbidden-call", "tampering"},
@@ -37,6 +37,19 @@ EXPECTED = {
     "wrong_dtype": {"output-dtype"},
     "view_of_input": {"output-aliases-input"},
     "float8_scores": {"tolerance"},
+    # The holes of a judge that ran in the candidate's interpreter (issue 11):
+    "function_mode_at_import": {"tampering"},
+    "tensor_method_shadowed": {"tampering"},
+    "frames_through_logging": {"tampering"},
+    "lockdown_switched_off": {"tampering"},
+    "conftest_backdoor": {"tampering"},
+    "payload_outside_candidates": {"tampering"},
+    "zeros_on_middle_rounds": {"tolerance"},
+    "latin1_scan_evasion": {"tampering"},
+    "link_into_project": {"tampering"},
+    "flex_attention": {"forbidden-call"},
+    "flex_attention_hidden": {"forbidden-call", "tampering"},
+    "transformer_layer": {"forbidden-call"},
 }
 
 
@@ -78,5 +91,6 @@ def test_honest_unusual_candidates_pass(session: tuple[dict[str, Any], str, Path
 
 def test_no_cheat_wrote_outside_its_process(session: tuple[dict[str, Any], str, Path]) -> None:
     _, _, root = session
-    seed = (root / "candidates" / "attention" / "seed.py").read_text()
-    assert "pwned" not in seed
+    for path in (root / "candidates" / "attention" / "seed.py", root / "conftest.py"):
+        assert "pwned" not in (path.read_text() if path.exists() else ""), path
+    assert not (root / "candidates" / "attention" / "evil.py").exists()

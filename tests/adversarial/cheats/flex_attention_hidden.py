@@ -1,10 +1,9 @@
-# Rule 1, obfuscated: flex attention without its name anywhere in the source. torch's own
-# helpers import the module (torch.ops.import_module) and resolve the function from a dotted
-# name built at run time (torch._utils._import_dotted_name); the scan sees none of it, so
-# only the run-time tripwire can refuse it.
+# Rule 1, obfuscated: flex attention without its name anywhere in the source. A helper of
+# torch.fx resolves the function from a dotted name built at run time (the task's module
+# has imported flex attention's); the scan sees none of it, so only the run-time tripwire on
+# the function can refuse it.
 _NAME = "flex_" + "attention"
-torch.ops.import_module("torch.nn.attention." + _NAME)
-_flex = torch._utils._import_dotted_name(f"torch.nn.attention.{_NAME}.{_NAME}")
+_flex = torch.fx.graph_module._get_attr(torch.nn.attention, f"{_NAME}.{_NAME}")
 
 
 def attention(q, k, v, causal=False, sm_scale=None):

@@ -6,7 +6,7 @@ class _ChunkedAttention:
         self.rows = rows
 
     def __call__(self, q, k, v, causal=False, sm_scale=None):
-        b, hq, nq, d = q.shape
+        hq, nq, d = q.shape[1:]
         group, nk = hq // k.shape[1], k.shape[2]
         scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
         kf = k.float().repeat_interleave(group, 1)

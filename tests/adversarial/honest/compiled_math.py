@@ -1,9 +1,11 @@
 # Honest and unusual: plain math attention (matmul, masked softmax, matmul, in float32) run
 # through torch.compile, so inductor generates and compiles C++ for it in the candidate's
-# process. To keep the compiled graphs few, the compiled part sees one kind of input only:
-# float32, contiguous, not a view, (B*Hq, N, D), q already scaled, and the causal shift as a tensor (not
-# a guarded Python value); dynamic=True covers the lengths. Degenerate sizes (a length or
-# B*Hq of 1, which compile would specialise on) run the same function eagerly.
+# process. To keep the compiled graphs few (each costs seconds on a CPU), the compiled part
+# sees one kind of input only: float32, contiguous, not a view, (B*Hq, N, D), q already
+# scaled, and the causal shift as a tensor (not a guarded Python value); dynamic=True covers
+# the lengths. Degenerate sizes (a length or B*Hq of 1, which compile would specialise on)
+# run the same function eagerly. The softmax is written out (max, exp, sum): it also keeps
+# inductor's pattern matcher from turning the math into scaled_dot_product_attention.
 def _math(q, k, v, shift):
     """Query i sees key j iff j <= i + shift; a row that sees no key outputs zeros."""
     s = torch.matmul(q, k.transpose(-1, -2))
