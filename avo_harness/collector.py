@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from .judge.checker import Verdict, check_case, check_timed, fault_verdict, harness_verdict
+from .judge.checker import (Verdict, calibrate, check_case, check_timed, fault_verdict,
+                            harness_verdict)
 from .judge.scan import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, raw
 from .judge.roofline import Roofline, measure
@@ -29,6 +30,8 @@ from .judge.timer import clock_name, time_in_process
 SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
 _ROOFLINE_KEY = pytest.StashKey[Roofline]()
 _BASELINES_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+_PROTOCOL_KEY = pytest.StashKey[dict[str, float]]()
+_STAND_IN_KEY = pytest.StashKey[Sandbox]()
 # Inputs come from here: the OS's entropy, which the candidate can neither read nor replay.
 _PRIVATE = random.SystemRandom()
 
@@ -297,18 +300,26 @@ class BenchmarkItem(pytest.Function):
             self.details = {"outcome": "skipped", "reason": "correctness failed"}
             pytest.skip("not timed: the candidate failed correctness")
         case = self.bench.case
-        for remeasure in (False, True):
-            # Ceilings measured while the machine was busy put the floor too high: before
-            # calling a time impossible, measure them again (keeping the higher rates)
-            # and time again.
-            floor = _roofline(self.config, cuda, remeasure).floor_s(task.flops(case),
-                                                                   task.bytes_moved(case))
-            verdict, times = check_timed(task, file.sandbox(), case, file.device,
-                                         floor_s=floor, rng=_PRIVATE)
-            if verdict.rule != "impossible-speed":
-                break
+        floor, times = None, []
+        try:
+            protocol_s = _protocol_s(self.config, task, self.bench, file.settings)
+        except (CandidateFault, HarnessFault, RuntimeError, OSError) as exc:
+            verdict = harness_verdict(exc, "measuring the protocol's cost on its stand-in")
+        else:
+            for remeasure in (False, True):
+                # Ceilings measured while the machine was busy put the floor too high: before
+                # calling a time impossible, measure them again (keeping the higher rates)
+                # and time again.
+                floor = _roofline(self.config, cuda, remeasure).floor_s(
+                    task.flops(case), task.bytes_moved(case))
+                verdict, times = check_timed(task, file.sandbox(), case, file.device,
+                                             floor_s=floor, rng=_PRIVATE, protocol_s=protocol_s)
+                if verdict.rule != "impossible-speed":
+                    break
         summary = summarize(times, task.flops(case)) if times else {}
         self.details = {"params": case, "clock": clock_name(cuda), "floor_s": floor, **summary}
+        if verdict.wall_gap_s is not None:
+            self.details.update(wall_gap_s=verdict.wall_gap_s, protocol_s=protocol_s)
         if not verdict.passed:
             self.details.update(outcome="failed", rule=verdict.rule, message=verdict.message)
             raise CaseFailure(case, verdict)
@@ -350,6 +361,24 @@ def _roofline(config: pytest.Config, cuda: bool, remeasure: bool = False) -> Roo
     elif remeasure:
         config.stash[_ROOFLINE_KEY] = config.stash[_ROOFLINE_KEY].best_of(measure(cuda))
     return config.stash[_ROOFLINE_KEY]
+
+
+def _protocol_s(config: pytest.Config, task: Task, bench: BenchConfig,
+                settings: HarnessSettings) -> float:
+    """What a round of ``bench`` costs beside the call (``checker.calibrate``), measured once
+    per session on the harness's own stand-in child; nothing on a CPU, whose figure is the
+    parent's clock itself."""
+    if not settings.cuda:
+        return 0.0
+    gaps = config.stash.setdefault(_PROTOCOL_KEY, {})
+    if bench.name not in gaps:
+        if _STAND_IN_KEY not in config.stash:
+            box = Sandbox(None, task.name, SandboxSettings(True, settings.timeout_s, 0))
+            config.stash[_STAND_IN_KEY] = box
+            config.add_cleanup(box.close)
+        gaps[bench.name] = calibrate(task, config.stash[_STAND_IN_KEY], bench.case, "cuda",
+                                     _PRIVATE)
+    return gaps[bench.name]
 
 
 def _baseline(config: pytest.Config, task: Task, bench: BenchConfig,

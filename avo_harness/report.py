@@ -13,14 +13,16 @@ Schema ``avo-harness/report/1`` (documented in README.md)::
                                      "n_total", "n_nan", "n_inf", "traceback"}},
          "benchmarks": {"<config>": {"outcome", "params", "clock", "floor_s", "rounds",
                                      "median_s", "iqr_s", "min_s", "mean_s", "tflops",
-                                     "rule", "message"}}}},
+                                     "wall_gap_s", "protocol_s", "rule", "message"}}}},
      "baselines": {"<config>": {"name", "clock", "rounds", "median_s", "iqr_s", "min_s",
                                 "mean_s", "tflops"}}}
 
 A correctness failure also carries ``error_map`` (see ``checker.error_map``): the
 absolute error over the last two output dimensions where the worst element is.
 ``baselines`` holds the task's library implementation timed by the same clock in
-the same run (for attention, torch SDPA).
+the same run (for attention, torch SDPA). ``wall_gap_s`` (GPU): the median seconds
+the parent's clock ran beyond the device time of a round; ``protocol_s``: the same for the
+harness's own stand-in (what the protocol costs), against which the first is judged.
 
 The file is replaced atomically, so a reader never sees half a report.
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avo_harness.judge.checker import check_case, check_timed
+from avo_harness.judge.checker import ESCAPE_S, calibrate, check_case, check_timed
 from avo_harness.judge.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import get_task
 
@@ -44,10 +44,21 @@ def test_honest_candidate_passes_over_ipc(tmp_path: Path) -> None:
     try:
         verdict = check_case(get_task("attention"), box, CASE, "cuda")
         assert verdict.passed, verdict.message
+        stand_in = Sandbox(None, "attention", box.settings)
+        try:
+            protocol_s = calibrate(get_task("attention"), stand_in, CASE, "cuda",
+                                   random.Random(1))
+        finally:
+            stand_in.close()
         verdict, times = check_timed(get_task("attention"), box, CASE, "cuda", floor_s=0.0,
-                                     rng=random.Random(0))
+                                     rng=random.Random(0), protocol_s=protocol_s)
         assert verdict.passed, verdict.message
         assert len(times) >= 10 and all(t > 0 for t in times)
+        # What the parent's clock adds to an honest round: the pipe, the output's copy.
+        print(f"device median {sorted(times)[len(times) // 2] * 1e3:.3f} ms, parent clock "
+              f"{verdict.wall_gap_s * 1e3:.3f} ms more (the stand-in's "
+              f"{protocol_s * 1e3:.3f} ms), sandbox {box.confinement.label}")
+        assert 0 < verdict.wall_gap_s < protocol_s + ESCAPE_S
     finally:
         box.close()
 

@@ -203,3 +203,28 @@ def test_a_cache_keyed_by_address_fails_a_timed_round(tmp_path: Path) -> None:
     finally:
         sandbox.close()
     assert verdict.rule == "tolerance" and "round" in verdict.message, verdict
+
+
+@pytest.mark.slow
+def test_plain_math_under_torch_compile_is_not_rewritten_into_a_forbidden_kernel(
+        tmp_path: Path) -> None:
+    # Inductor's pattern matcher fuses this very expression into SDPA, which is tripped here:
+    # the candidate's process turns that pass off, so honest compiled code stays honest.
+    sandbox = _sandbox(tmp_path, "return _compiled(q, k, v, causal, sm_scale)")
+    sandbox.path.write_text(sandbox.path.read_text() + '''
+
+def _plain(q, k, v, causal, sm_scale):
+    g = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(g, 1).float(), v.repeat_interleave(g, 1).float()
+    p = (q.float() @ k.transpose(-1, -2) * 0.125).softmax(-1)
+    return (p @ v).to(q.dtype)
+
+
+_compiled = torch.compile(_plain, dynamic=False)
+''')
+    case = {**CASE, "D": 64, "Hq": 2, "Hkv": 2, "causal": False, "Nq": 32, "Nk": 32}
+    try:
+        verdict = check_case(TASK, sandbox, case, "cpu")
+    finally:
+        sandbox.close()
+    assert verdict.passed, verdict

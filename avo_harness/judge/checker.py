@@ -50,6 +50,8 @@ class Verdict:
     n_inf: int | None = None
     error_map: dict[str, Any] | None = None
     traceback: str | None = None
+    #: Timed rounds: the median seconds the parent waited beyond the device time it was given.
+    wall_gap_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -215,22 +217,42 @@ def _set_bytes(task: Task, call: Call) -> int:
     return sum(a.untyped_storage().nbytes() for a in tensors) + 8 * math.prod(shape)
 
 
-#: Median seconds per round the parent may wait beyond the device time it is given (the
-#: pipe both ways, the copy of the output, launch), and the same as a share of that time.
+#: Median seconds per round the parent may wait beyond the device time it is given, past
+#: what a round of the harness's own stand-in costs (``calibrate``: the pipe both ways, the
+#: copy of the output, the GPU switching between the two processes), and as a share of the
+#: device time.
 ESCAPE_S = 5e-4
 ESCAPE_SHARE = 0.1
+_CALIBRATION_ROUNDS = 15
+
+
+def calibrate(task: Task, stand_in: Sandbox, case: Case, device: str,
+              rng: random.Random) -> float:
+    """The median seconds by which the parent's clock exceeds the device time on a round of
+    ``case`` when the child is the harness's own stand-in (a ``Sandbox`` without a path),
+    which returns at once: what the protocol itself costs, measured on a child the candidate
+    cannot slow down."""
+    call = task.make_inputs({**case, "seed": rng.randrange(2**31)}, device)
+    binding = stand_in.bind(call, *task.output_like(call))
+    refresh = Refresher(device == "cuda", None)
+    gaps = []
+    for _ in range(_CALIBRATION_ROUNDS):
+        refresh(binding.args, call.args, 1.0)
+        returned = stand_in.invoke(binding)
+        gaps.append(returned.wall_s - (returned.device_s or 0.0))
+    return statistics.median(gaps[1:])
 
 
 def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_s: float | None,
-                rng: random.Random) -> tuple[Verdict, list[float]]:
+                rng: random.Random, protocol_s: float = 0.0) -> tuple[Verdict, list[float]]:
     """Time ``case`` over fresh private inputs each round and verify every timed output.
 
     ``rng`` is the parent's (the candidate can neither read nor reproduce it): it draws
     the input sets and the order of (set, scale) per round. The sets and their
     references stay in the parent; each round's set is written into the live buffers
     just before the request. A timing under ``floor_s`` (the physical floor), or device
-    time that the parent's clock does not account for, is a fault. Returns the verdict
-    and the per-round seconds.
+    time that the parent's clock does not account for (beyond ``protocol_s``, what
+    ``calibrate`` measured), is a fault. Returns the verdict and the per-round seconds.
     """
     cuda = device == "cuda"
     try:
@@ -286,11 +308,11 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
     times = [seconds[i] for i in timed if i in seconds]
     if failure:
         return failure[0], times
-    return _judge_clock(times, [walls[i] for i in timed], cuda, floor_s), times
+    return _judge_clock(times, [walls[i] for i in timed], cuda, floor_s, protocol_s), times
 
 
-def _judge_clock(times: list[float], walls: list[float], cuda: bool,
-                 floor_s: float | None) -> Verdict:
+def _judge_clock(times: list[float], walls: list[float], cuda: bool, floor_s: float | None,
+                 protocol_s: float) -> Verdict:
     """The device times the child gave, held against the parent's clock and the floor."""
     if not times:
         return Verdict(False, "protocol", "no timed round came back")
@@ -303,17 +325,20 @@ def _judge_clock(times: list[float], walls: list[float], cuda: bool,
                            f"{times[i] * 1e3:.3f} ms of device time, but the parent waited only "
                            f"{walls[i] * 1e3:.3f} ms for it: the clock was forged")
         gap = statistics.median(w - t for t, w in zip(times, walls))
-        if gap > ESCAPE_S + ESCAPE_SHARE * median:
+        if gap > protocol_s + ESCAPE_S + ESCAPE_SHARE * median:
             return Verdict(False, "timing-escape", f"device time {median * 1e3:.3f} ms per call "
-                           f"but the parent waited {gap * 1e3:.3f} ms more for each: work ran "
-                           "outside the timed events (before them, after them, on another "
-                           "stream, or in a thread)")
+                           f"but the parent waited {gap * 1e3:.3f} ms more for each, where the "
+                           f"protocol itself costs {protocol_s * 1e3:.3f} ms: work ran outside "
+                           "the timed events (before them, after them, on another stream, or "
+                           "in a thread)", wall_gap_s=gap)
+    else:
+        gap = None
     if floor_s is not None and median < floor_s * SLACK:
         return Verdict(False, "impossible-speed", f"median {median * 1e3:.4f} ms is below "
                        f"the physical floor {floor_s * 1e3:.4f} ms of this configuration on "
                        "this machine (FLOPs over the measured matrix rate, bytes over the "
                        "measured copy bandwidth): work was skipped, cached or not timed")
-    return Verdict(True, "ok", f"{len(times)} timed outputs verified")
+    return Verdict(True, "ok", f"{len(times)} timed outputs verified", wall_gap_s=gap)
 
 
 def _sets(task: Task, case: Case, device: str, rng: random.Random) -> list[Call]:

@@ -56,6 +56,9 @@ _DEV_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urando
 _COMPILERS = ("cc", "gcc", "g++", "c++", "as", "ld", "ld.bfd", "ld.gold", "collect2",
               "openssl")  # openssl: inductor hashes its precompiled headers with it
 _COMPILER_PARTS = ("/usr/lib/gcc", "/usr/libexec/gcc", "/sbin/ldconfig", "/sbin/ldconfig.real")
+# Probes the compilers' own code runs: the standard library's platform.architecture() runs
+# ``file -b <the interpreter>`` (seen from Triton's nvidia backend on an H200).
+_PROBES = ("file",)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,9 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
         # torch's CUDA IPC keeps its reference counters in the host's /dev/shm, and a
         # legacy CUDA IPC handle opens only in the pid namespace it was made in: the pid
         # namespace is shared, and Landlock keeps ptrace (from ABI 6 signals too) inside.
-        cmd += ["--bind", "/dev/shm", "/dev/shm"]
+        # A procfs of its own (the same pid namespace): under the host's, read-only through
+        # the root bind, cudaGetDeviceCount fails with error 304 (seen on an H200).
+        cmd += ["--bind", "/dev/shm", "/dev/shm", "--proc", "/proc"]
     else:
         cmd += ["--unshare-pid", "--proc", "/proc"]
     return cmd + ["--unshare-user-try", "--unshare-net", "--unshare-ipc", "--unshare-uts",
@@ -136,7 +141,10 @@ def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool) -> None:
         for path in ("/dev/shm", *(["/tmp"] if conf.bwrap else [])):
             if os.path.isdir(path):
                 _add_rule(ruleset, path, handled & ~_EXECUTE)
-        for node in (*_DEV_NODES, *(glob.glob("/dev/nvidia*") if cuda else ())):
+        # The CUDA driver writes to its process's own /proc entry (seen on an H200: without
+        # it, cudaGetDeviceCount fails with error 304).
+        own = [os.path.realpath("/proc/self")] if cuda else []
+        for node in (*_DEV_NODES, *(glob.glob("/dev/nvidia*") if cuda else ()), *own):
             if os.path.exists(node):
                 _add_rule(ruleset, node, handled & (_WRITE_FILE | _TRUNCATE))
         for path in allowed_executables(cuda):
@@ -151,7 +159,8 @@ def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool) -> None:
 def allowed_executables(cuda: bool) -> list[str]:
     """Real paths of what Triton and inductor legitimately start, and the dynamic loaders
     these name (the kernel executes the loader too). No shell: nothing here runs one."""
-    found = [sys.executable, *_COMPILER_PARTS, *(shutil.which(name) for name in _COMPILERS)]
+    found = [sys.executable, *_COMPILER_PARTS,
+             *(shutil.which(name) for name in (*_COMPILERS, *_PROBES))]
     triton = importlib.util.find_spec("triton") if cuda else None
     if triton is not None and triton.submodule_search_locations:
         bin_dir = Path(triton.submodule_search_locations[0], "backends", "nvidia", "bin")

@@ -140,9 +140,12 @@ class Lockdown:
         self.violations: list[tuple[str, str]] = []  # (rule, what happened)
         self._checks: tuple[Any, ...] = ()
 
-    def install(self, forbidden: Sequence[str], forbidden_ops: Sequence[str]) -> None:
-        """Tripwires, then the snapshot, then the audit hook (last: it cannot be undone)."""
-        library = _install_tripwires(forbidden, forbidden_ops, self.violations)
+    def install(self, forbidden: Sequence[str], forbidden_ops: Sequence[str],
+                silenced: Sequence[str] = ()) -> None:
+        """Tripwires, then the snapshot, then the audit hook (last: it cannot be undone).
+        ``silenced``: torch's functions that would put a forbidden kernel into honest code
+        (a compiler pass), made to do nothing."""
+        library = _install_tripwires(forbidden, forbidden_ops, self.violations, silenced)
         # Functions and classes only: flags such as torch.cuda._initialized change honestly.
         snapshot = tuple((name, owner, {k: v for k, v in vars(owner).items() if callable(v)})
                          for name, owner in _watched())
@@ -260,6 +263,17 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
         found = name if os.sep in name else quietly(shutil.which, name)
         return quietly(realpath, found) if found else None
 
+    def command(event: str, args: tuple[Any, ...]) -> str:
+        """The command line an event starts, cut short, for the message."""
+        index = {"os.spawn": 2}.get(event, 1)
+        argv = args[index] if len(args) > index else None
+        if isinstance(argv, (str, bytes)):
+            return fsdecode(argv)[:120]
+        try:
+            return " ".join(fsdecode(a) for a in list(argv or ())[:6])[:120]
+        except TypeError:
+            return "?"
+
     def protected_write(path: Any) -> str | None:
         if not isinstance(path, (str, bytes)):
             return None
@@ -307,7 +321,7 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
             if event == "os.system" or not by_compiler():
                 why = process_events[event]
             elif program is not None and program not in executables:
-                why = f"starts {program}, which is not a compiler"
+                why = f"starts {program} ({command(event, args)}), which is not a compiler"
         elif event == "open" and args and foreign_memory(args[0]):
             why = f"opens another process's memory or state ({fsdecode(args[0])})"
         elif event == "open" and len(args) >= 3 and _writes(args[1], args[2]):
@@ -390,11 +404,22 @@ def _torch_wraps(new: Any, old: Any) -> bool:
 
 
 def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
-                       record: list[tuple[str, str]]) -> Any:
+                       record: list[tuple[str, str]], silenced: Sequence[str] = ()) -> Any:
     """Returns the library that holds the raising kernels (None if the task has no forbidden
     operators): whoever keeps it alive keeps the overrides, and it is kept in a closure."""
     blocked = [name for name in forbidden if "." not in name]
-    sys.meta_path.insert(0, _ImportBlocker(blocked, record))
+    # Modules not imported yet (torch.nn.attention.flex_attention, .varlen): their names are
+    # tripped when they are imported, by the candidate or by torch, not imported here (some
+    # cost seconds and bring in dynamo and inductor).
+    pending: dict[str, list[str]] = {}
+    sys.meta_path.insert(0, _ImportBlocker(blocked, record, pending, frozenset(silenced)))
+    for name in silenced:
+        owner_name, attr = name.rsplit(".", 1)
+        owner = _resolve(owner_name)
+        if owner is None:
+            pending.setdefault(owner_name, []).append(name)
+        else:
+            setattr(owner, attr, _silent)
     for name in forbidden:
         # ATen operators stay as they are (torch's own modules read their overloads at
         # import, torch.compile's among them): the dispatcher override below trips them.
@@ -402,11 +427,10 @@ def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
             continue
         owner_name, attr = name.rsplit(".", 1)
         owner = _resolve(owner_name)
-        if owner is not None and hasattr(owner, attr):
-            try:
-                setattr(owner, attr, _tripwire(name, record, getattr(owner, attr)))
-            except (AttributeError, TypeError):
-                pass  # a read-only owner: the dispatcher override and the static scan remain
+        if owner is None and owner_name not in sys.modules:
+            pending.setdefault(owner_name, []).append(name)
+        elif owner is not None:
+            _trip(owner, attr, name, record)
     if not forbidden_ops:
         return None
     import torch
@@ -426,16 +450,64 @@ def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
 
 
 def _resolve(dotted: str) -> object | None:
+    """What a dotted name names now, None if nothing (yet). Modules come from sys.modules,
+    not from their package's attribute, which may shadow them: torch._higher_order_ops's
+    attribute flex_attention is the operator, not the module of that name."""
     parts = dotted.split(".")
-    try:
-        obj: object = importlib.import_module(parts[0])
-    except ImportError:
+    for i in range(len(parts), 0, -1):
+        obj = sys.modules.get(".".join(parts[:i]))
+        if obj is not None:
+            break
+    else:
         return None
-    for part in parts[1:]:
+    for part in parts[i:]:
         obj = getattr(obj, part, None)
         if obj is None:
             return None
     return obj
+
+
+def _trip(owner: object, attr: str, name: str, record: list[tuple[str, str]]) -> None:
+    original = getattr(owner, attr, None)
+    if original is None:
+        return
+    if _is_higher_order_operator(original):
+        _neutralise(original, name, record)
+        return
+    try:
+        setattr(owner, attr, _tripwire(name, record, original))
+    except (AttributeError, TypeError):
+        pass  # a read-only owner: the dispatcher override and the static scan remain
+
+
+def _is_higher_order_operator(obj: object) -> bool:
+    ops = sys.modules.get("torch._ops")
+    return ops is not None and isinstance(obj, ops.HigherOrderOperator)
+
+
+def _neutralise(op: Any, name: str, record: list[tuple[str, str]]) -> None:
+    """A higher-order operator (flex attention's) is one object that torch holds under many
+    names (torch.ops.higher_order, every module that imported it, dynamo's and inductor's
+    tables) and that torch.compile calls while it traces: replacing one name would leave the
+    others, and it is no ATen operator for the dispatcher override. So the object itself
+    refuses: its calls, and its kernels for a caller that dispatches around ``__call__``."""
+    refuse = _tripwire(name, record, None)
+    for table in ("py_kernels", "python_key_table", "functorch_table"):
+        kernels = getattr(op, table, None)
+        if isinstance(kernels, dict):
+            for key in list(kernels):
+                kernels[key] = refuse
+    cache = getattr(op, "_dispatch_cache", None)
+    if isinstance(cache, dict):
+        cache.clear()
+    cls = type(op)
+    op.__class__ = type(cls.__name__, (cls,), {
+        "__call__": lambda self, *args, **kwargs: refuse(*args, **kwargs),
+        "__init__": refuse, "__module__": cls.__module__})
+
+
+def _silent(*args: object, **kwargs: object) -> None:
+    """What a silenced function becomes."""
 
 
 def _tripwire(name: str, record: list[tuple[str, str]], original: object) -> object:
@@ -456,13 +528,58 @@ class ForbiddenCall(Exception):
 
 
 class _ImportBlocker(importlib.abc.MetaPathFinder):
-    def __init__(self, names: list[str], record: list[tuple[str, str]]) -> None:
+    """Refuses the forbidden top-level packages; trips the forbidden names of a pending
+    module (one not imported when the tripwires went in) as soon as it is imported."""
+
+    def __init__(self, names: list[str], record: list[tuple[str, str]],
+                 pending: dict[str, list[str]], silenced: frozenset[str]) -> None:
         self._names = names
         self._record = record
+        self._pending = pending
+        self._silenced = silenced
 
-    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+    def find_spec(self, fullname: str, path: object, target: object = None) -> Any:
         if fullname.split(".")[0] in self._names:
             self._record.append(("forbidden-call", f"the candidate imported forbidden "
                                  f"{fullname}"))
             raise ForbiddenCall(f"forbidden import: {fullname}")
-        return None
+        names = self._pending.get(fullname)
+        if not names:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            del self._pending[fullname]
+            spec.loader = _TrippingLoader(spec.loader, names, self._record, self._silenced)
+        return spec
+
+
+class _TrippingLoader(importlib.abc.Loader):
+    """Runs a module's real loader, then trips its forbidden names."""
+
+    def __init__(self, loader: Any, names: list[str], record: list[tuple[str, str]],
+                 silenced: frozenset[str]) -> None:
+        self._loader = loader
+        self._names = names
+        self._record = record
+        self._silenced = silenced
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        for name in self._names:
+            if name in self._silenced:
+                setattr(module, name.rsplit(".", 1)[1], _silent)
+            else:
+                _trip(module, name.rsplit(".", 1)[1], name, self._record)
+
+    def __getattr__(self, attr: str) -> Any:  # get_source, get_filename, is_package...
+        return getattr(self._loader, attr)

@@ -40,7 +40,18 @@ CHILD_RULES = frozenset({"tampering", "forbidden-call", "output-aliases-input",
                          "deferred-write"})
 #: What the child's environment keeps of the parent's (an API key is not the candidate's).
 _ENV_KEPT = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
-             "TRITON_INTERPRET", "TRITON_PTXAS_PATH", "NVIDIA_VISIBLE_DEVICES")
+             "TRITON_INTERPRET", "TRITON_PTXAS_PATH", "TRITON_LIBCUDA_PATH",
+             "NVIDIA_VISIBLE_DEVICES")
+
+
+def _libcuda_dir() -> str | None:
+    """The folder of libcuda.so.1 as Triton would find it, found here, outside the sandbox."""
+    try:
+        from triton.backends.nvidia.driver import libcuda_dirs
+
+        return libcuda_dirs()[0]
+    except Exception:  # no Triton, no CUDA driver: the child reports what it then lacks
+        return None
 
 
 class CandidateFault(Exception):
@@ -92,9 +103,11 @@ class Returned:
 
 
 class Sandbox:
-    """One candidate in one sandboxed child process, started on first use."""
+    """One candidate in one sandboxed child process, started on first use. Without a
+    ``path`` the child calls the harness's own stand-in, which returns at once: the parent
+    times it to learn what a round costs beside the call (see ``checker.calibrate``)."""
 
-    def __init__(self, path: Path, task_name: str, settings: SandboxSettings) -> None:
+    def __init__(self, path: Path | None, task_name: str, settings: SandboxSettings) -> None:
         self.path = path
         self.task_name = task_name
         self.settings = settings
@@ -207,14 +220,16 @@ class Sandbox:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fds = [theirs.fileno()] + ([self._arena.fd] if self._arena.fd is not None else [])
         config = {"socket": theirs.fileno(), "memfd": self._arena.fd, "cuda": self.settings.cuda,
-                  "candidate": str(self.path), "task": self.task_name,
+                  "candidate": str(self.path) if self.path else "", "task": self.task_name,
                   "memory_limit_bytes": self.settings.memory_limit_bytes,
                   "protected": list(self.settings.protected), "scratch": str(self._scratch),
                   "landlock_abi": self.confinement.landlock_abi}
         argv = [sys.executable, "-m", "avo_harness.judge.worker", json.dumps(config)]
         # The candidate's project (its helpers import from there) and the harness itself.
-        readable = [self.path.resolve().parents[2] if len(self.path.resolve().parents) > 2
-                    else self.path.resolve().parent, Path(__file__).resolve().parents[2]]
+        readable = [Path(__file__).resolve().parents[2]]
+        if self.path is not None:
+            path = self.path.resolve()
+            readable.append(path.parents[2] if len(path.parents) > 2 else path.parent)
         command = confine.wrap(argv, self.confinement, scratch=self._scratch,
                                cuda=self.settings.cuda, readable=readable)
         try:
@@ -258,6 +273,12 @@ class Sandbox:
                    PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
         if not self.settings.cuda:
             env["TRITON_INTERPRET"] = "1"  # before anything there imports triton
+        elif "TRITON_LIBCUDA_PATH" not in env:
+            # Triton finds libcuda by running ldconfig, which may be a shell script (Ubuntu's):
+            # the sandbox runs no shell, so the parent finds it.
+            libcuda = _libcuda_dir()
+            if libcuda:
+                env["TRITON_LIBCUDA_PATH"] = libcuda
         return env
 
     def _request(self, kind: str, payload: Any) -> dict[str, Any]:

@@ -51,6 +51,10 @@ class Task(ABC):
     #: ATen operators behind those callables; the candidate's process gets raising kernels
     #: for them, so no route through torch reaches them.
     forbidden_ops: ClassVar[tuple[str, ...]] = ()
+    #: torch functions that would turn honest code into a call of a forbidden operator (a
+    #: torch.compile pass that fuses plain math into the library kernel); the candidate's
+    #: process makes them do nothing.
+    silenced: ClassVar[tuple[str, ...]] = ()
     #: Index of a positional argument the output is linear in (attention: v). Timed rounds
     #: scale it by a power of two, which scales the exact output exactly, so every round
     #: gets new data that the parent can still verify; None if there is no such argument.

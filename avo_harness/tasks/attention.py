@@ -110,6 +110,8 @@ class Attention(Task):
         "_flash_attention_backward", "_efficient_attention_backward",
         "_cudnn_attention_backward",
     )
+    # Inductor's pattern matcher rewrites (q @ k^T * s).softmax(-1) @ v into SDPA.
+    silenced = ("torch._inductor.fx_passes.fuse_attention._sfdp_init",)
     linear_arg = 2
     baseline_name = "torch-sdpa"
 

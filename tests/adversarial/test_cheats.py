@@ -49,6 +49,7 @@ EXPECTED = {
     "link_into_project": {"tampering"},
     "flex_attention": {"forbidden-call"},
     "flex_attention_hidden": {"forbidden-call", "tampering"},
+    "flex_operator": {"forbidden-call"},
     "transformer_layer": {"forbidden-call"},
 }
 

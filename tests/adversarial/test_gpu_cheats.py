@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.gpu,
 EXPECTED = {
     "side_stream": {"deferred-write", "timing-escape"},
     "empty_reuse": {"tolerance"},
+    "forged_events": {"tampering", "timing-escape"},
 }
 
 
