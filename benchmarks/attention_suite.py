@@ -2,11 +2,6 @@
 
     PYTHONPATH=. python benchmarks/attention_suite.py --out benchmarks/results/attention-h100.json
 
-0. With ``--warm-jobs N`` (default 12), first compiles the candidates' kernels in N
-   parallel subprocesses over a grid of inputs (dtypes, head dims, causal, layouts,
-   GQA, tails, the suite's shapes) into Triton's on-disk cache, so that the harness's
-   serial run below spends its time checking and timing rather than compiling.
-   Compilation is never timed either way; this only shortens the run.
 1. Runs the harness on the candidates (``pytest candidates/attention --avo-report``):
    the full correctness check on this GPU, then every suite configuration timed
    and its output verified, exactly as ``pytest candidates/attention`` does.
@@ -21,15 +16,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import itertools
 import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,52 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from avo_harness.report import write_json_atomically  # noqa: E402
 from avo_harness.tasks import get_task  # noqa: E402
-from avo_harness.tasks.attention import DTYPES, HEAD_DIMS, LAYOUTS  # noqa: E402
 from avo_harness.judge.timer import time_in_process  # noqa: E402
 
 BACKENDS = ("cudnn", "flash", "efficient")
-
-
-def warm_cases() -> list[dict[str, Any]]:
-    """Inputs that reach most of a candidate's specializations (see step 0)."""
-    task = get_task("attention")
-    cases = [{**c.case, "seed": 0} for c in task.bench_configs(cuda=True)]
-    cases += task.boundary_cases(large=True)
-    shapes = (((2, 2), (100, 100)), ((4, 2), (128, 256)), ((3, 1), (33, 77)))
-    for dtype, d, causal, layout, ((hq, hkv), (nq, nk)) in itertools.product(
-            DTYPES, HEAD_DIMS, (False, True), LAYOUTS, shapes):
-        cases.append({"B": 1, "Hq": hq, "Hkv": hkv, "Nq": nq, "Nk": nk, "D": d, "dtype": dtype,
-                      "causal": causal, "sm_scale": None, "layout": layout, "spread": 1.0,
-                      "seed": 0})
-    return cases
-
-
-def warm_one(path: str, cases: list[dict[str, Any]]) -> None:
-    """Run in a subprocess: call the candidate at ``path`` on ``cases`` (errors are the
-    harness's to report)."""
-    spec = importlib.util.spec_from_file_location("warm_candidate", ROOT / path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    task = get_task("attention")
-    for case in cases:
-        call = task.make_inputs(case, "cuda")
-        try:
-            module.attention(*call.args, **call.kwargs)
-            torch.cuda.synchronize()
-        except Exception as exc:  # the harness checks and reports every failure properly
-            print(f"warm-up: {path}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
-
-
-def warm_cache(paths: list[str], jobs: int) -> None:
-    files = sorted({str(f.relative_to(ROOT)) for p in paths
-                    for f in ([ROOT / p] if p.endswith(".py") else (ROOT / p).glob("[!_]*.py"))})
-    cases = warm_cases()
-    chunks = [cases[i::jobs] for i in range(jobs)]
-    commands = [[sys.executable, __file__, "--warm-one", path, json.dumps(chunk)]
-                for path in files for chunk in chunks if chunk]
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(lambda cmd: subprocess.call(cmd, cwd=ROOT), commands))
 
 
 def run_harness(paths: list[str], report: Path, extra: list[str]) -> int:
@@ -141,21 +90,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="where to write the JSON (required)")
     parser.add_argument("--candidates", nargs="*", default=["candidates/attention"])
     parser.add_argument("--pytest-args", default="", help="extra arguments for the harness run")
-    parser.add_argument("--warm-jobs", type=int, default=12,
-                        help="parallel compile warm-up before the harness (0: none)")
-    parser.add_argument("--warm-one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("attention_suite: needs a CUDA GPU (the suite's numbers are device times)")
         return 2
-    if args.warm_one:
-        warm_one(args.warm_one[0], json.loads(args.warm_one[1]))
-        return 0
     if args.out is None:
         parser.error("--out is required")
     task = get_task("attention")
-    if args.warm_jobs:
-        warm_cache(args.candidates, args.warm_jobs)
     with tempfile.TemporaryDirectory() as tmp:
         report_path = Path(tmp) / "report.json"
         status = run_harness(args.candidates, report_path, args.pytest_args.split())
