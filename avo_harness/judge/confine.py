@@ -59,6 +59,9 @@ _COMPILER_PARTS = ("/usr/lib/gcc", "/usr/libexec/gcc", "/sbin/ldconfig", "/sbin/
 # Probes the compilers' own code runs: the standard library's platform.architecture() runs
 # ``file -b <the interpreter>`` (seen from Triton's nvidia backend on an H200).
 _PROBES = ("file",)
+# What torch.utils.cpp_extension builds a candidate's own C++ or CUDA kernel with.
+_EXTENSION_TOOLS = ("ninja", "nvcc")
+_NVCC_STAGES = ("ptxas", "fatbinary", "nvlink", "cudafe++", "bin2c", "nvprune")
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,13 @@ def allowed_executables(cuda: bool) -> list[str]:
     """Real paths of what Triton and inductor legitimately start, and the dynamic loaders
     these name (the kernel executes the loader too). No shell: nothing here runs one."""
     found = [sys.executable, *_COMPILER_PARTS,
-             *(shutil.which(name) for name in (*_COMPILERS, *_PROBES))]
+             *(shutil.which(name) for name in (*_COMPILERS, *_PROBES, *_EXTENSION_TOOLS))]
+    nvcc = shutil.which("nvcc")
+    cuda_home = Path(os.path.realpath(nvcc)).parent.parent if nvcc else None
+    if cuda and cuda_home is not None and (cuda_home / "nvvm" / "bin").is_dir():
+        # nvcc's own stages in a CUDA toolkit: cicc (nvvm/bin), ptxas, fatbinary, nvlink
+        found += [str(cuda_home / "nvvm" / "bin"),
+                  *(str(cuda_home / "bin" / tool) for tool in _NVCC_STAGES)]
     triton = importlib.util.find_spec("triton") if cuda else None
     if triton is not None and triton.submodule_search_locations:
         bin_dir = Path(triton.submodule_search_locations[0], "backends", "nvidia", "bin")

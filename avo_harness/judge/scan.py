@@ -33,7 +33,7 @@ Three rules:
     ``fork``/``exec*``/``spawn*``/``popen`` family, ``kill``, ``_exit``, ``exit``; raw writes to
     inherited descriptors (``os.write``, ``os.dup2``, ``os.fdopen``: the worker's pipe);
   * compilers and loaders that run commands or load code from outside the candidate:
-    ``torch.utils.cpp_extension`` (``load_inline``), inductor's ``cpp_builder``
+    inductor's ``cpp_builder``
     (``run_compile_cmd``, ``run_command_and_check``) and ``codecache`` (``PyCodeCache``),
     Triton's ``runtime.build``, ``load_library``, ``torch.hub``; unpickling, which calls
     anything by name (``pickle``, ``torch.load``, ``allow_pickle``/``weights_only``,
@@ -111,7 +111,7 @@ _TAMPER_NAMES = {
     "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "check_call", "check_output",
     "getoutput", "getstatusoutput",
     # Compilers and loaders: any command, or code loaded from outside the candidate's files.
-    "cpp_extension", "load_inline", "cpp_builder", "run_compile_cmd", "run_command_and_check",
+    "cpp_builder", "run_compile_cmd", "run_command_and_check",
     "codecache", "PyCodeCache", "CppCodeCache", "load_by_key_path", "load_library",
     "compile_module_from_src", "compile_module_from_file", "compile_so_from_src",
     "compile_so_from_file", "_compile_so", "_load_module_from_path",
