@@ -61,16 +61,6 @@ def test_the_default_eps_is_the_contract_s() -> None:
                                TASK.reference(explicit, torch.float64), rtol=0, atol=0)
 
 
-def test_the_output_is_linear_in_the_weight() -> None:
-    """What ``linear_arg`` promises: timed rounds scale it and expect the output scaled."""
-    x, weight = TASK.make_inputs({**BASE, "dtype": "bfloat16"}, "cpu").args
-    assert TASK.linear_arg == 1
-    for compute in (torch.float64, torch.bfloat16):
-        once = TASK.reference(Call((x, weight)), compute)
-        scaled = TASK.reference(Call((x, weight * -4.0)), compute)
-        assert torch.equal(scaled, once * -4.0)
-
-
 @pytest.mark.parametrize("shape", [[3, 40], [2, 3, 40]])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_inputs_have_the_contract_shapes_in_every_layout(shape: list[int], layout: str) -> None:

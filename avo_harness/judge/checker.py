@@ -65,12 +65,6 @@ class Reference:
     lowp_err: float      # largest error of the computation done in the inputs' dtype
     scale: float         # largest magnitude of the truth
 
-    def scaled(self, factor: float) -> Reference:
-        """The reference of the same inputs with the linear argument scaled by a power of two
-        (which scales the exact output, and the plain computation's error, exactly)."""
-        return Reference(self.truth * factor, self.lowp_err * abs(factor),
-                         self.scale * abs(factor))
-
 
 def check_output(task: Task, call: Call, out: object, ref: Reference) -> Verdict:
     """Compare ``out`` with the truth under the bound that the plain computation earns."""
@@ -192,29 +186,8 @@ def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict
 _DEFERRED = Verdict(False, "deferred-write", "the output changed after the call returned "
                     "(work still running on another stream, in a thread, or deferred)")
 
-#: Powers of two: scaling the linear argument by one scales the exact output exactly.
-_SCALES = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 4.0, -4.0, 0.25, -0.25, 8.0, -8.0, 0.125, -0.125)
 #: Rounds in a schedule: room for the GPU plan's warm-up and its timed rounds.
 _ROUNDS = 42
-_MIN_SETS = 3
-# Memory the parent's input sets and their references may take. On a GPU a sixteenth of the
-# device (a quarter of what is free, if less), so that eight evaluations share one GPU
-# without racing for memory; on a CPU, well inside the machine.
-_CPU_BUDGET_BYTES = 1 << 30
-
-
-def _set_budget(device: str) -> float:
-    if device == "cuda":
-        free, total = torch.cuda.mem_get_info()
-        return min(free / 4, total / 16)
-    return _CPU_BUDGET_BYTES
-
-
-def _set_bytes(task: Task, call: Call) -> int:
-    """An input set and the float64 truth it will get."""
-    tensors = [a for a in call.args if isinstance(a, torch.Tensor)]
-    shape, _ = task.output_like(call)
-    return sum(a.untyped_storage().nbytes() for a in tensors) + 8 * math.prod(shape)
 
 
 #: Median seconds per round the parent may wait beyond the device time it is given, past
@@ -234,10 +207,10 @@ def calibrate(task: Task, stand_in: Sandbox, case: Case, device: str,
     cannot slow down."""
     call = task.make_inputs({**case, "seed": rng.randrange(2**31)}, device)
     binding = stand_in.bind(call, *task.output_like(call))
-    refresh = Refresher(device == "cuda", None)
+    refresh = Refresher(device == "cuda")
     gaps = []
     for _ in range(_CALIBRATION_ROUNDS):
-        refresh(binding.args, call.args, 1.0)
+        refresh(binding.args, call.args)
         returned = stand_in.invoke(binding)
         gaps.append(returned.wall_s - (returned.device_s or 0.0))
     return statistics.median(gaps[1:])
@@ -247,52 +220,47 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
                 rng: random.Random, protocol_s: float = 0.0) -> tuple[Verdict, list[float]]:
     """Time ``case`` over fresh private inputs each round and verify every timed output.
 
-    ``rng`` is the parent's (the candidate can neither read nor reproduce it): it draws
-    the input sets and the order of (set, scale) per round. The sets and their
-    references stay in the parent; each round's set is written into the live buffers
-    just before the request. A timing under ``floor_s`` (the physical floor), or device
-    time that the parent's clock does not account for (beyond ``protocol_s``, what
-    ``calibrate`` measured), is a fault. Returns the verdict and the per-round seconds.
+    ``rng`` is the parent's (the candidate can neither read nor reproduce it): it draws a
+    new input set for every round, warm-up or timed, made just before the round and
+    written into the live buffers after the previous call returned, so no round sees data
+    any earlier round saw and nothing computed from earlier inputs (an output, scores from
+    q and k) can be reused. Only the current set and its reference are held, so several
+    evaluations share one GPU without racing for memory. A timing under ``floor_s`` (the
+    physical floor), or device time that the parent's clock does not account for (beyond
+    ``protocol_s``, what ``calibrate`` measured), is a fault. Returns the verdict and the
+    per-round seconds.
     """
     cuda = device == "cuda"
     try:
-        calls = _sets(task, case, device, rng)
-        shape, dtype = task.output_like(calls[0])
-        binding = sandbox.bind(calls[0], shape, dtype)
-        refresh = Refresher(cuda, task.linear_arg)
+        first = task.make_inputs({**case, "seed": rng.randrange(2**31)}, device)
+        binding = sandbox.bind(first, *task.output_like(first))
+        refresh = Refresher(cuda)
     except CandidateFault as fault:
         return fault_verdict(fault), []
     except _HARNESS_FAULTS as exc:
         return harness_verdict(exc, "preparing the timed inputs"), []
-    # Round i: set i mod sets; where sets repeat, the linear input takes another scale.
-    scales = _SCALES if task.linear_arg is not None else (1.0,)
-    schedule = [(i % len(calls), scales[i // len(calls) % len(scales)]) for i in range(_ROUNDS)]
-    rng.shuffle(schedule)
     seconds: dict[int, float] = {}
     walls: dict[int, float] = {}
     failure: list[Verdict] = []
-    refs: dict[int, Reference] = {}
 
     def one_round(index: int, timed: bool) -> float:
         if failure:
             return 0.0
-        which, scale = schedule[index]
-        if which not in refs:  # computed once, before the round: the parent's own time
-            try:
-                refs[which] = references(task, calls[which])
-            except _HARNESS_FAULTS as exc:
-                raise HarnessError(f"computing the reference: {exc}") from exc
-        refresh(binding.args, calls[which].args, scale)
+        try:  # the parent's own work, before the round and outside its clock
+            call = first if index == 0 else task.make_inputs(
+                {**case, "seed": rng.randrange(2**31)}, device)
+            ref = references(task, call) if timed else None
+        except _HARNESS_FAULTS as exc:
+            raise HarnessError(f"making the round's inputs: {exc}") from exc
+        refresh(binding.args, call.args)
         returned = sandbox.invoke(binding)
         if returned.out is None:
             failure.append(described_verdict(returned.described or {}))
             return returned.wall_s
-        verdict = _mutated(binding.args, _scaled_args(calls[which], task.linear_arg, scale)) \
-            or check_output(task, calls[which], returned.out, refs[which].scaled(scale))
-        if not verdict.passed:
-            failure.append(replace(verdict, message=f"round {index + 1} (input set "
-                                   f"{which + 1}, linear input scaled by {scale:g}): "
-                                   f"{verdict.message}"))
+        verdict = _mutated(binding.args, call.args) or (
+            check_output(task, call, returned.out, ref) if ref is not None else None)
+        if verdict is not None and not verdict.passed:
+            failure.append(replace(verdict, message=f"round {index + 1}: {verdict.message}"))
         elif not same_bits(binding.out, returned.out):
             failure.append(_DEFERRED)
         seconds[index] = returned.wall_s if returned.device_s is None else returned.device_s
@@ -300,7 +268,7 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
         return returned.wall_s
 
     try:
-        timed = run_schedule(len(schedule), plan_for(cuda), one_round)
+        timed = run_schedule(_ROUNDS, plan_for(cuda), one_round)
     except CandidateFault as fault:
         return fault_verdict(fault), []
     except HarnessError as exc:
@@ -339,26 +307,6 @@ def _judge_clock(times: list[float], walls: list[float], cuda: bool, floor_s: fl
                        "this machine (FLOPs over the measured matrix rate, bytes over the "
                        "measured copy bandwidth): work was skipped, cached or not timed")
     return Verdict(True, "ok", f"{len(times)} timed outputs verified", wall_gap_s=gap)
-
-
-def _sets(task: Task, case: Case, device: str, rng: random.Random) -> list[Call]:
-    """As many distinct private input sets as there are rounds, as far as the budget allows
-    (their references included): then no round sees data an earlier one saw, and nothing a
-    candidate computed from earlier inputs (an output, or scores from q and k) is reusable."""
-    calls: list[Call] = []
-    wanted = _ROUNDS
-    while len(calls) < wanted:
-        calls.append(task.make_inputs({**case, "seed": rng.randrange(2**31)}, device))
-        if len(calls) == 1:
-            per_set = _set_bytes(task, calls[0])
-            wanted = max(_MIN_SETS, min(_ROUNDS, int(_set_budget(device) // max(per_set, 1))))
-    return calls
-
-
-def _scaled_args(call: Call, linear_arg: int | None, scale: float) -> tuple[Any, ...]:
-    if linear_arg is None or scale == 1.0:
-        return call.args
-    return tuple(a * scale if i == linear_arg else a for i, a in enumerate(call.args))
 
 
 def references(task: Task, call: Call) -> Reference:

@@ -177,13 +177,15 @@ class Sandbox:
                 torch.cuda.synchronize()
         wall = time.perf_counter() - start
         self._request_tail()
-        device_s = answer.get("device_s")
-        if not (device_s is None or isinstance(device_s, (int, float))) or \
+        # A device time only where there is a device clock; a CPU's figure is the parent's own.
+        device_s = answer.get("device_s") if self.settings.cuda else None
+        if self.settings.cuda and not (isinstance(device_s, (int, float))
+                                       and 0.0 <= device_s < float("inf")) or \
                 not (described is None or isinstance(described, dict)):
             self._kill()
-            raise CandidateFault("protocol", "the candidate's process sent a malformed answer")
-        return Returned(out, described, wall, None if device_s is None else float(device_s),
-                        )
+            raise CandidateFault("protocol", "the candidate's process sent a malformed answer "
+                                 f"(device time {str(device_s)[:40]})")
+        return Returned(out, described, wall, None if device_s is None else float(device_s))
 
     def call(self, call: Call, out_shape: tuple[int, ...], out_dtype: torch.dtype
              ) -> tuple[Binding, Returned]:

@@ -1,8 +1,7 @@
 """The parent's clock: rounds of calls over fresh inputs, timed from outside the child.
 
 Every round, warm-up or timed (the child cannot tell them apart), the parent writes
-the round's private input set into the live buffers (scaling the argument the output
-is linear in by a power of two where sets repeat), flushes the L2 cache, and calls.
+the round's own private input set into the live buffers, flushes the L2 cache, and calls.
 The parent's clock runs from the request sent to its own copy of the output made, so
 whatever the child does for a round, however it hides it, is inside. On a GPU the
 figure is the child's CUDA events around the call, accepted only where the parent's
@@ -71,17 +70,14 @@ def run_schedule(length: int, plan: TimingPlan,
 class Refresher:
     """Writes a round's inputs into the live buffers and flushes the L2 cache."""
 
-    def __init__(self, cuda: bool, linear_arg: int | None) -> None:
-        self.linear_arg = linear_arg
+    def __init__(self, cuda: bool) -> None:
         self._flush = torch.empty(_FLUSH_BYTES, dtype=torch.int8, device="cuda") if cuda \
             else None
 
-    def __call__(self, live: tuple[Any, ...], values: tuple[Any, ...], scale: float) -> None:
-        for i, (dst, src) in enumerate(zip(live, values)):
+    def __call__(self, live: tuple[Any, ...], values: tuple[Any, ...]) -> None:
+        for dst, src in zip(live, values):
             if isinstance(dst, torch.Tensor):
                 dst.copy_(src)
-                if i == self.linear_arg and scale != 1.0:
-                    dst.mul_(scale)
         if self._flush is not None:
             self._flush.zero_()
             torch.cuda.synchronize()
@@ -94,11 +90,11 @@ def time_in_process(run: Callable[[tuple[Any, ...]], Any], args: tuple[Any, ...]
     import time
 
     live = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-    refresh = Refresher(cuda, None)
+    refresh = Refresher(cuda)
     times: list[float] = []
 
     def one_round(index: int, timed: bool) -> float:
-        refresh(live, args, 1.0)
+        refresh(live, args)
         start = time.perf_counter()
         if cuda:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

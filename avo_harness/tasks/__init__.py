@@ -55,10 +55,6 @@ class Task(ABC):
     #: torch.compile pass that fuses plain math into the library kernel); the candidate's
     #: process makes them do nothing.
     silenced: ClassVar[tuple[str, ...]] = ()
-    #: Index of a positional argument the output is linear in (attention: v). Timed rounds
-    #: scale it by a power of two, which scales the exact output exactly, so every round
-    #: gets new data that the parent can still verify; None if there is no such argument.
-    linear_arg: ClassVar[int | None] = None
     #: Name of the library implementation that :meth:`baseline` runs.
     baseline_name: ClassVar[str | None] = None
 

@@ -112,7 +112,6 @@ class Attention(Task):
     )
     # Inductor's pattern matcher rewrites (q @ k^T * s).softmax(-1) @ v into SDPA.
     silenced = ("torch._inductor.fx_passes.fuse_attention._sfdp_init",)
-    linear_arg = 2
     baseline_name = "torch-sdpa"
 
     def cases(self, *, large: bool) -> SearchStrategy[Case]:
