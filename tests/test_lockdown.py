@@ -114,6 +114,21 @@ CHEATS = {
         "'import sys\\ndef peek():\\n    return sys._getframe(1)\\n')\n"
         "    sys.path.insert(0, os.getcwd())\n    __import__('payload').peek()",
         "tampering", "reads interpreter frames"),
+    "a forbidden operator's decomposition": (
+        "import torch._library.utils as lu\n",
+        "lu.lookup_op('aten::_scaled_dot_product_attention_math.default').decompose("
+        "q.float(), k.float(), v.float(), None, 0.0, False, None)", "forbidden-call",
+        "_scaled_dot_product_attention_math"),
+    "a host's Unix socket through logging": (
+        "import logging.handlers\n", "logging.handlers.SysLogHandler(address='/tmp/no.sock')",
+        "tampering", "network connection"),
+    "the worker's socket opened by number": (
+        "import json, sys\n", "open(json.loads(sys.argv[1])['socket'], 'wb', closefd=False)",
+        "tampering", "file descriptor"),
+    "a .pth file's import lines": (
+        "import os, site\n", "d = os.getcwd()\n"
+        "    open(os.path.join(d, 'x.pth'), 'w').write('import ctypes; ctypes.CDLL(None)\\n')\n"
+        "    site.addsitedir(d)", "tampering", "ctypes"),
     "a link whose destination is the project": (
         "import os\n", "src = os.path.join(os.getcwd(), 'x')\n    open(src, 'w').close()\n"
         "    os.link(src, os.path.join(os.path.dirname(__file__), 'evil.py'))",

@@ -152,6 +152,12 @@ def test_scan_file_follows_local_imports(tmp_path: Path) -> None:
     ("import torch\ntorch._dynamo.eval_frame.set_eval_frame(None)", ".set_eval_frame"),
     ("async def a():\n    yield 1\nf = a().ag_frame", ".ag_frame"),
     ("breakpoint()", "uses breakpoint"),
+    # Found by a red team: a .pth file's import lines run; a host socket through logging; a
+    # forbidden operator's decomposition called around the dispatcher's backend keys.
+    ("import site\nsite.addsitedir('.')", "imports site"),
+    ("from logging.handlers import SysLogHandler", "logging.handlers"),
+    ("import torch\nop = torch._library.utils.lookup_op('aten::x.default')", ".lookup_op"),
+    ("import torch\ntorch.ops.aten.mm.default.decompose(1, 2)", ".decompose"),
     ("import pdb", "imports pdb"),
     ("import bdb", "imports bdb"),
     # Compilers and loaders that run any command or load code from outside the candidate.

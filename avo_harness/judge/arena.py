@@ -6,8 +6,10 @@ GPU. The parent lays tensors out in it by offset and sends the child descriptors
 private input sets never enter memory the child can see: only the current call's
 arguments and the slot for its output live here.
 
-The memfd is sealed against shrinking (a child that truncated it would crash the
-parent with SIGBUS on its next write) and against further seals.
+The memfd has a fixed size, sealed: against shrinking (a child that truncated it would
+crash the parent with SIGBUS on its next write), growing (a child could otherwise
+``fallocate`` memory that no address-space limit counts) and further seals. A call
+that needs more gets a bigger arena, and with it a new child.
 """
 from __future__ import annotations
 
@@ -51,43 +53,34 @@ def view(base: torch.Tensor, place: Place) -> torch.Tensor:
 
 
 class Arena:
-    """The parent's side: lays out tensors and grows the shared memory when needed."""
+    """The parent's side: the shared memory, and where tensors lie in it."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, size: int = _MIN_BYTES) -> None:
         self.device = device
-        self.size = 0
+        self.size = -(-max(size, _MIN_BYTES) // _ALIGN) * _ALIGN
         self.fd: int | None = None
         self._map: mmap.mmap | None = None
-        self.base: torch.Tensor | None = None
         if device == "cpu":
             self.fd = os.memfd_create("avo-arena", os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC)
-        self.grow(_MIN_BYTES)
+            os.ftruncate(self.fd, self.size)
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                        | fcntl.F_SEAL_SEAL)
+            self._map = mmap.mmap(self.fd, self.size)
+            self.base: torch.Tensor | None = torch.frombuffer(self._map, dtype=torch.uint8)
+        else:
+            self.base = torch.empty(self.size, dtype=torch.uint8, device=device)
 
-    def layout(self, likes: list[torch.Tensor]) -> tuple[list[Place], bool]:
-        """Places for tensors shaped and strided like ``likes``, from offset 0; and whether
-        the arena grew (the child must then map it again)."""
+    @staticmethod
+    def layout(likes: list[torch.Tensor]) -> tuple[list[Place], int]:
+        """Places for tensors shaped and strided like ``likes``, from offset 0, and the bytes
+        they take."""
         places, offset = [], 0
         for like in likes:
             dtype = str(like.dtype).removeprefix("torch.")
             place = Place(offset, dtype, tuple(like.shape), tuple(like.stride()))
             places.append(place)
             offset += -(-max(place.nbytes(), 1) // _ALIGN) * _ALIGN
-        grew = offset > self.size
-        if grew:
-            self.grow(max(offset, 2 * self.size))
-        return places, grew
-
-    def grow(self, size: int) -> None:
-        size = -(-size // _ALIGN) * _ALIGN
-        if self.fd is not None:
-            os.ftruncate(self.fd, size)
-            if self.size == 0:
-                fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
-            self._map = mmap.mmap(self.fd, size)
-            self.base = torch.frombuffer(self._map, dtype=torch.uint8)
-        else:
-            self.base = torch.empty(size, dtype=torch.uint8, device=self.device)
-        self.size = size
+        return places, offset
 
     def tensor(self, place: Place) -> torch.Tensor:
         assert self.base is not None

@@ -59,6 +59,8 @@ _COMPILER_PARTS = ("/usr/lib/gcc", "/usr/libexec/gcc", "/sbin/ldconfig", "/sbin/
 # Probes the compilers' own code runs: the standard library's platform.architecture() runs
 # ``file -b <the interpreter>`` (seen from Triton's nvidia backend on an H200).
 _PROBES = ("file",)
+#: Size of each tmpfs the child gets (/tmp, and /dev/shm on a CPU).
+_TMPFS_BYTES = 256 << 20
 # What torch.utils.cpp_extension builds a candidate's own C++ or CUDA kernel with.
 _EXTENSION_TOOLS = ("ninja", "nvcc")
 _NVCC_STAGES = ("ptxas", "fatbinary", "nvlink", "cudafe++", "bin2c", "nvprune")
@@ -100,7 +102,9 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
     if conf.bwrap is None:
         return list(argv)
     where = str(Path(scratch).resolve())
-    cmd = [conf.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # The tmpfs mounts are memory the address-space limit does not count: sized.
+    cmd = [conf.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--size", str(_TMPFS_BYTES),
+           "--tmpfs", "/tmp"]
     for path in sorted({str(Path(p).resolve()) for p in readable}):
         if path.startswith("/tmp/"):
             cmd += ["--ro-bind", path, path]
@@ -115,7 +119,8 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
         # the root bind, cudaGetDeviceCount fails with error 304 (seen on an H200).
         cmd += ["--bind", "/dev/shm", "/dev/shm", "--proc", "/proc"]
     else:
-        cmd += ["--unshare-pid", "--proc", "/proc"]
+        cmd += ["--size", str(_TMPFS_BYTES), "--tmpfs", "/dev/shm", "--unshare-pid", "--proc",
+                "/proc"]
     return cmd + ["--unshare-user-try", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                   "--unshare-cgroup-try", "--die-with-parent", "--new-session",
                   "--cap-drop", "ALL", "--chdir", where, "--", *argv]

@@ -38,6 +38,7 @@ import os
 import sys
 import sysconfig
 import threading
+import types
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -80,6 +81,8 @@ _PROCESS_EVENTS = MappingProxyType({
     "os.spawn": "starts a process",
     "subprocess.Popen": "starts a process",
 })
+_DUP_COMMANDS = frozenset(getattr(__import__("fcntl"), name) for name in
+                          ("F_DUPFD", "F_DUPFD_CLOEXEC"))
 # Events that hand out a frame, and the standard library's functions that pass one on.
 _FRAME_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "object.__getattr__"})
 _FRAME_GETTERS = frozenset({"currentframe", "<lambda>", "stack", "getouterframes",
@@ -158,9 +161,9 @@ class Lockdown:
                     if now.get(key, _MISSING) is not value and not _torch_wraps(now.get(key),
                                                                                 value):
                         return ("tampering", f"the candidate replaced {name}.{key}")
-                if isinstance(owner, type):
-                    # A class gains an attribute that shadows its base's (``Tensor.copy_``
-                    # set on Tensor while TensorBase defines it).
+                if not isinstance(owner, types.ModuleType):
+                    # A class (or object) gains an attribute that shadows its class's or
+                    # base's (``Tensor.copy_`` set on Tensor while TensorBase defines it).
                     added = [k for k, v in now.items() if k not in before and callable(v)]
                     if added:
                         return ("tampering", f"the candidate set {name}.{added[0]}")
@@ -235,7 +238,7 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
 
     def first_outside_stdlib() -> str | None:
         """The file of the nearest caller outside the standard library."""
-        frame = getframe(4)  # here, quietly, by_compiler, the hook, the caller
+        frame = getframe(4)  # here, quietly, by_candidate or by_compiler, the hook, the caller
         while frame is not None:
             name = frame.f_code.co_filename
             if not _is_stdlib(name):
@@ -244,7 +247,11 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
         return None
 
     def by_candidate(event: str) -> bool:
-        name = quietly(caller, event in _FRAME_EVENTS)
+        if event.startswith("ctypes."):
+            # ctypes is the standard library's: the code that uses it is its caller's.
+            name = quietly(first_outside_stdlib)
+        else:
+            name = quietly(caller, event in _FRAME_EVENTS)
         return name is not None and _is_candidate_code(name, candidate)
 
     def by_compiler() -> bool:
@@ -307,9 +314,9 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
             return
         why = None
         if event in always:
-            # Unix sockets (a str or bytes address) carry tensors to the parent; others do not.
-            if not (event.startswith("socket.") and isinstance(args[-1], (str, bytes))):
-                why = always[event]
+            # The worker talks over a socket it inherited: nothing here connects or binds one
+            # (a Unix address reaches the host's services through bwrap's network namespace).
+            why = always[event]
         elif event in candidate_events or event == "object.__getattr__":
             if event == "object.__getattr__" and (len(args) < 2 or args[1] not in frame_attrs):
                 return
@@ -322,6 +329,11 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
                 why = process_events[event]
             elif program is not None and program not in executables:
                 why = f"starts {program} ({command(event, args)}), which is not a compiler"
+        elif event == "open" and args and isinstance(args[0], int) and by_candidate(event):
+            why = f"opens file descriptor {args[0]} it did not open (the worker's socket?)"
+        elif event == "fcntl.fcntl" and len(args) > 1 and args[1] in _DUP_COMMANDS \
+                and by_candidate(event):
+            why = f"duplicates file descriptor {args[0]}"
         elif event == "open" and args and foreign_memory(args[0]):
             why = f"opens another process's memory or state ({fsdecode(args[0])})"
         elif event == "open" and len(args) >= 3 and _writes(args[1], args[2]):
@@ -373,6 +385,7 @@ _MEMORY_DEVICES = {"/dev/mem", "/dev/kmem", "/dev/port", "/proc/kcore"}
 def _watched() -> list[tuple[str, Any]]:
     """Namespaces whose attributes nothing may replace once the candidate is loaded."""
     import builtins
+    import json
     import math
     import random
     import time
@@ -381,6 +394,8 @@ def _watched() -> list[tuple[str, Any]]:
 
     owners: list[tuple[str, Any]] = [
         ("builtins", builtins), ("time", time), ("math", math), ("random", random),
+        ("json", json), ("json.JSONEncoder", json.JSONEncoder),
+        ("json._default_encoder", json._default_encoder),
         ("torch", torch), ("torch.Tensor", torch.Tensor), ("torch.cuda", torch.cuda),
         ("torch.cuda.Event", torch.cuda.Event), ("torch.nn.functional", torch.nn.functional),
         ("torch.testing", torch.testing),
@@ -391,6 +406,10 @@ def _watched() -> list[tuple[str, Any]]:
                    if c is not object and (f"{c.__module__}.{c.__qualname__}", c) not in owners]
     owners += [(name, module) for name, module in sorted(sys.modules.items())
                if name == "avo_harness" or name.startswith("avo_harness.")]
+    main = sys.modules.get("__main__")  # the worker itself, run as ``python -m``
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.startswith("avo_harness."):
+        owners.append((spec.name, main))
     return owners
 
 
@@ -441,11 +460,23 @@ def _install_tripwires(forbidden: Sequence[str], forbidden_ops: Sequence[str],
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "overriding a previously registered kernel": we are
         for op in forbidden_ops:
-            for key in ("CPU", "CUDA"):
-                try:
-                    library.impl(op, _tripwire(f"torch.ops.aten.{op}", record, None), key)
-                except RuntimeError:
-                    pass  # an operator this torch version does not have
+            packet = getattr(torch.ops.aten, op, None)
+            overloads = packet.overloads() if packet is not None else []
+            # A composite kernel too where the operator has one: a decomposition
+            # (``OpOverload.decompose``) calls it without passing the backend's. Not where it
+            # has none: inductor would take an added one for a decomposition.
+            for overload in overloads:
+                name = op if overload == "default" else f"{op}.{overload}"
+                composite = [key for key in ("CompositeImplicitAutograd",
+                                             "CompositeExplicitAutograd")
+                             if torch._C._dispatch_has_kernel_for_dispatch_key(
+                                 f"aten::{name}", key)]
+                for key in ("CPU", "CUDA", *composite):
+                    try:
+                        library.impl(name, _tripwire(f"torch.ops.aten.{name}", record, None),
+                                     key)
+                    except RuntimeError:
+                        pass  # not registrable at this key, or absent in this torch
     return library
 
 

@@ -116,7 +116,7 @@ class Sandbox:
         self._conn: Connection | None = None
         self._arena: Arena | None = None
         self._scratch: Path | None = None
-        self._mapped = 0
+        self._mapped = False
 
     @property
     def pid(self) -> int | None:
@@ -140,14 +140,19 @@ class Sandbox:
 
     def bind(self, call: Call, out_shape: tuple[int, ...], out_dtype: torch.dtype) -> Binding:
         """Lay ``call``'s tensors (shapes and strides kept) and the output out in the arena."""
-        self.start()
-        assert self._arena is not None
         tensors = [a for a in call.args if isinstance(a, torch.Tensor)]
         out_like = torch.empty(out_shape, dtype=out_dtype, device="meta")
-        places, _ = self._arena.layout([*tensors, out_like])
-        if self._arena.size != self._mapped:
+        places, needed = Arena.layout([*tensors, out_like])
+        if self._arena is not None and needed > self._arena.size:
+            # A bigger arena: a new one (a CPU's is sealed at its size), and a new child.
+            self._kill()
+            self._arena.close()
+            self._arena = Arena(self.device, 2 * needed)
+        self.start()
+        assert self._arena is not None
+        if not self._mapped:
             self._request("map", self._arena.handle())
-            self._mapped = self._arena.size
+            self._mapped = True
         it = iter(places)
         wire_args, live = [], []
         for arg in call.args:
@@ -218,7 +223,7 @@ class Sandbox:
             self._scratch = Path(tempfile.mkdtemp(prefix="avo-box-"))
         if self._arena is None:
             self._arena = Arena(self.device)
-        self._mapped = 0
+        self._mapped = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fds = [theirs.fileno()] + ([self._arena.fd] if self._arena.fd is not None else [])
         config = {"socket": theirs.fileno(), "memfd": self._arena.fd, "cuda": self.settings.cuda,
@@ -340,7 +345,7 @@ class Sandbox:
             self._fault_from_exit(doing)
         try:
             answer = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except Exception:  # malformed, or nested to exhaust the parser (RecursionError)
             answer = None
         if not isinstance(answer, dict):
             self._kill()

@@ -83,15 +83,20 @@ _TAMPER_MODULES = {
     "_xxinterpchannels", "_interpreters", "_interpchannels", "_interpqueues", "interpreters",
     "timeit", "doctest", "rlcompleter", "__main__", "__mp_main__", "pytest", "_pytest",
     "hypothesis", "avo_harness",
+    # .pth files run their import lines: site.addsitedir is exec by another name.
+    "site",
 }
 # Packages whose own submodules are refused (``import logging`` itself is honest).
-_TAMPER_PACKAGES = {"logging.config"}
+_TAMPER_PACKAGES = {"logging.config", "logging.handlers"}
 # The same modules reached as an attribute of another (``os.sys``, ``np.ctypeslib.ctypes``);
 # not those whose names are also common attributes (``torch.jit.trace``, ``Timer.timeit``).
-_TAMPER_MODULE_ATTRIBUTES = _TAMPER_MODULES - {"code", "trace", "profile", "timeit"}
+_TAMPER_MODULE_ATTRIBUTES = _TAMPER_MODULES - {"code", "trace", "profile", "timeit", "site"}
 # Attributes (and names, and parts of an import path) that reach frames, code objects, the
 # interpreter, processes or the exit.
 _TAMPER_NAMES = {
+    # Kernels reached around the dispatcher's backend keys (a forbidden operator's
+    # decomposition, an operator looked up by a name built at run time).
+    "decompose", "lookup_op", "_op_dk", "_jit_get_operation",
     # Frames and code.
     "_getframe", "_current_frames", "currentframe", "tb_frame", "f_back", "f_globals",
     "f_locals", "f_builtins", "f_trace", "gi_frame", "cr_frame", "ag_frame", "__globals__",

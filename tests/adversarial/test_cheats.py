@@ -51,6 +51,15 @@ EXPECTED = {
     "flex_attention_hidden": {"forbidden-call", "tampering"},
     "flex_operator": {"forbidden-call"},
     "transformer_layer": {"forbidden-call"},
+    # Found by a red team against the rebuilt judge:
+    "forged_device_time": {"tampering"},
+    "socket_takeover": {"tampering", "protocol"},
+    "forged_nan_time": {"tampering", "protocol"},
+    "json_bomb_harness_error": {"tampering", "protocol", "tolerance"},
+    "tmpfs_memory_bomb": {"import"},
+    "pth_exec_scan_bypass": {"tampering"},
+    "host_unix_socket_logging": {"tampering"},
+    "sdpa_math_decompose": {"forbidden-call", "tampering"},
 }
 
 
