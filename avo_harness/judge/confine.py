@@ -96,7 +96,8 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
     """``argv`` as a command line that starts it inside bubblewrap (unchanged without one).
 
     ``readable``: folders the child must read that may lie under ``/tmp`` (a project made
-    by a test, the candidate's), bound read-only over the private tmpfs. bwrap passes every
+    by a test, the candidate's), bound read-only over the private tmpfs, as the interpreter
+    and the harness are. bwrap passes every
     descriptor it inherits through to the command (the caller's ``pass_fds``).
     """
     if conf.bwrap is None:
@@ -105,7 +106,11 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
     # The tmpfs mounts are memory the address-space limit does not count: sized.
     cmd = [conf.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--size", str(_TMPFS_BYTES),
            "--tmpfs", "/tmp"]
-    for path in sorted({str(Path(p).resolve()) for p in readable}):
+    # The interpreter, its packages and the harness the child imports, wherever they live (a
+    # checkout and its venv under /tmp).
+    interpreter = (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+                   Path(__file__).resolve().parents[2])
+    for path in sorted({str(Path(p).resolve()) for p in (*readable, *interpreter)}):
         if path.startswith("/tmp/"):
             cmd += ["--ro-bind", path, path]
     cmd += ["--bind", where, where]  # scratch may lie under /tmp (or a readable folder): last

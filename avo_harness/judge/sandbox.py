@@ -232,8 +232,8 @@ class Sandbox:
                   "protected": list(self.settings.protected), "scratch": str(self._scratch),
                   "landlock_abi": self.confinement.landlock_abi}
         argv = [sys.executable, "-m", "avo_harness.judge.worker", json.dumps(config)]
-        # The candidate's project (its helpers import from there) and the harness itself.
-        readable = [Path(__file__).resolve().parents[2]]
+        # The candidate's project: its helpers import from there.
+        readable = []
         if self.path is not None:
             path = self.path.resolve()
             readable.append(path.parents[2] if len(path.parents) > 2 else path.parent)
