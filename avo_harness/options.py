@@ -43,7 +43,7 @@ OPTIONS = (
     Option("memory_limit", "GiB of address space for a candidate's process in the interpreter "
            "(0: no limit; not applied under CUDA)", "8", "GIB"),
     Option("report", "write the machine-readable JSON report of this run to PATH", None, "PATH"),
-    Option("evolve", "run the evolutionary search instead of tests (see README)", None,
+    Option("evolve", "run the evolutionary search instead of tests (see docs/search.md)", None,
            switch=True),
     Option("resume", "continue the latest run of the task in the store (on the command "
            "line it implies --avo-evolve)",

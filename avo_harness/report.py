@@ -1,6 +1,6 @@
 """The machine-readable report (``--avo-report PATH``): the fitness the loop reads.
 
-Schema ``avo-harness/report/1`` (documented in README.md)::
+Schema ``avo-harness/report/1`` (documented in docs/reference.md)::
 
     {"schema": "avo-harness/report/1", "created": ISO-8601,
      "environment": {"device", "clock", "sandbox", "sandbox_missing", ...},
