@@ -6,14 +6,18 @@ a one-line ``pytest.UsageError``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
 from .tasks import Case
+
+if TYPE_CHECKING:
+    from .evolve.cascade import Cascade
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ OPTIONS = (
            "recorded as failed", "1800", "SECONDS"),
     Option("margin", "a candidate is committed if its geomean is at least (1 - margin) x the "
            "best so far (ties always are)", "0", "FRACTION"),
+    Option("cascade_optimism", "in the search, stop timing a candidate once its geomean "
+           "could not reach the commit bar even if each configuration left reached FACTOR x "
+           "the lineage's best there (0: time every configuration)", "1.5", "FACTOR"),
     Option("agent_model", "the Claude model of --avo-operator anthropic", "claude-opus-5-5",
            "MODEL"),
     Option("agent_turns", "most model calls in one agent step", "40", "N"),
@@ -82,6 +89,8 @@ OPTIONS = (
 REPLAY_FLAG = "--avo-replay"
 # An ini key would turn every run of the project (and each evaluation of a search) into it.
 HTML_FLAG = "--avo-html"
+# Only the search passes it to an evaluation: an ini key would let a CI gate cut candidates.
+CASCADE_FLAG = "--avo-cascade"
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(HTML_FLAG, dest="avo_html", default=None, metavar="DIR",
                     help="write the latest run of --avo-task in the store as a static HTML "
                          "report to DIR/index.html and exit (with --avo-evolve: after the run)")
+    group.addoption(CASCADE_FLAG, dest="avo_cascade", default=None, metavar="PATH",
+                    help="the cascade (JSON) of one evaluation: skip the configurations left "
+                         "once a candidate cannot reach the commit bar (used by --avo-evolve; "
+                         "a CI gate never passes it)")
 
 
 def switch(config: pytest.Config, name: str) -> bool:
@@ -186,6 +199,7 @@ class EvolveSettings:
     resume: bool
     eval_timeout_s: float
     margin: float
+    cascade_optimism: float
 
 
 def duration(text: str) -> float:
@@ -223,4 +237,19 @@ def read_evolve_settings(config: pytest.Config) -> EvolveSettings:
         eval_timeout_s=parsed(config, "eval_timeout", float, lambda v: v > 0,
                               "a number of seconds > 0"),
         margin=parsed(config, "margin", float, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+        cascade_optimism=parsed(config, "cascade_optimism", float,
+                                lambda v: v == 0 or 1 <= v < math.inf, "0 (off) or a factor >= 1"),
     )
+
+
+def cascade_from(config: pytest.Config) -> Cascade | None:
+    """The cascade an evaluation was given (``--avo-cascade``), or None."""
+    from .evolve.cascade import Cascade
+
+    path = config.getoption("avo_cascade")
+    if path is None:
+        return None
+    try:
+        return Cascade.from_json(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise pytest.UsageError(f"{CASCADE_FLAG}: {path}: {exc}".splitlines()[0]) from None

@@ -12,16 +12,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from rich.console import Console
 
+from avo_harness.evolve import evaluate as evaluate_module
 from avo_harness.evolve import loop
-from avo_harness.evolve.evaluate import EvalSettings, Evaluation, evaluate
-from avo_harness.evolve.fitness import Fitness, harness_fault
+from avo_harness.evolve.cascade import Cascade
+from avo_harness.evolve.evaluate import EvalSettings, Evaluation, command, evaluate
+from avo_harness.evolve.fitness import Fitness, harness_fault, out_of_time
 from avo_harness.evolve.lineage import Lineage, source_hash
 from avo_harness.evolve.loop import Evolution
-from avo_harness.evolve.operators import Proposal, VariationContext
+from avo_harness.evolve.operators import Operator, Proposal, VariationContext
 from avo_harness.evolve.progress import Progress
 from avo_harness.options import EvolveSettings
 from avo_harness.tasks import get_task
@@ -230,27 +234,34 @@ class _Scripted:
                         [context.committed()[0].id], "scripted")
 
 
-def _evolution(root: Path, lineage: Lineage, generations: int,
-               run_id: int | None = None) -> tuple[Evolution, io.StringIO]:
+def _evolution(root: Path, lineage: Lineage, generations: int, run_id: int | None = None, *,
+               time_budget_s: float = 0.0, optimism: float = 1.5,
+               operator: Operator | None = None) -> tuple[Evolution, io.StringIO]:
     """Run ``run_id`` again (as --avo-resume does), or a new run."""
     store = root / ".avo"
-    settings = EvolveSettings("attention", "scripted", generations, 0.0, 0.0, 0, 0, store,
-                              run_id is not None, 60.0, 0.0)
+    settings = EvolveSettings("attention", "scripted", generations, time_budget_s, 0.0, 0, 0,
+                              store, run_id is not None, 60.0, 0.0, optimism)
     out = io.StringIO()
     evolution = Evolution(get_task("attention"), settings,
                           EvalSettings("cpu", 2, 5.0, 60.0, 3.0, root), lineage,
-                          run_id or lineage.start_run("attention", {}), _Scripted(),
+                          run_id or lineage.start_run("attention", {}), operator or _Scripted(),
                           root / "candidates" / "attention", store / "staging",
                           Progress(Console(file=out, width=400)))
     return evolution, out
 
 
 def _script(monkeypatch: pytest.MonkeyPatch,
-            steps: dict[str, Callable[[Path], Fitness]]) -> None:
-    """Evaluate a candidate by its step (called with the evaluated file), else pass it."""
-    def evaluate(path: Path, settings: EvalSettings) -> Evaluation:
+            steps: dict[str, Callable[[Path], Fitness]]) -> list[dict[str, Any]]:
+    """Evaluate a candidate by its step (called with the evaluated file), else pass it.
+    Returns what each evaluation was given, in order."""
+    given: list[dict[str, Any]] = []
+
+    def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
+                 time_left_s: float | None = None) -> Evaluation:
+        given.append({"name": path.stem, "cascade": cascade, "time_left_s": time_left_s})
         return Evaluation(steps.get(path.stem, lambda _: PASSING)(path), None, 0.0)
     monkeypatch.setattr(loop, "evaluate", evaluate)
+    return given
 
 
 @pytest.fixture
@@ -344,3 +355,239 @@ def test_an_evaluation_without_a_report_is_a_harness_error(tmp_path: Path) -> No
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     fitness = evaluate(tmp_path / "candidates" / "attention" / "none.py", settings).fitness
     assert fitness.harness_error and fitness.reason.startswith("harness error: pytest exited")
+
+
+# The cascade: given to a proposal's evaluation once something is committed, never to a seed.
+FAST_SEED = Fitness(True, None, {"a": 2.0, "b": 8.0}, 4.0)
+CUT = Fitness(False, "cut: slower (1 of 2 configurations timed)", {"a": 3.0}, 0.0, cut="slower")
+WRONG = Fitness(False, "correctness: tolerance: wrong", {"a": 0.0, "b": 0.0}, 0.0)
+
+
+def test_the_cascade_goes_to_proposals_once_something_is_committed(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED, wrong=CHUNKED + "\n")
+    given = _script(monkeypatch, {"seed": lambda _: FAST_SEED, "wrong": lambda _: WRONG,
+                                  "evo_r1_g002": lambda _: CUT})
+    evolution, out = _evolution(root, lineage, 3)
+    evolution.run()
+    cascades = {g["name"]: g["cascade"] for g in given}
+    assert cascades["seed"] is None and cascades["wrong"] is None
+    assert cascades["evo_r1_g002"] == Cascade(4.0, {"a": 2.0, "b": 8.0}, 1.5)
+    # What a cut candidate was timed at counts towards the lineage's best.
+    assert cascades["evo_r1_g003"] == cascades["evo_r1_g004"] == Cascade(
+        4.0, {"a": 3.0, "b": 8.0}, 1.5)
+    cut = lineage.records(evolution.run_id)[2]
+    assert (cut.outcome, cut.scores, cut.geomean) == ("cut-slower", {"a": 3.0}, 0.0)
+    assert not (root / "candidates" / "attention" / "evo_r1_g002.py").exists()
+    text = out.getvalue()
+    assert "gen   2 evo_r1_g002: cut: slower (1 of 2 configurations timed); geomean -;" in text
+    assert "5 evaluated, 1 failed, 1 cut short;" in text and not evolution.failed
+    # --avo-lineage's table: the label, the reason and the rates timed before the cut.
+    table = io.StringIO()
+    Progress(Console(file=table, width=400)).table("run", lineage.records(evolution.run_id), 4.0)
+    row = next(line for line in table.getvalue().splitlines() if "evo_r1_g002" in line)
+    assert "cut: slower" in row and "│ -  " in row
+    assert "scripted [cut: slower (1 of 2 configurations timed): a 3]" in row
+    assert "[correctness: tolerance: wrong]" in table.getvalue()
+
+
+class _Orphans:
+    """Proposes without parents, so the run goes on with nothing committed."""
+
+    name = "orphans"
+
+    def propose(self, context: VariationContext) -> Proposal:
+        return Proposal(f"# generation {context.generation}\n{CHUNKED}", [], "orphan")
+
+
+@pytest.mark.parametrize("optimism", [1.5, 0.0])
+def test_no_cascade_without_a_committed_best_or_with_optimism_zero(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch,
+        optimism: float) -> None:
+    root = _project(tmp_path, wrong=CHUNKED)
+    given = _script(monkeypatch, {"wrong": lambda _: WRONG})
+    evolution, _ = _evolution(root, lineage, 2, optimism=optimism, operator=_Orphans())
+    evolution.run()
+    # The first proposal passes with nothing committed before it; the second has a bar.
+    assert [g["name"] for g in given] == ["wrong", "evo_r1_g001", "evo_r1_g002"]
+    assert [g["cascade"] is not None for g in given] == [False, False, bool(optimism)]
+
+
+# Budgets that hold: a clock the evaluations and the operator advance, so nothing waits.
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def _timed(monkeypatch: pytest.MonkeyPatch, clock: _Clock,
+           seconds: dict[str, float]) -> list[dict[str, Any]]:
+    """Evaluations that pass and take their seconds (30 by default) on ``clock``, or end
+    where the time left ends them, as evaluate does."""
+    given: list[dict[str, Any]] = []
+
+    def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
+                 time_left_s: float | None = None) -> Evaluation:
+        given.append({"name": path.stem, "time_left_s": time_left_s})
+        took = seconds.get(path.stem, 30.0)
+        if time_left_s is not None and took > time_left_s:
+            clock.now += time_left_s
+            return Evaluation(out_of_time(time_left_s), None, time_left_s)
+        clock.now += took
+        return Evaluation(PASSING, None, took)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=clock.monotonic))
+    return given
+
+
+class _Slow(_Scripted):
+    def __init__(self, clock: _Clock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    def propose(self, context: VariationContext) -> Proposal:
+        self.clock.now += self.seconds
+        return super().propose(context)
+
+
+def test_no_evaluation_starts_that_the_time_left_cannot_finish(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    clock = _Clock()
+    given = _timed(monkeypatch, clock, {})
+    evolution, _ = _evolution(root, lineage, 10, time_budget_s=100.0)
+    reason = evolution.run()
+    # 30 s each: after three, 10 s are left, and no fourth is proposed.
+    assert [(g["name"], g["time_left_s"]) for g in given] == [
+        ("seed", 100.0), ("evo_r1_g001", 70.0), ("evo_r1_g002", 40.0)]
+    assert reason == "time budget: 10 s left, less than an evaluation takes (the longest of " \
+                     "this run's: 30 s)"
+    assert len(lineage.records(evolution.run_id)) == 3 and clock.now - 1000.0 == 90.0
+
+
+def test_a_proposal_the_time_left_cannot_evaluate_waits_for_resume(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    clock = _Clock()
+    given = _timed(monkeypatch, clock, {})
+    evolution, out = _evolution(root, lineage, 10, time_budget_s=100.0,
+                                operator=_Slow(clock, 45.0))
+    reason = evolution.run()
+    assert [g["name"] for g in given] == ["seed"]
+    assert reason.startswith("time budget: 25 s left, less than an evaluation takes")
+    assert [r.status for r in lineage.records(evolution.run_id)] == ["passed", "pending"]
+    assert "1 evaluated, 0 failed, 1 left for --avo-resume to evaluate;" in out.getvalue()
+
+    again, out = _evolution(root, lineage, 1, evolution.run_id, time_budget_s=100.0)
+    again.run()
+    assert "resuming: evo_r1_g001 was never judged; evaluating it" in out.getvalue()
+    assert lineage.records(evolution.run_id)[1].outcome == "committed"
+
+
+def test_an_evaluation_in_flight_at_the_time_limit_is_cut_and_resumed(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    clock = _Clock()
+    given = _timed(monkeypatch, clock, {"evo_r1_g001": 200.0})
+    evolution, out = _evolution(root, lineage, 10, time_budget_s=100.0)
+    reason = evolution.run()
+    assert [(g["name"], g["time_left_s"]) for g in given] == [("seed", 100.0),
+                                                              ("evo_r1_g001", 70.0)]
+    assert reason == "time budget reached (100 s)" and clock.now - 1000.0 == 100.0
+    cut = lineage.records(evolution.run_id)[1]
+    assert (cut.outcome, cut.committed) == ("cut-time", False)
+    assert cut.reason == ("cut: time budget (the evaluation was ended after 70 s, the time the "
+                          "run had left)")
+    assert not (root / "candidates" / "attention" / "evo_r1_g001.py").exists()
+    assert "2 evaluated, 0 failed, 1 cut short;" in out.getvalue() and not evolution.failed
+
+    # Not a verdict: --avo-resume evaluates it again, with the time it needs.
+    _timed(monkeypatch, clock, {})
+    again, out = _evolution(root, lineage, 1, evolution.run_id, time_budget_s=100.0)
+    again.run()
+    assert f"resuming: evo_r1_g001 was not judged ({cut.reason}); evaluating it" \
+        in out.getvalue()
+    assert lineage.records(evolution.run_id)[1].outcome == "committed"
+
+
+# evaluate() itself: the command line, the cascade's file, and what a kill leaves behind.
+# Stands in for pytest: starts a child in its group, notes it and its TMPDIR, and waits.
+HOLDS_ON = '''
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open(sys.argv[1], "w") as out:
+    out.write(f"{child.pid} {os.environ['TMPDIR']}")
+time.sleep(60)
+'''
+
+
+def _gone(pid: int) -> bool:
+    """Dead (or a zombie nobody has reaped yet) within a few seconds."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("time_left_s, eval_timeout_s, reason", [
+    (1.0, 60.0, ("cut: time budget (the evaluation was ended after 1 s, the time the run had "
+                 "left)")),
+    (60.0, 1.0, "evaluation timed out after 1 s"),
+])
+def test_an_evaluation_ended_early_leaves_no_process_and_no_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, time_left_s: float,
+        eval_timeout_s: float, reason: str) -> None:
+    side = tmp_path / "side.txt"
+    monkeypatch.setattr(evaluate_module, "command",
+                        lambda *_: [sys.executable, "-c", HOLDS_ON, str(side)])
+    settings = EvalSettings("cpu", 2, 5.0, eval_timeout_s, 3.0, tmp_path)
+    fitness = evaluate(tmp_path / "x.py", settings, time_left_s=time_left_s).fitness
+    assert fitness.reason == reason and not fitness.passed and not fitness.harness_error
+    assert fitness.cut == ("time budget" if time_left_s < eval_timeout_s else None)
+    pid, folder = side.read_text().split()
+    assert not Path(folder).parent.exists()  # the evaluation's folder, with what it wrote
+    assert _gone(int(pid))
+
+
+def test_an_evaluation_is_given_the_cascade_as_a_file_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cascade = Cascade(4.0, {"a": 2.0, "b": 8.0}, 1.5)
+    settings = EvalSettings("cpu", 2, 5.0, 60.0, 3.0, tmp_path)
+    seen: dict[str, Any] = {}
+
+    def pytest_writing_a_report(path: Path, settings: EvalSettings, report: Path,
+                                given: Path | None) -> list[str]:
+        seen.update(argv=command(path, settings, report, given), folder=report.parent,
+                    cascade=given.read_text() if given else None)
+        entry = {"correctness": {"outcome": "passed"}, "benchmarks": {
+            "a": {"outcome": "passed", "tflops": 1.0}, "b": cascade.cut_entry({"a": 1.0}, ["b"])}}
+        write = "import json, sys; json.dump(json.loads(sys.argv[1]), open(sys.argv[2], 'w'))"
+        return [sys.executable, "-c", write, json.dumps({"candidates": {"x.py": entry}}),
+                str(report)]
+
+    monkeypatch.setattr(evaluate_module, "command", pytest_writing_a_report)
+    fitness = evaluate(tmp_path / "x.py", settings, cascade=cascade).fitness
+    assert seen["argv"][-2:] == ["--avo-cascade", str(seen["folder"] / "cascade.json")]
+    assert seen["cascade"] == cascade.to_json() and not seen["folder"].exists()
+    assert fitness.cut == "slower" and fitness.scores == {"a": 1.0}
+    evaluate(tmp_path / "x.py", settings)
+    assert seen["cascade"] is None and "--avo-cascade" not in seen["argv"]
+
+
+def test_each_evaluation_line_says_where_its_time_went(tmp_path: Path, lineage: Lineage,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    phases = {"start": 3.14, "compile": 12.0, "correctness": 4.2, "timing": 9.8, "total": 29.1}
+    report = {"candidates": {"seed.py": {"phases_s": phases}}}
+    monkeypatch.setattr(loop, "evaluate",
+                        lambda *_, **__: Evaluation(PASSING, report, 31.04))
+    evolution, out = _evolution(root, lineage, 0)
+    evolution.run()
+    assert ("; eval 31.0 s (start 3.1 s, compile 12.0 s, correctness 4.2 s, timing 9.8 s); "
+            in out.getvalue())

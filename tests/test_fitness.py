@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from avo_harness.evolve.fitness import Fitness, accepts, from_report, geomean
+from avo_harness.evolve.fitness import Fitness, accepts, from_report, geomean, out_of_time
 
 PASSED = {"correctness": {"outcome": "passed", "examples": 5},
           "benchmarks": {"a": {"outcome": "passed", "tflops": 2.0},
@@ -70,3 +70,31 @@ def test_the_candidates_own_failure_outweighs_a_harness_fault() -> None:
                                                           "rule": "tolerance",
                                                           "message": "timed output wrong"}}}
     assert not from_report(wrong).harness_error
+
+
+CUT = {"outcome": "cut", "reason": "cut: slower: at most 1 TFLOP/s geomean ..."}
+
+
+def test_a_cut_candidate_keeps_its_partial_scores_and_is_never_committed() -> None:
+    entry = {**PASSED, "benchmarks": {"a": PASSED["benchmarks"]["a"], "b": CUT, "c": CUT}}
+    fit = from_report(entry)
+    assert fit.cut == "slower" and not fit.passed and not fit.harness_error
+    assert fit.reason == "cut: slower (1 of 3 configurations timed)"
+    assert fit.scores == {"a": 2.0} and fit.geomean == 0.0
+    assert not accepts(fit, None, 0.0) and not accepts(fit, 0.001, 0.5)
+    assert from_report(PASSED).cut is None
+
+
+def test_a_failure_or_a_harness_fault_outweighs_a_cut() -> None:
+    wrong = {"outcome": "failed", "rule": "tolerance", "message": "timed output wrong"}
+    fit = from_report({**PASSED, "benchmarks": {"a": wrong, "b": CUT}})
+    assert fit.cut is None and fit.reason == "benchmark a: timed output wrong"
+    fit = from_report({**PASSED, "benchmarks": {"a": HARNESS, "b": CUT}})
+    assert fit.cut is None and fit.harness_error
+
+
+def test_an_evaluation_the_time_budget_ended_is_a_cut() -> None:
+    fit = out_of_time(70.0)
+    assert fit.cut == "time budget" and not fit.passed and not fit.harness_error
+    assert fit.reason == ("cut: time budget (the evaluation was ended after 70 s, the time the "
+                          "run had left)")

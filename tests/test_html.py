@@ -193,7 +193,39 @@ def test_heatmap_draws_nan_in_magenta() -> None:
 
 
 def test_every_lineage_outcome_has_a_label_and_a_marker() -> None:
-    from avo_harness.evolve.lineage import OUTCOMES
-    from avo_harness.html import model, plots
+    from avo_harness.evolve.lineage import LABELS, OUTCOMES
 
-    assert set(OUTCOMES) == set(model.STATUS_LABELS) == set(plots._STATUS_MARKERS)
+    assert set(OUTCOMES) == set(LABELS) == set(plots._STATUS_MARKERS)
+
+
+def test_a_cut_candidate_shows_its_label_reason_partial_scores_and_phases(
+        tmp_path: Path) -> None:
+    from avo_harness.html.render import render
+
+    lineage = Lineage(tmp_path)
+    run = lineage.start_run("attention", {})
+    seed = _record(lineage, run, 0, [], geomean=2.0, committed=True, operator="seed")
+    cid = lineage.add_pending(run, 1, "g1", [seed], "builtin", "why", "x = 1\n", 0.0)
+    entry = {"correctness": {"outcome": "passed", "examples": 3},
+             "phases_s": {"start": 3.14, "compile": 12.0, "correctness": 4.2, "timing": 9.8,
+                          "total": 29.1},
+             "benchmarks": {"a": {"outcome": "passed", "tflops": 1.5},
+                            "b": {"outcome": "cut", "reason": "cut: slower: at most 1.9"}}}
+    lineage.record_evaluation(cid, passed=False, committed=False,
+                              reason="cut: slower (1 of 2 configurations timed)",
+                              scores={"a": 1.5}, geomean=0.0,
+                              report={"candidates": {"g1.py": entry}}, eval_s=31.0, cut="slower")
+    view = RunView.latest(lineage, "attention")
+    lineage.close()
+    assert view is not None
+    page = render(view)
+    section = page[page.index(f'id="c{cid}"'):]
+    assert '<span class="badge cut-slower">cut: slower</span>' in section
+    assert "why it was cut</td><td>cut: slower (1 of 2 configurations timed)" in section
+    assert "Score vector (partial: the configurations timed before the cut)" in section
+    assert "31 s (start 3.1 s, compile 12.0 s, correctness 4.2 s, timing 9.8 s)" in section
+    assert "<td>cut</td>" in section and "cut: slower: at most 1.9" in section
+    assert "1 cut short." in page
+    # A report without phases (all of them before phases_s) shows the time alone.
+    seed_section = page[page.index(f'id="c{seed}"'):page.index(f'id="c{cid}"')]
+    assert "<td>1 s</td>" in seed_section

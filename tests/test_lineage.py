@@ -112,3 +112,39 @@ def test_an_older_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
     assert [r.outcome for r in again.records(1)] == ["committed", "harness-error"]
     with pytest.raises(sqlite3.IntegrityError):
         again.add_pending(1, 1, "twin", [], "builtin", "", "z", 0.0)
+
+
+def test_a_store_of_version_1_is_migrated_to_take_cuts(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "lineage.sqlite")
+    db.executescript(OLD_SCHEMA.replace("'pending', 'passed', 'failed'",
+                                        "'pending', 'passed', 'failed', 'harness-error'")
+                     + "PRAGMA user_version = 1;")
+    db.close()
+    store = Lineage(tmp_path)
+    _, pending = store.records(1)
+    store.record_evaluation(pending.id, passed=False, committed=False,
+                            reason="cut: slower (1 of 2 configurations timed)",
+                            scores={"a": 1.0}, geomean=0.0, report=None, eval_s=1.0,
+                            cut="slower")
+    (record,) = [r for r in store.records(1) if r.id == pending.id]
+    assert record.outcome == "cut-slower" and record.scores == {"a": 1.0}
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    store.close()
+
+
+def test_a_time_budget_cut_is_evaluated_again_a_slower_cut_is_not(tmp_path: Path) -> None:
+    store = Lineage(tmp_path)
+    run = store.start_run("attention", {})
+    slower = store.add_pending(run, 1, "a", [], "builtin", "", "x", 0.0)
+    timed_out = store.add_pending(run, 2, "b", [], "builtin", "", "y", 0.0)
+    for cid, cut in ((slower, "slower"), (timed_out, "time budget")):
+        store.record_evaluation(cid, passed=False, committed=False, reason=f"cut: {cut}",
+                                scores={}, geomean=0.0, report=None, eval_s=1.0, cut=cut)
+    assert [r.id for r in store.pending(run)] == [timed_out]
+    assert [r.outcome for r in store.records(run)] == ["cut-slower", "cut-time"]
+    store.record_evaluation(timed_out, passed=True, committed=True, reason=None,
+                            scores={"a": 2.0}, geomean=2.0, report=None, eval_s=1.0)
+    store.record_evaluation(slower, passed=True, committed=True, reason=None, scores={},
+                            geomean=9.0, report=None, eval_s=1.0)
+    assert [r.outcome for r in store.records(run)] == ["cut-slower", "committed"]
+    store.close()

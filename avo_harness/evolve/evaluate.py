@@ -2,11 +2,14 @@
 
 The controller never imports candidate code. It starts ``python -m pytest FILE
 --avo-report R`` in its own process group (killed whole on timeout: the candidate's
-failure), and the report R is the fitness. No report, or no entry in it, is the
-harness's failure: that pytest process runs the harness, the candidate its sandbox.
+failure; or at the run's time budget: a cut, no verdict), and the report R is the
+fitness. No report, or no entry in it, is the harness's failure: that pytest process
+runs the harness, the candidate its sandbox. Everything the process writes to temporary
+files goes into the evaluation's own folder, removed after it, killed or not.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import avo_harness
 
-from .fitness import Fitness, from_report, harness_fault
+from .fitness import Fitness, from_report, harness_fault, out_of_time
 
 if TYPE_CHECKING:
     import pytest
+
+    from .cascade import Cascade
 
 
 @dataclass(frozen=True)
@@ -58,29 +63,37 @@ class Evaluation:
     wall_s: float
 
 
-def evaluate(path: Path, settings: EvalSettings) -> Evaluation:
+def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
+             time_left_s: float | None = None) -> Evaluation:
+    """``cascade``: only the search passes one, and never for its starting population.
+    ``time_left_s``: what the run's time budget leaves; ending there is a cut, whereas
+    ``eval_timeout_s`` is a limit the candidate is failed for outliving."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="avo-eval-") as tmp:
-        report_path = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pytest", str(path), "-p", "avo_harness.plugin",
-               "-p", "no:cacheprovider", "-q", "--benchmark-quiet",
-               "--rootdir", str(settings.rootdir), "--avo-report", str(report_path),
-               "--avo-device", settings.device, "--avo-examples", str(settings.examples),
-               "--avo-timeout", str(settings.call_timeout_s),
-               "--avo-memory-limit", str(settings.memory_limit_gib)]
+    budget_cut = time_left_s is not None and time_left_s < settings.eval_timeout_s
+    limit = time_left_s if budget_cut else settings.eval_timeout_s
+    with tempfile.TemporaryDirectory(prefix="avo-eval-", ignore_cleanup_errors=True) as tmp:
+        folder = Path(tmp)
+        (folder / "tmp").mkdir()
+        report_path = folder / "report.json"
+        cascade_path = None
+        if cascade is not None:
+            cascade_path = folder / "cascade.json"
+            cascade_path.write_text(cascade.to_json())
         package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        env = dict(os.environ, TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-        proc = subprocess.Popen(cmd, cwd=settings.rootdir, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(command(path, settings, report_path, cascade_path),
+                                cwd=settings.rootdir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            output, _ = proc.communicate(timeout=settings.eval_timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return Evaluation(Fitness(False, f"evaluation timed out after "
-                                      f"{settings.eval_timeout_s:g} s", {}, 0.0),
-                              None, time.monotonic() - started)
+            output, _ = proc.communicate(timeout=limit)
+        except BaseException as exc:
+            _end(proc)
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            fitness = (out_of_time(limit) if budget_cut else Fitness(
+                False, f"evaluation timed out after {limit:g} s", {}, 0.0))
+            return Evaluation(fitness, None, time.monotonic() - started)
         if not report_path.exists():
             # The candidate runs in the sandbox's child, so this is the harness's own fault.
             tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
@@ -91,3 +104,28 @@ def evaluate(path: Path, settings: EvalSettings) -> Evaluation:
     entries = list(report.get("candidates", {}).values())
     return Evaluation(from_report(entries[0] if entries else None), report,
                       time.monotonic() - started)
+
+
+def command(path: Path, settings: EvalSettings, report: Path,
+            cascade: Path | None) -> list[str]:
+    """The pytest command line that evaluates ``path``."""
+    from ..options import CASCADE_FLAG
+
+    return [sys.executable, "-m", "pytest", str(path), "-p", "avo_harness.plugin",
+            "-p", "no:cacheprovider", "-q", "--benchmark-quiet",
+            "--rootdir", str(settings.rootdir), "--avo-report", str(report),
+            "--avo-device", settings.device, "--avo-examples", str(settings.examples),
+            "--avo-timeout", str(settings.call_timeout_s),
+            "--avo-memory-limit", str(settings.memory_limit_gib),
+            *([CASCADE_FLAG, str(cascade)] if cascade is not None else [])]
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the evaluation's whole process group while its leader is not yet reaped (so the
+    group's id is still its own), then reap it. The pipe is closed, not read to its end: a
+    process that escaped the group could hold it open."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -4,7 +4,9 @@ A candidate that fails any correctness item, or whose timed output is wrong in
 any configuration, scores zero everywhere: speed only counts when it is right.
 An item the harness itself failed to judge (its inputs, its references, the
 sandbox) is no verdict on the candidate: the fitness says so, and the loop
-evaluates the candidate again on ``--avo-resume``.
+evaluates the candidate again on ``--avo-resume``. A candidate whose evaluation
+was cut short (the cascade: it could not reach the commit bar; or the run's time
+budget) is neither committed nor failed: ``cut`` says which.
 """
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ from typing import Any
 
 #: The report's rule for an item that failed through a fault of the harness's own.
 HARNESS_RULE = "harness-error"
+#: The outcome of a benchmark entry that the cascade left untimed (see cascade.py).
+CUT = "cut"
+#: Why an evaluation was cut short (``Fitness.cut``); each reason starts "cut: <why>".
+SLOWER, TIME_BUDGET = "slower", "time budget"
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,9 @@ class Fitness:
     geomean: float
     #: Not judged: the harness, not the candidate, failed (``reason`` names the cause).
     harness_error: bool = False
+    #: SLOWER or TIME_BUDGET when the evaluation was cut short; ``scores`` holds what was
+    #: timed, ``geomean`` is 0 (one over some configurations compares with none).
+    cut: str | None = None
 
 
 def harness_fault(cause: str, scores: dict[str, float] | None = None) -> Fitness:
@@ -31,9 +40,16 @@ def harness_fault(cause: str, scores: dict[str, float] | None = None) -> Fitness
     return Fitness(False, f"harness error: {cause}", scores or {}, 0.0, harness_error=True)
 
 
+def out_of_time(limit_s: float) -> Fitness:
+    """The fitness of a candidate whose evaluation the run's time budget ended."""
+    return Fitness(False, f"cut: {TIME_BUDGET} (the evaluation was ended after {limit_s:,.0f} s, "
+                   "the time the run had left)", {}, 0.0, cut=TIME_BUDGET)
+
+
 def from_report(entry: dict[str, Any] | None) -> Fitness:
     """The fitness of one candidate's entry in an ``avo-harness/report/1`` document.
-    A failure of the candidate's own outweighs any harness fault: it is a verdict."""
+    A failure of the candidate's own outweighs any harness fault: it is a verdict; both
+    outweigh a cut, which the cascade makes only after items that passed."""
     if entry is None:
         return harness_fault("the evaluation's report has no entry for the candidate")
     benchmarks = entry.get("benchmarks", {})
@@ -46,7 +62,11 @@ def from_report(entry: dict[str, Any] | None) -> Fitness:
         return harness_fault(failures[0][0], zeros)
     if not benchmarks:
         return Fitness(False, "no benchmark configuration was timed", {}, 0.0)
-    scores = {name: float(bench["tflops"]) for name, bench in benchmarks.items()}
+    scores = {name: float(bench["tflops"]) for name, bench in benchmarks.items()
+              if bench.get("outcome") != CUT}
+    if len(scores) < len(benchmarks):
+        return Fitness(False, f"cut: {SLOWER} ({len(scores)} of {len(benchmarks)} "
+                       "configurations timed)", scores, 0.0, cut=SLOWER)
     return Fitness(True, None, scores, geomean(scores.values()))
 
 
@@ -63,15 +83,22 @@ def _failures(entry: dict[str, Any]) -> list[tuple[str, bool]]:
         found.append((f"correctness: {why}" if harness else f"correctness: {rule}: {why}",
                       harness))
     for name, bench in entry.get("benchmarks", {}).items():
+        if bench.get("outcome") == CUT:
+            continue
         if bench.get("outcome") != "passed" or not bench.get("tflops"):
             why = _one_line(bench.get("message") or bench.get("reason") or bench.get("outcome"))
             found.append((f"benchmark {name}: {why}", bench.get("rule") == HARNESS_RULE))
     return found
 
 
+def commit_bar(best: float, margin: float) -> float:
+    """The geomean a candidate must reach to be committed, given the best committed one."""
+    return best * (1 - margin)
+
+
 def accepts(fitness: Fitness, best: float | None, margin: float) -> bool:
     """AVO's rule: correct, and at least as fast as the best committed (ties accepted)."""
-    return fitness.passed and (best is None or fitness.geomean >= best * (1 - margin))
+    return fitness.passed and (best is None or fitness.geomean >= commit_bar(best, margin))
 
 
 def geomean(values: Any) -> float:

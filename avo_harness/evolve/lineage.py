@@ -5,7 +5,8 @@ Each state change is one transaction, and candidate files are derived from it
 killed at any instant, ``kill -9`` included, resumes with nothing lost and
 nothing evaluated twice: a row still ``pending`` was never judged and is
 evaluated again (so is a ``harness-error`` row, which the harness failed to
-judge); a committed row's file is rewritten if it went missing.
+judge, and a ``cut-time`` row, whose evaluation the run's time budget ended); a
+committed row's file is rewritten if it went missing.
 """
 from __future__ import annotations
 
@@ -17,17 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-#: A candidate's status: not judged yet; correct; wrong; or not judged because the
-#: harness itself failed (its inputs, references, sandbox), which is not the candidate's
-#: fault. Its outcome adds "committed" (passed, and kept in candidates/<task>/).
-PENDING, PASSED, FAILED, HARNESS_ERROR = "pending", "passed", "failed", "harness-error"
-STATUSES = (PENDING, PASSED, FAILED, HARNESS_ERROR)
-OUTCOMES = ("committed",) + STATUSES
-#: The statuses a resumed run evaluates (again): nothing has judged the candidate yet.
-UNJUDGED = (PENDING, HARNESS_ERROR)
+from .fitness import SLOWER, TIME_BUDGET
 
-#: PRAGMA user_version of the schema below; a store of version 0 predates harness-error.
-_VERSION = 1
+#: A candidate's status: not judged yet; correct; wrong; not judged because the
+#: harness itself failed (its inputs, references, sandbox), which is not the candidate's
+#: fault; correct but cut by the cascade, as it could not reach the commit bar (judged:
+#: it is not committed); or cut by the run's time budget (not judged). Its outcome adds
+#: "committed" (passed, and kept in candidates/<task>/).
+PENDING, PASSED, FAILED, HARNESS_ERROR = "pending", "passed", "failed", "harness-error"
+CUT_SLOWER, CUT_TIME = "cut-slower", "cut-time"
+STATUSES = (PENDING, PASSED, FAILED, HARNESS_ERROR, CUT_SLOWER, CUT_TIME)
+OUTCOMES = ("committed",) + STATUSES
+#: How reports and tables name each outcome.
+LABELS = {"committed": "committed", PASSED: "passed, not faster", FAILED: "failed",
+          PENDING: "pending", HARNESS_ERROR: "not judged (harness error)",
+          CUT_SLOWER: "cut: slower", CUT_TIME: "cut: time budget"}
+#: The statuses a resumed run evaluates (again): nothing has judged the candidate yet.
+UNJUDGED = (PENDING, HARNESS_ERROR, CUT_TIME)
+#: The status of an evaluation cut short, by ``Fitness.cut``.
+_CUT_STATUS = {SLOWER: CUT_SLOWER, TIME_BUDGET: CUT_TIME}
+
+#: PRAGMA user_version of the schema below; a store of version 0 predates harness-error,
+#: one of version 1 the cut statuses.
+_VERSION = 2
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -190,9 +203,12 @@ class Lineage:
     def record_evaluation(self, candidate_id: int, *, passed: bool, committed: bool,
                           reason: str | None, scores: dict[str, float] | None,
                           geomean: float | None, report: dict[str, Any] | None,
-                          eval_s: float, harness_error: bool = False) -> None:
-        """Judged once: a row that is passed or failed stays so; an unjudged one is updated."""
-        status = HARNESS_ERROR if harness_error else PASSED if passed else FAILED
+                          eval_s: float, harness_error: bool = False,
+                          cut: str | None = None) -> None:
+        """Judged once: a row that is judged stays so; an unjudged one is updated.
+        ``harness_error`` and ``cut`` are the fitness's."""
+        status = (HARNESS_ERROR if harness_error else _CUT_STATUS[cut] if cut
+                  else PASSED if passed else FAILED)
         self._tx(
             "UPDATE candidates SET status = ?, committed = ?, reason = ?, scores = ?, "
             "geomean = ?, report = ?, evaluated_at = ?, eval_s = ? "

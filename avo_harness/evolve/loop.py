@@ -5,6 +5,10 @@ stage it, evaluate it with pytest in a fresh process, record it, and commit it t
 ``candidates/<task>/`` when it passes every correctness item and its geomean is
 at least the best committed one (ties accepted, ``--avo-margin`` for noise). The
 run stops on the first budget reached: generations, wall time, operator cost or tokens.
+The time budget is hard: no evaluation starts that the time left cannot finish (by the
+longest of this run's evaluations timed in full), and one in flight is ended at the limit
+and recorded as cut. A proposal's evaluation gets the cascade (cascade.py), which stops
+timing it once it cannot reach the commit bar.
 
 An evaluation runs candidate code, so what it changes in ``candidates/<task>/`` is
 undone after it: committed files get back what they held when the run started (or
@@ -26,9 +30,11 @@ import pytest
 from ..collector import is_candidate
 from ..options import EvolveSettings, read_evolve_settings
 from ..tasks import Task, get_task
+from .cascade import from_lineage
 from .evaluate import EvalSettings, evaluate, settings_from
-from .fitness import Fitness, accepts
-from .lineage import FAILED, HARNESS_ERROR, PENDING, Lineage, Record
+from .fitness import Fitness, accepts, commit_bar
+from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDING, Lineage,
+                      Record)
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
                         StepAborted, VariationContext, available)
 from .progress import Progress
@@ -86,14 +92,20 @@ class Evolution:
                            f"{self.operator.name}, device {self.eval_settings.device}, "
                            f"store {self.lineage.path})")
         self._guard_committed_files()
-        for record in list(self.lineage.pending(self.run_id)):
-            why = ("was never judged" if record.status == PENDING
-                   else f"was not judged ({record.reason})")
-            self.progress.line(f"resuming: {record.name} {why}; evaluating it")
-            self._evaluate(record)
-        if not self.lineage.records(self.run_id):
+        resuming = bool(self.lineage.records(self.run_id))
+        if not resuming:
             self._seed_population()
-        reason = self._budget_spent()
+        reason = None
+        for record in list(self.lineage.pending(self.run_id)):
+            reason = self._no_time()
+            if reason is not None:
+                break
+            if resuming:
+                why = ("was never judged" if record.status == PENDING
+                       else f"was not judged ({record.reason})")
+                self.progress.line(f"resuming: {record.name} {why}; evaluating it")
+            self._evaluate(record)
+        reason = reason or self._budget_spent()
         while reason is None:
             generation = 1 + max(r.generation for r in self.lineage.records(self.run_id))
             _, _, cost, tokens = self._spent()
@@ -128,6 +140,10 @@ class Evolution:
                 self.run_id, generation, self._name(generation), proposal.parents,
                 self.operator.name, proposal.rationale, proposal.source, time.monotonic() - t0,
                 proposal.tokens_in, proposal.tokens_out, proposal.cost_usd)
+            # The step may have taken the time left: then the proposal waits for --avo-resume.
+            reason = self._no_time()
+            if reason is not None:
+                break
             self._evaluate(self._record(cid))
             reason = self._budget_spent()
         self.lineage.finish_run(self.run_id, reason)
@@ -138,34 +154,41 @@ class Evolution:
         return reason
 
     def _seed_population(self) -> None:
+        """Recorded whole first, so that a run stopped among them evaluates the rest on
+        --avo-resume; ``run`` evaluates them as it does every pending record."""
         seeds = sorted(p for p in self.candidates_dir.glob("*.py") if is_candidate(p))
         if not seeds:
             raise pytest.UsageError(f"--avo-evolve: no candidate in {self.candidates_dir} to "
                                     "start from")
         for generation, path in enumerate(seeds):
-            cid = self.lineage.add_pending(self.run_id, generation, path.stem, [], "seed",
-                                           f"starting population: {path.name}",
-                                           path.read_text(), 0.0)
-            self._evaluate(self._record(cid))
+            self.lineage.add_pending(self.run_id, generation, path.stem, [], "seed",
+                                     f"starting population: {path.name}", path.read_text(), 0.0)
 
     def _evaluate(self, record: Record) -> None:
         seed = record.operator == "seed"
         path = self._stage(record)
         before = _tree(self.candidates_dir)
+        best = self._best()
+        # Only a proposal is cut for speed: the starting population is committed whole.
+        cascade = (from_lineage(self.lineage.records(task=self.task.name),
+                                commit_bar(best, self.settings.margin),
+                                self.settings.cascade_optimism)
+                   if not seed and best is not None and self.settings.cascade_optimism
+                   else None)
         with self.progress.evaluating(f"{record.name} ({record.rationale})"):
-            evaluation = evaluate(path, self.eval_settings)
+            evaluation = evaluate(path, self.eval_settings, cascade=cascade,
+                                  time_left_s=self._time_left())
         # The very file evaluated must still be the recorded source, or nothing it showed counts.
         tampered = _contents(path) != record.source.encode()
         self._undo_changes(record, before, {path: record.source.encode()} if seed else {})
         fitness = _tampering("seed" if seed else "staged") if tampered else evaluation.fitness
-        best = self._best()
         # The starting population is committed whole: each passing seed is a parent.
         commit = fitness.passed and (seed or accepts(fitness, best, self.settings.margin))
         self.lineage.record_evaluation(
             record.id, passed=fitness.passed, committed=commit, reason=fitness.reason,
             scores=fitness.scores, geomean=fitness.geomean,
             report=None if tampered else evaluation.report, eval_s=evaluation.wall_s,
-            harness_error=fitness.harness_error)
+            harness_error=fitness.harness_error, cut=fitness.cut)
         if commit:
             committed = self.candidates_dir / f"{record.name}.py"
             if not seed:
@@ -279,13 +302,37 @@ class Evolution:
         return (len(records), time.monotonic() - self.started, sum(r.cost_usd for r in records),
                 sum(r.tokens_in + r.tokens_out for r in records))
 
+    def _time_left(self) -> float | None:
+        """Seconds the time budget leaves; None without one."""
+        if not self.settings.time_budget_s:
+            return None
+        return self.settings.time_budget_s - (time.monotonic() - self.started)
+
+    def _no_time(self) -> str | None:
+        """Why no evaluation may start now, if the time budget says so. The estimate is the
+        longest of this run's evaluations that timed every configuration: a proposal worth
+        having is timed in full, and one ended at the limit is lost, so the estimate errs
+        long. Shorter evaluations (failed, cut) and ones killed (a hang) do not count."""
+        left = self._time_left()
+        if left is None:
+            return None
+        if left <= 0:
+            return f"time budget reached ({time.monotonic() - self.started:,.0f} s)"
+        full = [r.eval_s for r in self.lineage.records(self.run_id)
+                if r.status == PASSED and r.eval_s]
+        if full and max(full) > left:
+            return (f"time budget: {left:,.0f} s left, less than an evaluation takes "
+                    f"(the longest of this run's: {max(full):,.0f} s)")
+        return None
+
     def _budget_spent(self) -> str | None:
-        generations, elapsed, cost, tokens = self._spent()
+        generations, _, cost, tokens = self._spent()
         s = self.settings
         if generations >= s.generations:
             return f"generation budget reached ({generations})"
-        if s.time_budget_s and elapsed >= s.time_budget_s:
-            return f"time budget reached ({elapsed:,.0f} s)"
+        no_time = self._no_time()
+        if no_time is not None:
+            return no_time
         if s.cost_budget_usd and cost >= s.cost_budget_usd:
             return f"cost budget reached (${cost:.2f})"
         if s.token_budget and tokens >= s.token_budget:
@@ -310,6 +357,8 @@ class Evolution:
         best = self._best() or 0.0
         failed = sum(r.status == FAILED for r in records)
         faults = sum(r.status == HARNESS_ERROR for r in records)
+        cut = sum(r.status in (CUT_SLOWER, CUT_TIME) for r in records)
+        waiting = sum(r.status == PENDING for r in records)
         self.progress.table(f"committed versions of run {self.run_id} ({self.task.name})",
                             [r for r in records if r.committed], seed)
         speedup = f"{best / seed:.3f}x the seed" if seed else "no passing seed"
@@ -319,8 +368,11 @@ class Evolution:
         spent = f" Operator spent {tokens:,} tokens, ${cost:.2f}." if tokens or cost else ""
         unjudged = (f", {faults} not judged for a harness error (--avo-resume evaluates "
                     "them again)" if faults else "")
-        self.progress.line(f"avo: stopped: {reason}. {len(records)} evaluated, {failed} failed"
-                           f"{unjudged}; best geomean {best:.4g} TFLOP/s ({speedup}; "
+        cuts = f", {cut} cut short" if cut else ""
+        left = f", {waiting} left for --avo-resume to evaluate" if waiting else ""
+        self.progress.line(f"avo: stopped: {reason}. {len(records) - waiting} evaluated, "
+                           f"{failed} failed{cuts}{unjudged}{left}; best geomean {best:.4g} "
+                           f"TFLOP/s ({speedup}; "
                            f"{clock}).{spent}")
 
 

@@ -7,9 +7,13 @@ import contextlib
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .lineage import FAILED, HARNESS_ERROR, PASSED, Record
+from .lineage import CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, PASSED, Record
+
+#: What each record's rationale is shown with in a table: why it failed or was cut.
+_EXPLAINED = (FAILED, HARNESS_ERROR, CUT_SLOWER, CUT_TIME)
 
 
 class Progress:
@@ -33,16 +37,21 @@ class Progress:
 
     def result(self, record: Record, best: float, seed: float, elapsed_s: float,
                budget: str) -> None:
+        cut = record.status in (CUT_SLOWER, CUT_TIME)
         verdict = ("[green]committed[/]" if record.committed else
                    "[yellow]passed, not faster[/]" if record.status == PASSED else
                    "[magenta]not judged[/]" if record.status == HARNESS_ERROR else
+                   f"[cyan]{escape(record.reason or 'cut')}[/]" if cut else
                    "[red]failed[/]")
-        score = f"{record.geomean:.4g}" if record.geomean else "0"
+        why = f" ({escape(record.reason)})" if record.reason and not cut else ""
         speedup = f"{best / seed:.3f}x seed" if seed else "-"
-        why = f" ({record.reason})" if record.reason else ""
+        spent = phases(record)
+        took = (f"eval {record.eval_s:,.1f} s{f' ({spent})' if spent else ''}; "
+                if record.eval_s else "")
         self.console.print(
-            f"gen {record.generation:>3} {record.name}: {verdict}{why}; geomean {score}; "
-            f"best {best:.4g} ({speedup}); {elapsed_s:,.0f} s elapsed; {budget}")
+            f"gen {record.generation:>3} {record.name}: {verdict}{why}; geomean "
+            f"{_geomean(record)}; best {best:.4g} ({speedup}); {took}{elapsed_s:,.0f} s "
+            f"elapsed; {budget}")
 
     def table(self, title: str, records: list[Record], seed: float) -> None:
         table = Table(title=title)
@@ -51,10 +60,32 @@ class Progress:
             table.add_column(column, overflow="fold")
         for r in records:
             table.add_row(str(r.generation), r.name, r.operator,
-                          r.outcome,
-                          f"{r.geomean:.4g}" if r.geomean else "0",
+                          LABELS[r.outcome], _geomean(r),
                           f"{r.geomean / seed:.3f}x" if r.geomean and seed else "-",
                           ",".join(map(str, r.parents)) or "-",
-                          (f"{r.rationale} [{r.reason}]" if r.status in (FAILED, HARNESS_ERROR)
-                           else r.rationale)[:160])
+                          escape((f"{r.rationale} [{r.reason}{_partial(r)}]"
+                                  if r.status in _EXPLAINED else r.rationale)[:240]))
         self.console.print(table)
+
+
+def phases(record: Record) -> str:
+    """``start 3.1 s, compile 12.0 s, ...``: where its evaluation's time went, as its report
+    says (reports before ``phases_s`` say nothing)."""
+    entries = (record.report or {}).get("candidates") or {}
+    timed = (next(iter(entries.values()), None) or {}).get("phases_s") or {}
+    return ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in timed.items()
+                     if name != "total" and isinstance(seconds, (int, float)))
+
+
+def _geomean(record: Record) -> str:
+    """A cut candidate has none: not every configuration was timed."""
+    if record.status in (CUT_SLOWER, CUT_TIME):
+        return "-"
+    return f"{record.geomean:.4g}" if record.geomean else "0"
+
+
+def _partial(record: Record) -> str:
+    """The rates a cut candidate was timed at before it was cut."""
+    if record.status != CUT_SLOWER or not record.scores:
+        return ""
+    return ": " + ", ".join(f"{config} {rate:.4g}" for config, rate in record.scores.items())

@@ -13,10 +13,6 @@ from typing import Any
 from ..evolve.fitness import geomean
 from ..evolve.lineage import Lineage, Record
 
-#: How the page and its figures name each :func:`status`.
-STATUS_LABELS = {"committed": "committed", "passed": "passed, not faster", "failed": "failed",
-                 "pending": "pending", "harness-error": "not judged (harness error)"}
-
 
 @dataclass(frozen=True)
 class Baseline:

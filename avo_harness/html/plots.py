@@ -9,7 +9,7 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
-from .model import STATUS_LABELS
+from ..evolve.lineage import LABELS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from .model import RunView
 
 _STATUS_MARKERS = {"committed": "o", "passed": "o", "failed": "X", "pending": ".",
-                   "harness-error": "."}
+                   "harness-error": ".", "cut-slower": "v", "cut-time": "."}
+#: The outcomes the figures draw a point for, each with its legend entry.
+_DRAWN = ("committed", "passed", "cut-slower", "failed")
 
 
 def _png(fig: Figure) -> bytes:
@@ -61,12 +63,12 @@ def trajectory(view: RunView) -> bytes:
     ax.step(steps, [(b.geomean or 0.0) if b else 0.0 for b in trail], where="post",
             color="tab:blue",
             linewidth=2, label="best committed")
-    for kind, face in (("committed", "tab:blue"), ("passed", "none"), ("failed", "tab:red")):
+    for kind, face in zip(_DRAWN, ("tab:blue", "none", "none", "tab:red")):
         points = [(x, r.geomean or 0.0) for x, r in zip(steps, judged) if r.outcome == kind]
         if points:
             xs, ys = zip(*points)
             ax.scatter(xs, ys, marker=_STATUS_MARKERS[kind], s=45, zorder=3,
-                       label=STATUS_LABELS[kind], facecolors=face,
+                       label=LABELS[kind], facecolors=face,
                        edgecolors="tab:red" if kind == "failed" else "tab:blue")
     base = view.baseline()
     if base is not None:
@@ -133,7 +135,7 @@ def lineage_tree(view: RunView) -> bytes:
                for op, c in colors.items()]
     handles += [Line2D([], [], marker=_STATUS_MARKERS[k], linestyle="", color="0.3",
                        markerfacecolor="none" if k == "passed" else "0.3",
-                       label=STATUS_LABELS[k]) for k in ("committed", "passed", "failed")]
+                       label=LABELS[k]) for k in _DRAWN]
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_xlabel("proposal order (edges: parent to child)")
     ax.set_ylabel("geomean " + view.rate_label())

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from ..collector import format_failure
-from ..evolve.lineage import Lineage, Record
+from ..evolve.lineage import CUT_SLOWER, CUT_TIME, LABELS, Lineage, Record
+from ..evolve.progress import phases
 from ..options import HTML_FLAG, read_evolve_settings
 from . import plots
-from .model import STATUS_LABELS, RunView, baseline, entry
+from .model import RunView, baseline, entry
 
 
 def main(config: pytest.Config) -> int:
@@ -80,8 +81,9 @@ def _headline(view: RunView) -> str:
     judged = view.judged
     failed = sum(r.status == "failed" for r in judged)
     committed = sum(r.committed for r in judged)
+    cut = sum(r.status in (CUT_SLOWER, CUT_TIME) for r in judged)
     text = (f"{len(judged)} evaluated ({len(view.records) - len(judged)} pending), "
-            f"{committed} committed, {failed} failed.")
+            f"{committed} committed, {failed} failed{f', {cut} cut short' if cut else ''}.")
     best = view.best
     if best is not None:
         text += (f" Best: {_link(best)}, geomean {_num(best.geomean)} {_e(view.rate_label())}"
@@ -131,6 +133,8 @@ def _comparison(view: RunView) -> str:
 
 def _candidate(view: RunView, record: Record) -> str:
     kind = record.outcome
+    cut = record.status in (CUT_SLOWER, CUT_TIME)
+    took = phases(record)
     facts = [
         ("run / generation", f"{record.run_id} / {record.generation}"),
         ("operator", _e(record.operator)),
@@ -139,26 +143,29 @@ def _candidate(view: RunView, record: Record) -> str:
         ("rationale", _e(record.rationale)),
         ("operator cost", f"{record.tokens_in} tokens in, {record.tokens_out} out, "
                           f"${record.cost_usd:.4f}, {_num(record.operator_s)} s"),
-        ("evaluation", f"{_num(record.eval_s)} s"),
-        ("geomean", _num(record.geomean) + _speedups(record.geomean, view.references(record))),
+        ("evaluation", f"{_num(record.eval_s)} s" + (f" ({_e(took)})" if took else "")),
+        ("geomean", "- (not every configuration was timed)" if cut else
+         _num(record.geomean) + _speedups(record.geomean, view.references(record))),
     ]
     if record.reason:
-        facts.append(("why it failed", _e(record.reason)))
+        facts.append(("why it was cut" if cut else "why it failed", _e(record.reason)))
     head = (f'<h3>{_badge(record)} #{record.id} {_e(record.name)}</h3>'
             + _table([], [[_e(k), v] for k, v in facts], css="facts"))
-    body = [head, _scores(record), _test_report(record), _diff(view, record)]
+    body = [head, _scores(record, cut), _test_report(record), _diff(view, record)]
     return (f'<section class="candidate is-{kind}" id="c{record.id}">'
             + "\n".join(part for part in body if part) + "</section>")
 
 
-def _scores(record: Record) -> str:
+def _scores(record: Record, partial: bool) -> str:
     if not record.scores:
         return ""
     base = baseline(record)
     rows = [[_e(c), _num(v), _num(base.tflops.get(c) if base else None),
              _ratio(v, base.tflops.get(c) if base else None)] for c, v in record.scores.items()]
     name = _e(base.name) if base is not None else "baseline"
-    return "<h4>Score vector</h4>" + _table(["config", "TFLOP/s", name, f"vs {name}"], rows)
+    title = "Score vector (partial: the configurations timed before the cut)" if partial \
+        else "Score vector"
+    return f"<h4>{title}</h4>" + _table(["config", "TFLOP/s", name, f"vs {name}"], rows)
 
 
 def _test_report(record: Record) -> str:
@@ -249,7 +256,7 @@ def _link(record: Record) -> str:
 
 def _badge(record: Record) -> str:
     kind = record.outcome
-    return f'<span class="badge {kind}">{STATUS_LABELS[kind]}</span>'
+    return f'<span class="badge {kind}">{LABELS[kind]}</span>'
 
 
 def _img(png: bytes, alt: str, css: str = "") -> str:
