@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import queue
 import random
 import shlex
 import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +24,21 @@ import pytest
 
 from .judge.checker import (Verdict, calibrate, check_case, check_timed, fault_verdict,
                             harness_verdict)
+from .judge import kernel_cache
 from .judge.scan import scan_file
-from .options import REPLAY_FLAG, HarnessSettings, raw
+from .options import REPLAY_FLAG, HarnessSettings, cascade_from, raw
 from .judge.roofline import Roofline, measure
 from .judge.sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings
 from .tasks import BenchConfig, Call, Case, Task, get_task, task_names
 from .judge.timer import clock_name, time_in_process
+from .phases import Phases
 
 SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
 _ROOFLINE_KEY = pytest.StashKey[Roofline]()
 _BASELINES_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 _PROTOCOL_KEY = pytest.StashKey[dict[str, float]]()
 _STAND_IN_KEY = pytest.StashKey[Sandbox]()
+_CASCADE_KEY = pytest.StashKey[Any]()
 # Inputs come from here: the OS's entropy, which the candidate can neither read nor replay.
 _PRIVATE = random.SystemRandom()
 
@@ -60,6 +67,13 @@ class CandidateFile(pytest.File):
         self.settings: HarnessSettings = self.config.stash[SETTINGS_KEY]
         self.source = self.path.read_bytes()
         self.correctness_failed = False
+        self.phases = Phases()
+        #: What compiling ahead cost, process by process (the report shows it).
+        self.compile_ahead: dict[str, Any] | None = None
+        #: TFLOP/s of each configuration timed so far, and, once the cascade (``--avo-evolve``
+        #: only) found the rest cannot lift the candidate to the commit bar, their entry.
+        self.timed: dict[str, float] = {}
+        self.cut: dict[str, str] | None = None
         self._sandbox: Sandbox | None = None
 
     @property
@@ -78,10 +92,19 @@ class CandidateFile(pytest.File):
                          Path(__file__).resolve().parent]
             if self.settings.report is not None:
                 protected.append(self.settings.report.resolve())
+            # Compiled kernels are kept for the next evaluation of these very bytes (the
+            # interpreter compiles nothing).
+            kept = kernel_cache.folder(root / str(raw(self.config, "store")) / "kernel-cache",
+                                       self.task.name, self.sha256) if self.settings.cuda else None
             self._sandbox = Sandbox(self.path, self.task.name, SandboxSettings(
                 self.settings.cuda, self.settings.timeout_s, self.settings.memory_limit_bytes,
-                tuple(str(p) for p in protected)))
+                tuple(str(p) for p in protected)), kernel_cache=kept)
         return self._sandbox
+
+    def counters(self) -> tuple[float, float]:
+        """Seconds the candidate's sandbox spent starting children, and compiling."""
+        box = self._sandbox
+        return (box.start_s, box.compile_s) if box is not None else (0.0, 0.0)
 
     def collect(self) -> list[pytest.Item]:
         items: list[pytest.Item] = [CorrectnessItem.from_parent(self, name="correctness")]
@@ -105,6 +128,9 @@ class CorrectnessItem(pytest.Item):
         self.file: CandidateFile = self.parent  # type: ignore[assignment]
         self.examples_run = 0
         self.details: dict[str, Any] = {}
+        #: Hypothesis's seed for this item: private, and the same for the cases planned
+        #: ahead (``_planned_cases``) and the search.
+        self._seed = _PRIVATE.randrange(2**32)
 
     def runtest(self) -> None:
         file = self.file
@@ -112,20 +138,51 @@ class CorrectnessItem(pytest.Item):
         if findings:
             self._fail(None, Verdict(False, findings[0].rule, "the source "
                                      + "; ".join(str(f) for f in findings)))
+        replay = file.settings.replay
+        workers = compile_workers(file.settings.cuda)
+        if replay is None and workers:
+            with file.phases.measure("compile", file.counters):
+                self._start()
+                file.compile_ahead = compile_ahead(file, self._planned_cases(), workers)
+        with file.phases.measure("correctness", file.counters):
+            self._start()
+            if replay is not None:
+                try:
+                    self._check(replay)
+                except CaseFailure as failure:
+                    self._fail(failure.case, failure.verdict)
+            else:
+                self._hypothesis()
+        self.details = {"outcome": "passed", "examples": self.examples_run}
+
+    def _start(self) -> None:
         try:
-            file.sandbox().start()
+            self.file.sandbox().start()
         except CandidateFault as fault:
             self._fail(None, fault_verdict(fault))
         except HarnessFault as exc:
             self._fail(None, harness_verdict(exc, "starting the sandbox"))
-        if file.settings.replay is not None:
-            try:
-                self._check(file.settings.replay)
-            except CaseFailure as failure:
-                self._fail(failure.case, failure.verdict)
-        else:
-            self._hypothesis()
-        self.details = {"outcome": "passed", "examples": self.examples_run}
+
+    def _planned_cases(self) -> list[Case]:
+        """Every input shape this file's items will call the candidate on, as far as it can
+        be known ahead: the boundary cases, the examples hypothesis will draw (it draws the
+        same ones again under the same seed while every example passes), and the
+        benchmark configurations."""
+        from hypothesis import Phase, given, seed
+
+        task, large = self.file.task, self.file.settings.cuda
+        drawn: list[Case] = []
+        examples = self.file.settings.examples
+        if examples:
+            @seed(self._seed)
+            @_search_settings(examples, (Phase.generate,))
+            @given(task.cases(large=large))
+            def record(case: Case) -> None:
+                drawn.append(case)
+
+            record()
+        benches = [b.case for b in task.bench_configs(cuda=large)]
+        return task.boundary_cases(large=large) + drawn + benches
 
     def _hypothesis(self) -> None:
         task, large = self.file.task, self.file.settings.cuda
@@ -149,7 +206,7 @@ class CorrectnessItem(pytest.Item):
         inputs (none drawn when it is 0); None if every input passed. With ``only``,
         failures by other rules count as passes, and a failure hypothesis could not
         reproduce (reported as flaky) counts as none."""
-        from hypothesis import HealthCheck, Phase, example, given, settings
+        from hypothesis import Phase, example, given, seed
 
         # Drawn seeds are mixed with a private salt, so no input of a run can be known
         # in advance; the failure report carries the mixed seed, so replays are exact.
@@ -157,10 +214,8 @@ class CorrectnessItem(pytest.Item):
         phases = ((Phase.explicit,) if explicit else ()) + \
             ((Phase.generate, Phase.shrink) if examples else ())
 
-        # hypothesis needs max_examples >= 1 even when only explicit examples run.
-        @settings(max_examples=max(1, examples), deadline=None, database=None,
-                  report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
-                  phases=phases, print_blob=False)
+        @seed(self._seed)
+        @_search_settings(examples, phases)
         @given(self.file.task.cases(large=self.file.settings.cuda))
         def correct_on(case: Case) -> None:
             try:
@@ -210,6 +265,68 @@ class CorrectnessItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"{self.path.name}::correctness"
+
+
+def _search_settings(examples: int, phases: tuple[Any, ...]) -> Any:
+    """The one hypothesis profile of the correctness search (and of planning its cases)."""
+    from hypothesis import HealthCheck, settings
+
+    # hypothesis needs max_examples >= 1 even when only explicit examples run.
+    return settings(max_examples=max(1, examples), deadline=None, database=None,
+                    report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+                    phases=phases, print_blob=False)
+
+
+def compile_workers(cuda: bool) -> int:
+    """Processes that compile a candidate's kernels ahead, beside its own: half the cores
+    (at most 8) on a GPU; none in the interpreter, which compiles nothing."""
+    return min(8, max(1, (os.cpu_count() or 2) // 2)) if cuda else 0
+
+
+def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[str, Any]:
+    """Call the candidate once on each of ``cases``, taken from one queue by ``workers``
+    sibling processes and its own, all at once, and drop what they return: the kernels
+    they compile land in the candidate's one Triton cache (the processes share its scratch
+    folder), so the checks that follow find them compiled. No verdict comes from here; a
+    fault stops that process, and the checks meet it again. Returns what each process
+    spent (the report's ``compile_ahead``)."""
+    main = file.sandbox()
+    boxes = [main] + [Sandbox(main.path, main.task_name, main.settings, sibling_of=main)
+                      for _ in range(workers)]
+
+    todo: queue.SimpleQueue[Case] = queue.SimpleQueue()
+    for case in cases:
+        todo.put(case)
+
+    def run(box: Sandbox) -> dict[str, Any]:
+        began, calls, fault = time.perf_counter(), 0, None
+        booted: float | None = None
+        try:
+            box.start()
+            booted = time.perf_counter()
+            while True:
+                try:
+                    case = todo.get_nowait()
+                except queue.Empty:
+                    break
+                call = file.task.make_inputs({**case, "seed": _PRIVATE.randrange(2**31)},
+                                             file.device)
+                box.call(call, *file.task.output_like(call))
+                calls += 1
+        except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
+            fault = type(exc).__name__
+        finally:
+            if box is not main:
+                box.close()
+        booted = booted or time.perf_counter()
+        spent = {"boot_s": round(booted - began, 3), "calls": calls,
+                 "calls_s": round(time.perf_counter() - booted, 3),
+                 "compile_s": round(box.compile_s, 3)}
+        return {**spent, "fault": fault} if fault else spent
+
+    with ThreadPoolExecutor(len(boxes)) as pool:
+        spent = list(pool.map(run, boxes))
+    return {"cases": len(cases), "processes": spent}
 
 
 def format_failure(path: Path, failure: dict[str, Any]) -> str:
@@ -299,23 +416,29 @@ class BenchmarkItem(pytest.Function):
         if file.correctness_failed:
             self.details = {"outcome": "skipped", "reason": "correctness failed"}
             pytest.skip("not timed: the candidate failed correctness")
+        if file.cut is not None:
+            self.details = dict(file.cut)
+            pytest.skip(file.cut["reason"])
         case = self.bench.case
         floor, times = None, []
         try:
-            protocol_s = _protocol_s(self.config, task, self.bench, file.settings)
+            with file.phases.measure("calibration", file.counters):
+                protocol_s = _protocol_s(self.config, task, self.bench, file.settings)
         except (CandidateFault, HarnessFault, RuntimeError, OSError) as exc:
             verdict = harness_verdict(exc, "measuring the protocol's cost on its stand-in")
         else:
-            for remeasure in (False, True):
-                # Ceilings measured while the machine was busy put the floor too high: before
-                # calling a time impossible, measure them again (keeping the higher rates)
-                # and time again.
-                floor = _roofline(self.config, cuda, remeasure).floor_s(
-                    task.flops(case), task.bytes_moved(case))
-                verdict, times = check_timed(task, file.sandbox(), case, file.device,
-                                             floor_s=floor, rng=_PRIVATE, protocol_s=protocol_s)
-                if verdict.rule != "impossible-speed":
-                    break
+            with file.phases.measure("timing", file.counters):
+                for remeasure in (False, True):
+                    # Ceilings measured while the machine was busy put the floor too high:
+                    # before calling a time impossible, measure them again (keeping the
+                    # higher rates) and time again.
+                    floor = _roofline(self.config, cuda, remeasure).floor_s(
+                        task.flops(case), task.bytes_moved(case))
+                    verdict, times = check_timed(task, file.sandbox(), case, file.device,
+                                                 floor_s=floor, rng=_PRIVATE,
+                                                 protocol_s=protocol_s)
+                    if verdict.rule != "impossible-speed":
+                        break
         summary = summarize(times, task.flops(case)) if times else {}
         self.details = {"params": case, "clock": clock_name(cuda), "floor_s": floor, **summary}
         if verdict.wall_gap_s is not None:
@@ -324,12 +447,27 @@ class BenchmarkItem(pytest.Function):
             self.details.update(outcome="failed", rule=verdict.rule, message=verdict.message)
             raise CaseFailure(case, verdict)
         self.details["outcome"] = "passed"
-        baseline = _baseline(self.config, task, self.bench, file.device)
+        with file.phases.measure("calibration", file.counters):
+            baseline = _baseline(self.config, task, self.bench, file.device)
         if baseline is not None:
             self.details["baseline"] = baseline
         benchmark.extra_info.update(tflops=summary["tflops"], clock=clock_name(cuda))
         self.clock.load(times)
         benchmark.pedantic(self.clock.advance, rounds=len(times), iterations=1)
+        self._cascade(summary["tflops"])
+
+    def _cascade(self, tflops: float) -> None:
+        """After a configuration passed: cut the rest if they cannot lift the candidate to
+        the commit bar (only with ``--avo-cascade``, which ``--avo-evolve`` alone passes)."""
+        if _CASCADE_KEY not in self.config.stash:
+            self.config.stash[_CASCADE_KEY] = cascade_from(self.config)
+        cascade = self.config.stash[_CASCADE_KEY]
+        file = self.file
+        file.timed[self.bench.name] = tflops
+        names = [c.name for c in file.task.bench_configs(cuda=file.settings.cuda)]
+        remaining = names[names.index(self.bench.name) + 1:]
+        if cascade is not None and remaining and cascade.cannot_reach(file.timed, remaining):
+            file.cut = cascade.cut_entry(file.timed, remaining)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
@@ -353,9 +491,52 @@ def summarize(times: list[float], flops: float) -> dict[str, Any]:
             "mean_s": statistics.fmean(times), "tflops": flops / median / 1e12}
 
 
+def _calibration_path(config: pytest.Config) -> Path | None:
+    path = config.getoption("avo_calibration")
+    return None if path is None else Path(path)
+
+
+def load_calibration(config: pytest.Config, cuda: bool) -> None:
+    """Start from the machine's measurements kept in ``--avo-calibration PATH`` (which
+    ``--avo-evolve`` passes to its evaluations: the first measures, the others reuse, so
+    every candidate of a run is held to the same floor, protocol cost and baseline).
+    A file of another device, or none, or one that does not parse, is measured anew."""
+    path = _calibration_path(config)
+    try:
+        kept = json.loads(path.read_text()) if path is not None else None
+        if not isinstance(kept, dict) or kept.get("device") != _device_name(cuda):
+            return
+        config.stash[_ROOFLINE_KEY] = Roofline(**kept["roofline"])
+        config.stash[_PROTOCOL_KEY] = {str(k): float(v) for k, v in kept["protocol_s"].items()}
+        config.stash[_BASELINES_KEY] = dict(kept["baselines"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return
+
+
+def save_calibration(config: pytest.Config, cuda: bool) -> None:
+    """Keep what this session measured of the machine for the next evaluation."""
+    from .report import write_json_atomically
+
+    path = _calibration_path(config)
+    if path is None or _ROOFLINE_KEY not in config.stash:
+        return
+    roof = config.stash[_ROOFLINE_KEY]
+    write_json_atomically(path, {
+        "device": _device_name(cuda), "roofline": {"device": roof.device,
+        "matmul_flops_per_s": roof.matmul_flops_per_s, "copy_bytes_per_s": roof.copy_bytes_per_s},
+        "protocol_s": config.stash.get(_PROTOCOL_KEY, {}),
+        "baselines": config.stash.get(_BASELINES_KEY, {})})
+
+
+def _device_name(cuda: bool) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if cuda else "cpu"
+
+
 def _roofline(config: pytest.Config, cuda: bool, remeasure: bool = False) -> Roofline:
-    """This machine's ceilings, measured by the parent once per session, and again on
-    request (the higher rates are kept)."""
+    """This machine's ceilings, measured by the parent once per session (or kept from an
+    earlier one, ``load_calibration``), and again on request (the higher rates are kept)."""
     if _ROOFLINE_KEY not in config.stash:
         config.stash[_ROOFLINE_KEY] = measure(cuda)
     elif remeasure:

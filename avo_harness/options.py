@@ -91,6 +91,7 @@ REPLAY_FLAG = "--avo-replay"
 HTML_FLAG = "--avo-html"
 # Only the search passes it to an evaluation: an ini key would let a CI gate cut candidates.
 CASCADE_FLAG = "--avo-cascade"
+CALIBRATION_FLAG = "--avo-calibration"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,10 @@ def add_options(parser: pytest.Parser) -> None:
                     help="the cascade (JSON) of one evaluation: skip the configurations left "
                          "once a candidate cannot reach the commit bar (used by --avo-evolve; "
                          "a CI gate never passes it)")
+    group.addoption(CALIBRATION_FLAG, dest="avo_calibration", default=None, metavar="PATH",
+                    help="keep the harness's measurements of the machine (ceilings, the "
+                         "protocol's cost, the baseline) in PATH and reuse them in the next "
+                         "session on the same device (--avo-evolve passes one per run)")
 
 
 def switch(config: pytest.Config, name: str) -> bool:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from .collector import SETTINGS_KEY, CandidateFile, is_candidate
+from .collector import (SETTINGS_KEY, CandidateFile, is_candidate, load_calibration,
+                        save_calibration)
 from .options import add_options, read_settings, switch
 
 
@@ -80,6 +81,15 @@ def pytest_configure(config: pytest.Config) -> None:
                                       "avo-report")
     # On by default, as pytest's own summaries are; ``-p no:avo-summary`` blocks it.
     config.pluginmanager.register(TerminalSummary(settings.cuda, results), "avo-summary")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(isinstance(item.parent, CandidateFile) for item in session.items):
+        load_calibration(session.config, session.config.stash[SETTINGS_KEY].cuda)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    save_calibration(session.config, session.config.stash[SETTINGS_KEY].cuda)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -6,6 +6,7 @@ Schema ``avo-harness/report/1`` (documented in docs/reference.md)::
      "environment": {"device", "clock", "sandbox", "sandbox_missing", ...},
      "candidates": {"<nodeid of the file>": {
          "task": str, "path": str, "sha256": str,
+         "phases_s": {"start", "compile", "correctness", "timing", "calibration", "total"},
          "correctness": {"outcome": "passed|failed|error|skipped", "examples": int,
                          "failure": {"rule", "message", "case", "replay", "max_abs_err",
                                      "rel_err", "tolerance", "lowp_err", "worst_index",
@@ -20,7 +21,8 @@ Schema ``avo-harness/report/1`` (documented in docs/reference.md)::
 A correctness failure also carries ``error_map`` (see ``checker.error_map``): the
 absolute error over the last two output dimensions where the worst element is.
 ``baselines`` holds the task's library implementation timed by the same clock in
-the same run (for attention, torch SDPA). ``wall_gap_s`` (GPU): the median seconds
+the same run (for attention, torch SDPA). ``phases_s``: seconds per phase of the
+candidate's items (``phases.py`` says what each holds). ``wall_gap_s`` (GPU): the median seconds
 the parent's clock ran beyond the device time of a round; ``protocol_s``: the same for the
 harness's own stand-in (what the protocol costs), against which the first is judged.
 
@@ -113,6 +115,9 @@ class Results:
             return report
         assert isinstance(item, (CorrectnessItem, BenchmarkItem))
         entry = self._entry(item.file)
+        entry["phases_s"] = item.file.phases.to_json()
+        if item.file.compile_ahead is not None:
+            entry["compile_ahead"] = item.file.compile_ahead
         if isinstance(item, CorrectnessItem):
             entry["correctness"] = details
         else:

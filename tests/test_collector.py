@@ -307,3 +307,113 @@ def test_a_failure_first_seen_on_a_boundary_case_is_still_shrunk(
     assert task.bytes_moved(case) < min(map(task.bytes_moved, boundary)), case
     # One key gives v whatever the scale: the smallest input that shows the bug has two.
     assert (case["B"], case["Hq"], case["Nq"], case["Nk"]) == (1, 1, 1, 2), case
+
+
+@pytest.mark.parametrize("task_name", ["attention", "rmsnorm"])
+def test_the_cases_planned_ahead_are_the_ones_the_search_then_draws(task_name: str) -> None:
+    # compile_ahead relies on it: under one seed, while every example passes, hypothesis
+    # draws the same inputs with or without the explicit phase in front.
+    from hypothesis import Phase, example, given, seed
+
+    task = get_task(task_name)
+    planned: list[Any] = []
+    searched: list[Any] = []
+
+    @seed(1234)
+    @collector._search_settings(30, (Phase.generate,))
+    @given(task.cases(large=True))
+    def plan(case: Any) -> None:
+        planned.append(case)
+
+    @seed(1234)
+    @collector._search_settings(30, (Phase.explicit, Phase.generate, Phase.shrink))
+    @given(task.cases(large=True))
+    def search(case: Any) -> None:
+        searched.append(case)
+
+    for case in reversed(task.boundary_cases(large=True)):
+        search = example(case)(search)
+    plan()
+    search()
+    boundary = len(task.boundary_cases(large=True))
+    assert len(planned) == 30 and searched[boundary:] == planned
+
+
+def test_no_process_compiles_ahead_in_the_interpreter() -> None:
+    assert collector.compile_workers(cuda=False) == 0
+    assert 1 <= collector.compile_workers(cuda=True) <= 8
+
+
+def test_compiling_ahead_calls_every_planned_case_once_and_judges_nothing(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a GPU siblings compile ahead; here (no compiler) one sibling is forced to run.
+    monkeypatch.setattr(collector, "compile_workers", lambda cuda: 1)
+    write_candidate("honest", honest_attention)
+    run = avo_run(examples=3)
+    entry = run.candidate("honest")
+    task = get_task("attention")
+    planned = len(task.boundary_cases(large=False)) + 3 + len(task.bench_configs(cuda=False))
+    ahead = entry["compile_ahead"]
+    assert ahead["cases"] == planned and len(ahead["processes"]) == 2
+    assert sum(p["calls"] for p in ahead["processes"]) == planned
+    assert entry["correctness"] == {"outcome": "passed",
+                                    "examples": len(task.boundary_cases(large=False)) + 3}
+    assert entry["phases_s"]["compile"] > 0 and entry["phases_s"]["correctness"] > 0
+    assert entry["phases_s"]["timing"] > 0
+
+
+def test_a_candidate_wrong_everywhere_is_still_judged_after_compiling_ahead(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector, "compile_workers", lambda cuda: 1)
+    write_candidate("zeros", "import torch\n"
+                    "def attention(q, k, v, causal=False, sm_scale=None):\n"
+                    "    return torch.zeros_like(q)\n")
+    entry = avo_run(examples=2).candidate("zeros")
+    assert entry["correctness"]["outcome"] == "failed"
+    assert entry["correctness"]["failure"]["rule"] == "tolerance"
+
+
+@pytest.mark.parametrize("bar, cut", [(1e9, True), (1e-9, False)])
+def test_the_cascade_cuts_the_configurations_left_only_when_the_bar_is_out_of_reach(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str, pytester: pytest.Pytester, bar: float, cut: bool) -> None:
+    from avo_harness.evolve.cascade import Cascade
+    from avo_harness.evolve.fitness import from_report
+
+    configs = [c.name for c in get_task("attention").bench_configs(cuda=False)]
+    cascade = pytester.path / "cascade.json"
+    cascade.write_text(Cascade(bar, dict.fromkeys(configs, 1.0), 1.5).to_json())
+    write_candidate("honest", honest_attention)
+    entry = avo_run("--avo-cascade", str(cascade), examples=0).candidate("honest")
+    first, *rest = (entry["benchmarks"][name] for name in configs)
+    assert first["outcome"] == "passed"
+    assert all(b["outcome"] == ("cut" if cut else "passed") for b in rest)
+    fitness = from_report(entry)
+    assert fitness.passed is not cut
+    assert (fitness.reason or "").startswith("cut: slower") is cut
+
+
+def test_a_second_session_reuses_the_machine_s_measurements_of_the_first(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str, pytester: pytest.Pytester,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_candidate("honest", honest_attention)
+    kept = pytester.path / "calibration.json"
+    first = avo_run("--avo-calibration", str(kept), examples=0)
+    measured = json.loads(kept.read_text())
+    assert measured["device"] == "cpu" and measured["roofline"]["copy_bytes_per_s"] > 0
+    assert set(measured["baselines"]) == set(first.report["baselines"])
+
+    def no_measuring(cuda: bool) -> Roofline:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(collector, "measure", no_measuring)
+    second = avo_run("--avo-calibration", str(kept), examples=0)
+    assert second.report["baselines"] == first.report["baselines"]  # the same yardstick
+    assert second.candidate("honest")["benchmarks"]
+    kept.write_text(json.dumps({**measured, "device": "another GPU"}))
+    other = avo_run("--avo-calibration", str(kept), examples=0)  # another device: measures
+    assert any(b["outcome"] == "error" for b in other.candidate("honest")["benchmarks"].values())
+    assert "measured again" in other.text

@@ -86,7 +86,11 @@ def test_evolve_commits_and_the_committed_candidates_pass(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     rows = _rows(root)
     assert [r["operator"] for r in rows] == ["seed", "builtin", "builtin"]
-    assert all(r["status"] == "passed" for r in rows), [dict(r) for r in rows]
+    # Interpreter timings are noisy: a proposal measured slow on its first configuration may
+    # be cut by the cascade, after passing correctness like the others.
+    assert all(r["status"] == "passed" or r["status"] == "cut-slower"
+               and r["reason"].startswith("cut: slower") for r in rows), [dict(r) for r in rows]
+    assert rows[0]["status"] == "passed"
     assert "generation budget reached (2)" in result.stdout
     committed = [r for r in rows if r["committed"] and r["operator"] != "seed"]
     for row in committed:

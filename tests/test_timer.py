@@ -9,7 +9,7 @@ from avo_harness.judge.timer import (INTERPRETER_PLAN, Refresher, TimingPlan, cl
 
 # Warms up for as long as it may (half the schedule), then times every round left.
 GREEDY = TimingPlan(warmup_s=float("inf"), min_warmup=1000, min_rounds=1000, max_rounds=1000,
-                    target_s=0.0)
+                    precision=0.0)
 
 
 def _run(length: int, plan: TimingPlan) -> tuple[list[int], list[tuple[int, bool]]]:
@@ -66,12 +66,29 @@ def test_trusted_code_is_timed_on_fresh_copies_by_the_same_schedule() -> None:
     assert torch.equal(source, torch.arange(6.0))
 
 
-@pytest.mark.parametrize("estimate_s, available, rounds", [
-    (0.25, 100, 4), (1.0, 100, 2), (0.0625, 100, 8), (0.0, 100, 8), (0.25, 3, 3), (1.0, 1, 1)])
-def test_the_timed_rounds_fill_the_target_within_the_plan_s_bounds(
-        estimate_s: float, available: int, rounds: int) -> None:
-    plan = TimingPlan(warmup_s=0.0, min_warmup=0, min_rounds=2, max_rounds=8, target_s=1.0)
-    assert plan.rounds_for(estimate_s, available) == rounds
+def _timed_rounds(plan: TimingPlan, seconds: list[float], length: int = 100) -> int:
+    return len(run_schedule(length, plan, lambda i, timed: seconds[i % len(seconds)]))
+
+
+PLAN = TimingPlan(warmup_s=0.0, min_warmup=1, min_rounds=10, max_rounds=30, precision=0.015)
+
+
+def test_a_quiet_kernel_is_timed_for_the_minimum_of_rounds() -> None:
+    assert _timed_rounds(PLAN, [1.0e-3, 1.01e-3, 0.99e-3, 1.0e-3]) == 10
+
+
+def test_a_noisy_kernel_is_timed_until_its_median_is_known_or_the_maximum() -> None:
+    noisy = _timed_rounds(PLAN, [1.0e-3, 1.05e-3, 0.95e-3, 1.02e-3, 0.98e-3])
+    assert 10 < noisy < 30
+    assert _timed_rounds(PLAN, [1.0e-3, 2.0e-3, 0.5e-3]) == 30
+    assert _timed_rounds(PLAN, [1.0e-3, 2.0e-3, 0.5e-3], length=12) == 11  # all there is
+
+
+def test_a_plan_settles_on_the_median_s_confidence_interval() -> None:
+    assert not PLAN.settled([1.0] * 9)
+    assert PLAN.settled([1.0] * 10)
+    wide = [1.0, 1.1] * 10
+    assert not PLAN.settled(wide) and PLAN.settled(wide + [1.0] * 10)
 
 
 def test_the_clock_is_named_for_the_device() -> None:

@@ -39,6 +39,9 @@ class EvalSettings:
     eval_timeout_s: float
     memory_limit_gib: float
     rootdir: Path
+    #: Where the run's evaluations keep the harness's measurements of the machine
+    #: (``--avo-calibration``): measured by the first, reused by the others.
+    calibration: Path | None = None
 
 
 def settings_from(config: pytest.Config) -> EvalSettings:
@@ -109,7 +112,7 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
 def command(path: Path, settings: EvalSettings, report: Path,
             cascade: Path | None) -> list[str]:
     """The pytest command line that evaluates ``path``."""
-    from ..options import CASCADE_FLAG
+    from ..options import CALIBRATION_FLAG, CASCADE_FLAG
 
     return [sys.executable, "-m", "pytest", str(path), "-p", "avo_harness.plugin",
             "-p", "no:cacheprovider", "-q", "--benchmark-quiet",
@@ -117,7 +120,8 @@ def command(path: Path, settings: EvalSettings, report: Path,
             "--avo-device", settings.device, "--avo-examples", str(settings.examples),
             "--avo-timeout", str(settings.call_timeout_s),
             "--avo-memory-limit", str(settings.memory_limit_gib),
-            *([CASCADE_FLAG, str(cascade)] if cascade is not None else [])]
+            *([CASCADE_FLAG, str(cascade)] if cascade is not None else []),
+            *([CALIBRATION_FLAG, str(settings.calibration)] if settings.calibration else [])]
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:

@@ -22,7 +22,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -61,6 +61,8 @@ def main(config: pytest.Config) -> int:
         else:
             run_id = lineage.start_run(task.name, {k: str(v) for k, v in asdict(settings).items()}
                                        | {"device": eval_settings.device})
+        eval_settings = replace(eval_settings,
+                                calibration=store / "calibration" / f"run-{run_id}.json")
         evolution = Evolution(task, settings, eval_settings, lineage, run_id, operator,
                               rootdir / "candidates" / task.name, store / "staging", Progress())
         evolution.run()

@@ -30,6 +30,7 @@ import torch
 
 from ..tasks import Call
 from . import confine
+from . import kernel_cache as kernels
 from .arena import Arena
 
 #: The longest answer the child may send (a traceback is cut to 8 kB).
@@ -100,23 +101,36 @@ class Returned:
     wall_s: float
     #: CUDA events around the call, recorded in the child (cross-checked by ``wall_s``).
     device_s: float | None
+    #: What the child says Triton spent compiling during the call (within ``wall_s``): it
+    #: only splits the report's phases, no verdict reads it.
+    compile_s: float = 0.0
 
 
 class Sandbox:
     """One candidate in one sandboxed child process, started on first use. Without a
     ``path`` the child calls the harness's own stand-in, which returns at once: the parent
-    times it to learn what a round costs beside the call (see ``checker.calibrate``)."""
+    times it to learn what a round costs beside the call (see ``checker.calibrate``).
 
-    def __init__(self, path: Path | None, task_name: str, settings: SandboxSettings) -> None:
+    ``kernel_cache``: where the kernels compiled for this very source are kept between
+    evaluations (``kernel_cache.py``). ``sibling_of``: share that sandbox's scratch folder
+    (the same candidate in another process, compiling into the same cache)."""
+
+    def __init__(self, path: Path | None, task_name: str, settings: SandboxSettings, *,
+                 kernel_cache: Path | None = None, sibling_of: Sandbox | None = None) -> None:
         self.path = path
         self.task_name = task_name
         self.settings = settings
         self.confinement = confine.detect()
+        self.kernel_cache = kernel_cache
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._arena: Arena | None = None
-        self._scratch: Path | None = None
+        self._owns_scratch = sibling_of is None
+        self._scratch: Path | None = None if sibling_of is None else sibling_of.scratch_folder()
         self._mapped = False
+        #: Seconds spent starting children, and what the children said they spent compiling.
+        self.start_s = 0.0
+        self.compile_s = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -128,6 +142,14 @@ class Sandbox:
         """The child's own folder: the one place it may write (its compilers' caches too)."""
         return self._scratch
 
+    def scratch_folder(self) -> Path:
+        """The scratch folder, made now if it is not yet (with the kept kernels in it)."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="avo-box-"))
+            if self.kernel_cache is not None:
+                kernels.restore(self.kernel_cache, self._scratch / "triton")
+        return self._scratch
+
     @property
     def device(self) -> str:
         return "cuda" if self.settings.cuda else "cpu"
@@ -136,18 +158,27 @@ class Sandbox:
         """Import the candidate now unless its process is up: an import that fails is the
         candidate's fault whatever the input, so callers can report it without one."""
         if self._proc is None or self._proc.poll() is not None:
-            self._start()
+            began = time.perf_counter()
+            try:
+                self._start()
+            finally:
+                self.start_s += time.perf_counter() - began
 
     def bind(self, call: Call, out_shape: tuple[int, ...], out_dtype: torch.dtype) -> Binding:
         """Lay ``call``'s tensors (shapes and strides kept) and the output out in the arena."""
         tensors = [a for a in call.args if isinstance(a, torch.Tensor)]
         out_like = torch.empty(out_shape, dtype=out_dtype, device="meta")
         places, needed = Arena.layout([*tensors, out_like])
-        if self._arena is not None and needed > self._arena.size:
-            # A bigger arena: a new one (a CPU's is sealed at its size), and a new child.
-            self._kill()
-            self._arena.close()
-            self._arena = Arena(self.device, 2 * needed)
+        if self._arena is None or needed > self._arena.size:
+            # A bigger arena. A GPU's is mapped into the running child; a CPU's is a memfd
+            # sealed at its size that the child inherits when it starts: a new child then.
+            grown = Arena(self.device, 2 * needed)
+            if self._arena is not None:
+                if grown.fd is not None:
+                    self._kill()
+                self._arena.close()
+            self._arena = grown
+            self._mapped = False
         self.start()
         assert self._arena is not None
         if not self._mapped:
@@ -184,13 +215,18 @@ class Sandbox:
         self._request_tail()
         # A device time only where there is a device clock; a CPU's figure is the parent's own.
         device_s = answer.get("device_s") if self.settings.cuda else None
+        compiled = answer.get("compile_s")
+        compile_s = min(float(compiled), wall) if isinstance(compiled, (int, float)) and \
+            0.0 < compiled < float("inf") else 0.0
+        self.compile_s += compile_s
         if self.settings.cuda and not (isinstance(device_s, (int, float))
                                        and 0.0 <= device_s < float("inf")) or \
                 not (described is None or isinstance(described, dict)):
             self._kill()
             raise CandidateFault("protocol", "the candidate's process sent a malformed answer "
                                  f"(device time {str(device_s)[:40]})")
-        return Returned(out, described, wall, None if device_s is None else float(device_s))
+        return Returned(out, described, wall, None if device_s is None else float(device_s),
+                        compile_s)
 
     def call(self, call: Call, out_shape: tuple[int, ...], out_dtype: torch.dtype
              ) -> tuple[Binding, Returned]:
@@ -212,15 +248,19 @@ class Sandbox:
         if self._arena is not None:
             self._arena.close()
             self._arena = None
-        if self._scratch is not None:
+        if self._scratch is not None and self._owns_scratch:
+            if self.kernel_cache is not None:
+                try:
+                    kernels.persist(self._scratch / "triton", self.kernel_cache)
+                except OSError:  # a cache that could not be kept costs time, never a verdict
+                    pass
             shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        self._scratch = None
 
     def _start(self) -> None:
         import torch.multiprocessing  # noqa: F401  (registers the CUDA IPC reducers)
 
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="avo-box-"))
+        self.scratch_folder()
         if self._arena is None:
             self._arena = Arena(self.device)
         self._mapped = False

@@ -11,6 +11,8 @@ report says so.
 """
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,22 +25,32 @@ _FLUSH_BYTES = 256 * 1024 * 1024
 
 @dataclass(frozen=True)
 class TimingPlan:
-    """How long to warm up and how many rounds to time."""
+    """How long to warm up, and when the timed rounds have said enough."""
 
     warmup_s: float
     min_warmup: int
     min_rounds: int
     max_rounds: int
-    target_s: float
+    #: Timing stops once the 95% confidence interval of the median is within this share of
+    #: it on either side (the notched box plot's 1.57 x IQR / sqrt(n)), or at ``max_rounds``.
+    precision: float
 
-    def rounds_for(self, estimate_s: float, available: int) -> int:
-        wanted = int(self.target_s / max(estimate_s, 1e-9))
-        return max(1, min(available, max(self.min_rounds, min(self.max_rounds, wanted))))
+    def settled(self, times: list[float]) -> bool:
+        n = len(times)
+        if n < self.min_rounds:
+            return False
+        if n >= self.max_rounds:
+            return True
+        q1, median, q3 = statistics.quantiles(times, n=4)
+        return 1.57 * (q3 - q1) / math.sqrt(n) <= self.precision * median
 
 
-GPU_PLAN = TimingPlan(warmup_s=0.025, min_warmup=3, min_rounds=10, max_rounds=60, target_s=0.3)
+#: Every timed round is also verified, so a round costs its reference too: a quiet kernel
+#: (IQR within 3% of the median) settles in the minimum of 10 rounds, a noisy one takes up to 30.
+GPU_PLAN = TimingPlan(warmup_s=0.025, min_warmup=3, min_rounds=10, max_rounds=30,
+                      precision=0.015)
 INTERPRETER_PLAN = TimingPlan(warmup_s=0.0, min_warmup=1, min_rounds=3, max_rounds=3,
-                              target_s=0.0)
+                              precision=1.0)
 
 
 def clock_name(cuda: bool) -> str:
@@ -51,8 +63,9 @@ def plan_for(cuda: bool) -> TimingPlan:
 
 def run_schedule(length: int, plan: TimingPlan,
                  one_round: Callable[[int, bool], float]) -> list[int]:
-    """Warm up, then time; ``one_round(index, timed)`` runs round ``index`` of the schedule
-    and returns its seconds. Returns the indices of the timed rounds, in order."""
+    """Warm up, then time until ``plan`` is settled; ``one_round(index, timed)`` runs round
+    ``index`` of the schedule and returns its seconds. Returns the indices of the timed
+    rounds, in order."""
     # Warm-up may take at most half the schedule: the rest is for timed rounds.
     index, warm_s = 0, 0.0
     while index < length // 2 and (index < plan.min_warmup or warm_s < plan.warmup_s):
@@ -60,10 +73,12 @@ def run_schedule(length: int, plan: TimingPlan,
         if index:  # the first call compiles: it says nothing of the speed
             warm_s += took
         index += 1
-    estimate = warm_s / max(1, index - 1)
-    timed = list(range(index, index + plan.rounds_for(estimate, length - index)))
-    for i in timed:
-        one_round(i, True)
+    timed: list[int] = []
+    times: list[float] = []
+    while index < length and not plan.settled(times):
+        times.append(one_round(index, True))
+        timed.append(index)
+        index += 1
     return timed
 
 
@@ -104,9 +119,10 @@ def time_in_process(run: Callable[[tuple[Any, ...]], Any], args: tuple[Any, ...]
             end.record()
             torch.cuda.synchronize()
         host = time.perf_counter() - start
+        took = begin.elapsed_time(end) / 1e3 if cuda else host
         if timed:
-            times.append(begin.elapsed_time(end) / 1e3 if cuda else host)
-        return host
+            times.append(took)
+        return took
 
     run_schedule(length, plan_for(cuda), one_round)
     return times

@@ -194,22 +194,30 @@ class Attention(Task):
         hkv, nk = k.shape[1], k.shape[2]
         group = hq // hkv
         scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
-        out = torch.empty(q.shape, dtype=compute_dtype, device=q.device)
+        out = torch.zeros(q.shape, dtype=compute_dtype, device=q.device)
         rows = max(1, _REFERENCE_CHUNK // max(1, b * group * nk))
-        key_pos = torch.arange(nk, device=q.device)
         for h in range(hkv):
-            kh = k[:, h].to(compute_dtype)                       # (B, Nk, D)
-            vh = v[:, h].to(compute_dtype)
             heads = slice(h * group, (h + 1) * group)
             for start in range(0, nq, rows):
                 stop = min(nq, start + rows)
-                qh = q[:, heads, start:stop].to(compute_dtype)   # (B, G, rows, D)
-                s = torch.matmul(qh, kh.transpose(-1, -2).unsqueeze(1)) * scale
+                # Query i sees keys j <= i + (Nk - Nq): with causal, the keys past the chunk's
+                # last visible one add exactly nothing, so they are not computed; a chunk that
+                # sees no key keeps its zeros.
+                keys = min(nk, stop + nk - nq) if causal else nk
+                if keys <= 0:
+                    continue
+                kh = k[:, h, :keys].to(compute_dtype)              # (B, keys, D)
+                vh = v[:, h, :keys].to(compute_dtype)
+                qh = q[:, heads, start:stop].to(compute_dtype)     # (B, G, rows, D)
+                s = torch.matmul(qh, kh.transpose(-1, -2).unsqueeze(1)).mul_(scale)
                 if causal:
                     query_pos = torch.arange(start, stop, device=q.device)
-                    visible = key_pos[None, :] <= query_pos[:, None] + (nk - nq)
-                    s = s.masked_fill(~visible, float("-inf"))
-                    p = torch.softmax(s, dim=-1).masked_fill(~visible.any(-1)[:, None], 0.0)
+                    visible = torch.arange(keys, device=q.device)[None, :] \
+                        <= query_pos[:, None] + (nk - nq)
+                    s.masked_fill_(~visible, float("-inf"))
+                    p = torch.softmax(s, dim=-1)
+                    if start < nq - nk:  # rows before Nq - Nk see no key: zeros, not NaN
+                        p.masked_fill_(~visible.any(-1)[:, None], 0.0)
                 else:
                     p = torch.softmax(s, dim=-1)
                 out[:, heads, start:stop] = torch.matmul(p, vh.unsqueeze(1))

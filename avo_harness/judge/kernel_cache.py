@@ -1,0 +1,64 @@
+"""Compiled kernels kept between evaluations of the same candidate source.
+
+A child compiles into its own scratch folder (Triton's cache there). What it compiled is
+kept under ``<store>/kernel-cache/<task>/<sha256 of the source>`` and put back in the
+scratch folder of the next evaluation of the very same source, so a re-evaluation finds
+its kernels compiled. The cache is the candidate's own: only an evaluation of the same
+bytes ever sees it, so whatever a hostile candidate leaves there (a binary that is not
+what its source compiles to) reaches no other candidate's verdict, only its own, which
+it could equally have built at run time (``cpp_extension``). Links are copied as links,
+never followed, and a cache larger than ``MAX_BYTES`` is not kept.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+MAX_BYTES = 2 << 30
+#: Sources whose kernels are kept per task; the least recently used go first.
+KEEP = 64
+
+
+def folder(root: Path, task: str, sha256: str) -> Path:
+    return root / task / sha256
+
+
+def restore(cache: Path, into: Path) -> None:
+    """Put the kept kernels of ``cache`` (if any) into the scratch folder ``into``."""
+    if cache.is_dir():
+        shutil.copytree(cache, into, symlinks=True, dirs_exist_ok=True)
+        os.utime(cache)  # recently used
+
+
+def persist(compiled: Path, cache: Path) -> None:
+    """Keep what was compiled into ``compiled`` as ``cache``, replacing it whole."""
+    if not compiled.is_dir() or _size(compiled) > MAX_BYTES:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fresh = cache.with_name(f"{cache.name}.{os.getpid()}.new")
+    stale = cache.with_name(f"{cache.name}.{os.getpid()}.old")
+    shutil.copytree(compiled, fresh, symlinks=True)
+    if cache.exists():
+        os.replace(cache, stale)
+    os.replace(fresh, cache)
+    shutil.rmtree(stale, ignore_errors=True)
+    _prune(cache.parent)
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _prune(task_folder: Path) -> None:
+    kept = sorted((p for p in task_folder.iterdir() if p.is_dir() and "." not in p.name),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in kept[KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
