@@ -45,3 +45,10 @@ class Phases:
         out = {k: round(v, 3) for k, v in self.seconds.items()}
         out["total"] = round(sum(self.seconds.values()), 3)
         return out
+
+
+def describe(phases_s: dict[str, float]) -> str:
+    """``31.0 s: start 3.1, compile 12.0, correctness 4.2, timing 9.8, calibration 1.9``."""
+    parts = ", ".join(f"{name} {phases_s[name]:,.1f}" for name in PHASES
+                      if isinstance(phases_s.get(name), (int, float)))
+    return f"{phases_s.get('total', 0.0):,.1f} s: {parts}"

@@ -1,10 +1,12 @@
 """The terminal summary: one line per candidate file after a run.
 
     candidates/attention/seed.py: passed; geomean 412.3 TFLOP/s; 0.81x torch-sdpa; 1.00x seed
+        31.0 s: start 3.1, compile 12.0, correctness 4.2, timing 9.8, calibration 1.9
 
 The verdict and the geomean are the fitness the search would read (``evolve.fitness``);
 the speedups compare with the task's library baseline and with ``candidates/<task>/seed.py``,
-each timed in the same session ("-" where it was not). Interpreter rates are labelled as
+each timed in the same session ("-" where it was not). The second line is where the file's
+seconds went (``phases``). Interpreter rates are labelled as
 such: they time Python emulating a kernel, not a GPU. ``-p no:avo-summary`` turns it off.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from .evolve.fitness import Fitness, from_report, geomean
 from .report import Results
 from .judge.timer import clock_name
+from .phases import describe
 
 SEED_NAME = "seed.py"
 
@@ -36,6 +39,8 @@ class TerminalSummary:
         terminalreporter.write_sep("=", "avo-harness candidates")
         for nodeid, entry in entries.items():
             terminalreporter.write_line(f"{nodeid}: " + self.line(entry, seeds.get(entry["task"])))
+            if entry.get("phases_s"):
+                terminalreporter.write_line("    " + describe(entry["phases_s"]))
         if not self.cuda:
             terminalreporter.write_line(f"(rates: {clock_name(False)}, the Triton interpreter's "
                                         "wall clock: they say nothing about GPU speed)")

@@ -39,6 +39,13 @@ def test_one_line_per_candidate_with_the_reports_numbers(
             f"{fit.geomean / seed_fit.geomean:.2f}x seed")
     assert _line(run.text, "wrong").startswith(
         "candidates/attention/wrong.py: failed (correctness: tolerance: max abs error")
+    # Under each, where its seconds went, as the report says.
+    lines = run.text.splitlines()
+    spent = run.candidate("other")["phases_s"]
+    assert lines[lines.index(_line(run.text, "other")) + 1] == (
+        f"    {spent['total']:,.1f} s: start {spent['start']:,.1f}, compile "
+        f"{spent['compile']:,.1f}, correctness {spent['correctness']:,.1f}, timing "
+        f"{spent['timing']:,.1f}, calibration {spent['calibration']:,.1f}")
 
 
 def test_without_a_seed_or_timings_the_line_says_so(
