@@ -141,8 +141,9 @@ class CorrectnessItem(pytest.Item):
         replay = file.settings.replay
         workers = compile_workers(file.settings.cuda)
         if replay is None and workers:
+            # The candidate's own process starts there too, beside its siblings; if it
+            # could not, starting it again below says why.
             with file.phases.measure("compile", file.counters):
-                self._start()
                 file.compile_ahead = compile_ahead(file, self._planned_cases(), workers)
         with file.phases.measure("correctness", file.counters):
             self._start()

@@ -417,3 +417,15 @@ def test_a_second_session_reuses_the_machine_s_measurements_of_the_first(
     other = avo_run("--avo-calibration", str(kept), examples=0)  # another device: measures
     assert any(b["outcome"] == "error" for b in other.candidate("honest")["benchmarks"].values())
     assert "measured again" in other.text
+
+
+def test_an_import_that_fails_while_compiling_ahead_is_still_the_verdict(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector, "compile_workers", lambda cuda: 1)
+    write_candidate("broken", "raise RuntimeError('no kernel today')\n")
+    entry = avo_run(examples=1).candidate("broken")
+    assert entry["correctness"]["outcome"] == "failed"
+    assert entry["correctness"]["failure"]["rule"] == "import"
+    assert all(p["calls"] == 0 and p["fault"] == "CandidateFault"
+               for p in entry["compile_ahead"]["processes"])
