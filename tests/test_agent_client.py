@@ -103,3 +103,12 @@ def test_without_a_key_there_is_no_client(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(Unavailable, match="ANTHROPIC_API_KEY is not set"):
         MessagesClient("claude-opus-5-5")
+
+
+@pytest.mark.parametrize("body", ["not json", '{"type": "message", "content": null}'])
+def test_a_malformed_answer_is_retried_in_one_line(connect: Any, body: str) -> None:
+    client, api, lines, _ = connect([{"raw": body}, REPLY], base_s=0.01)
+    reply = client.create(system=SYSTEM, messages=HELLO, max_tokens=10)
+    assert reply.content == [{"type": "text", "text": "hi"}] and api.left == 0
+    (line,) = lines
+    assert line.startswith("anthropic API: malformed answer (") and "\n" not in line

@@ -3,6 +3,7 @@ with the spend and the supervisor's events always carried to the loop."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,13 @@ def propose(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
     servers: list[FakeMessagesAPI] = []
 
     def run(script: list[dict[str, Any]], *, turns: int = 40, stagnation: int = 0,
-            cost_left: float | None = None, failed_steps: int = 0) -> tuple[Any,
-                                                                             FakeMessagesAPI]:
+            cost_left: float | None = None, failed_steps: int = 0,
+            seconds: float = 600.0) -> tuple[Any, FakeMessagesAPI]:
         api = FakeMessagesAPI(script).start()
         servers.append(api)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
-        settings = AgentSettings("claude-opus-5-5", turns, 10**7, 5.0, 600.0, stagnation)
+        settings = AgentSettings("claude-opus-5-5", turns, 10**7, 5.0, seconds, stagnation)
         operator = AgentOperator(settings, MessagesClient(settings.model, log=lambda s: None),
                                  PRICES[settings.model],
                                  EvalSettings("cpu", 2, 60, 120, 8, tmp_path),
@@ -113,6 +114,21 @@ def test_an_api_failure_ends_the_step_with_what_it_spent(propose: Any) -> None:
     exc, _ = propose([call("read_lineage"), {"status": 404, "message": "model: not found"}])
     assert type(exc) is StepAborted
     assert str(exc) == "anthropic API: 404 not_found_error: model: not found"
+    assert exc.cost_usd == pytest.approx(0.006)
+
+
+def test_an_overflow_answer_ends_the_step_not_the_run(propose: Any) -> None:
+    exc, _ = propose([call("read_lineage"), {"status": 400, "message": "prompt is too long: "
+                                             "210000 tokens > 200000 maximum"}])
+    assert isinstance(exc, NoCandidate) and "prompt is too long" in str(exc)
+    assert exc.cost_usd == pytest.approx(0.006)
+
+
+def test_a_slow_reply_is_cut_at_the_step_time_limit(propose: Any) -> None:
+    started = time.monotonic()
+    exc, _ = propose([call("read_lineage"), {**call("read_lineage"), "delay": 4}], seconds=1.5)
+    assert time.monotonic() - started < 3.5
+    assert isinstance(exc, NoCandidate) and "step time limit reached" in str(exc)
     assert exc.cost_usd == pytest.approx(0.006)
 
 

@@ -1,15 +1,18 @@
 """Scripted agent sessions over real HTTP: malformed tool input, nudges, refusals, the budget
-running out mid-step, and how the prompt is cached."""
+running out mid-step, how the prompt is cached, empty and truncated replies, model text that
+looks like markup, and the context window."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from avo_harness.agent.budget import Limits, Meter, OutOfBudget
-from avo_harness.agent.client import MessagesClient
+from avo_harness.agent.client import MessagesClient, StepEnd
 from avo_harness.agent.fake_server import FakeMessagesAPI
 from avo_harness.agent.knowledge import Knowledge
 from avo_harness.agent.pricing import PRICES
@@ -18,6 +21,7 @@ from avo_harness.agent.session import Declined, Session
 from avo_harness.agent.tools import Workspace
 from avo_harness.evolve.evaluate import EvalSettings
 from avo_harness.evolve.lineage import Record, source_hash
+from avo_harness.evolve.progress import Progress
 from avo_harness.tasks import get_task
 
 OPUS = PRICES["claude-opus-5-5"]
@@ -32,8 +36,9 @@ def session(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
     """A session against a fake server playing ``script``, under ``limits``."""
     servers: list[FakeMessagesAPI] = []
 
-    def start(script: list[dict[str, Any]], limits: Limits) -> tuple[Session, FakeMessagesAPI]:
-        api = FakeMessagesAPI(script).start()
+    def start(script: list[dict[str, Any]], limits: Limits,
+              window: int | None = None) -> tuple[Session, FakeMessagesAPI]:
+        api = FakeMessagesAPI(script, window=window).start()
         servers.append(api)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
@@ -44,10 +49,14 @@ def session(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
         settings = EvalSettings("cpu", 2, 60, 120, 8, tmp_path)
         workspace = Workspace(task, [seed], settings, tmp_path / "scratch", Knowledge.load(),
                               "g001", lambda line: None)
-        lines: list[str] = []
-        return Session(MessagesClient("claude-opus-5-5", log=lines.append),
-                       system_prompt(task, Knowledge.load()), workspace, Meter(OPUS, limits),
-                       lines.append), api
+        # What the session prints goes through a real console, as in a run.
+        printed = io.StringIO()
+        log = Progress(Console(file=printed, width=400)).line
+        agent = Session(MessagesClient("claude-opus-5-5", log=log),
+                        system_prompt(task, Knowledge.load()), workspace, Meter(OPUS, limits),
+                        log, **({"window": window} if window else {}))
+        agent.printed = printed  # type: ignore[attr-defined]
+        return agent, api
 
     yield start
     for api in servers:
@@ -105,3 +114,70 @@ def test_the_run_budget_runs_out_mid_step_and_what_was_spent_is_kept(session: An
     assert 1_024 <= api.requests[0]["max_tokens"] < 16_000
     assert agent.meter.spent() == {"tokens_in": 20_000, "tokens_out": 100,
                                    "cost_usd": pytest.approx(0.082)}
+
+
+def test_model_text_that_looks_like_markup_is_printed_as_it_is(session: Any) -> None:
+    note = "acc[/N] must stay; y[b, h] too; [bold]no[/bold] :x:"
+    script = [{"reply": [{"type": "text", "text": note}, *call("read_lineage")]}]
+    agent, _ = session(script, Limits(turns=1, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(OutOfBudget, match="turn limit"):
+        agent.run("Generation 1.")
+    assert note in agent.printed.getvalue()
+
+
+def test_an_empty_reply_is_not_sent_back_and_the_model_is_nudged(session: Any) -> None:
+    script = [{"reply": call("read_lineage")}, {"reply": [], "stop_reason": "end_turn"},
+              {"expect": "Continue with the tools", "reply": call("read_lineage")}]
+    agent, api = session(script, Limits(turns=3, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(OutOfBudget, match="turn limit"):
+        agent.run("Generation 1.")
+    assert api.left == 0
+    assert all(m["content"] for m in api.requests[2]["messages"])
+    assert api.requests[2]["messages"][-1]["content"][0]["type"] == "tool_result"
+
+
+def test_a_call_cut_at_max_tokens_is_not_run(session: Any) -> None:
+    script = [{"reply": call("write_candidate", source="def attention(q, k"),
+               "stop_reason": "max_tokens"},
+              {"expect": "not run: the reply reached its limit", "reply": call("read_lineage")}]
+    agent, api = session(script, Limits(turns=2, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(OutOfBudget, match="turn limit"):
+        agent.run("Generation 1.")
+    result = _last_message(api.requests[1])["content"][0]
+    assert result["is_error"] is True and "syntax error" not in result["content"]
+    assert agent.workspace.attempts == []
+
+
+def test_the_conversation_stays_within_the_context_window(session: Any) -> None:
+    reads = [{"reply": call("read_knowledge", section=name)}
+             for name in ("triton", "attention", "harness", "triton", "attention", "harness")]
+    probe, _ = session([], Limits(turns=1, tokens=10**7, usd=5.0, seconds=600.0))
+    # Room for the output asked for (16,000) and about two knowledge files.
+    window = probe._stable_tokens + 16_000 + 5_000  # type: ignore[attr-defined]
+    agent, api = session(reads, Limits(turns=6, tokens=10**7, usd=5.0, seconds=600.0),
+                         window=window)
+    with pytest.raises(OutOfBudget, match="turn limit"):
+        agent.run("Generation 1.")
+    assert api.left == 0  # the server never refused a prompt as too long
+    assert "old tool results and drafts cut" in agent.printed.getvalue()
+    last = api.requests[-1]
+    assert "was cut to keep the conversation" in json.dumps(last["messages"][1:-2])
+    assert "was cut" not in json.dumps(last["messages"][-1])  # the latest result is whole
+
+
+def test_an_overflow_answer_ends_the_step(session: Any) -> None:
+    script = [{"status": 400, "message": "prompt is too long: 210000 tokens > 200000 maximum"}]
+    agent, _ = session(script, Limits(turns=2, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(StepEnd, match="prompt is too long"):
+        agent.run("Generation 1.")
+
+
+def test_a_draft_identical_to_a_lineage_candidate_is_not_evaluated(
+        session: Any, honest_attention: str) -> None:
+    script = [{"reply": call("write_candidate", source=honest_attention)},
+              {"expect": "attempt 1 saved", "reply": call("evaluate_candidate")},
+              {"expect": "already in the lineage", "reply": call("read_lineage")}]
+    agent, api = session(script, Limits(turns=3, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(OutOfBudget, match="turn limit"):
+        agent.run("Generation 1.")
+    assert api.left == 0 and agent.workspace.evaluations == {}

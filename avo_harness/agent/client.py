@@ -4,7 +4,10 @@ The key comes from ``ANTHROPIC_API_KEY`` only and goes to the SDK and nowhere el
 never logged, printed or stored. The SDK's own retries are off (``max_retries=0``) so that
 every retry is visible and bounded here: 429, 529, other 5xx answers and connection errors
 are tried again after what ``retry-after`` says, or else after an exponential backoff with
-jitter; any other error fails at once, in one line.
+jitter; so is a 200 whose body is not a message (malformed JSON, missing fields). Any other
+error fails at once, in one line. Each call's timeout is what the step has left, so a slow
+reply cannot hold a step past its limit: that, and a prompt over the model's context window,
+end the step (:class:`StepEnd`), not the run.
 """
 from __future__ import annotations
 
@@ -24,6 +27,11 @@ class Unavailable(Exception):
 
 class APIFailure(Exception):
     """The API refused the request, or kept failing past the retries; the message is one line."""
+
+
+class StepEnd(APIFailure):
+    """The call cannot be made or finished within this step (its time ran out, or the prompt
+    is over the context window): the step ends, the run goes on."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,17 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
+#: The longest one call may take: the SDK's own default timeout.
+MAX_CALL_S = 600.0
+
+
 class MessagesClient:
     """Calls ``messages.create`` for one model, with retries."""
 
     def __init__(self, model: str, retry: RetryPolicy = RetryPolicy(), *,
                  log: Callable[[str], None] = print,
                  sleep: Callable[[float], None] = time.sleep,
-                 timeout_s: float = 600.0) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise Unavailable("ANTHROPIC_API_KEY is not set; export your API key (or choose "
@@ -84,12 +96,13 @@ class MessagesClient:
             raise Unavailable("the anthropic package is not installed "
                               "(pip install anthropic)") from None
         self._sdk = anthropic
-        self._client = anthropic.Anthropic(api_key=key, max_retries=0, timeout=timeout_s,
+        self._client = anthropic.Anthropic(api_key=key, max_retries=0,
                                            base_url=os.environ.get("ANTHROPIC_BASE_URL") or None)
         self.model = model
         self.retry = retry
         self.log = log
         self.sleep = sleep
+        self.clock = clock
 
     def create(self, *, system: list[dict[str, Any]], messages: list[dict[str, Any]],
                max_tokens: int, tools: list[dict[str, Any]] | None = None,
@@ -101,30 +114,51 @@ class MessagesClient:
         attempt = 0
         while True:
             attempt += 1
+            timeout = MAX_CALL_S if deadline is None else min(MAX_CALL_S,
+                                                              deadline - self.clock())
+            if timeout <= 0:
+                raise StepEnd("step time limit reached before the call")
             try:
                 message = self._client.messages.create(
                     model=self.model, max_tokens=max_tokens, system=system, messages=messages,
-                    **extra)
+                    timeout=timeout, **extra)
+                return Reply([block.to_dict() for block in message.content],
+                             message.stop_reason, Usage.from_api(message.usage.to_dict()))
             except sdk.APIStatusError as exc:
                 failure = _describe(exc)
+                if _overflow(exc):
+                    raise StepEnd(failure) from None
                 if not _retryable(exc.status_code):
                     raise APIFailure(failure) from None
                 wait = _retry_after(exc.response.headers)
+            except sdk.APITimeoutError:
+                if deadline is not None and self.clock() >= deadline - 0.5:
+                    raise StepEnd(f"step time limit reached: no answer within {timeout:,.0f} "
+                                  "s") from None
+                failure = f"anthropic API: no answer within {timeout:,.0f} s"
+                wait = None
             except sdk.APIConnectionError as exc:
                 failure = f"anthropic API: no answer from {self._client.base_url} ({exc})"
                 wait = None
-            else:
-                return Reply([block.to_dict() for block in message.content],
-                             message.stop_reason, Usage.from_api(message.usage.to_dict()))
+            except (ValueError, TypeError, AttributeError, KeyError,
+                    sdk.APIResponseValidationError) as exc:  # JSONDecodeError is a ValueError
+                detail = " ".join(str(exc).split())[:200]
+                failure = f"anthropic API: malformed answer ({type(exc).__name__}: {detail})"
+                wait = None
             if attempt == self.retry.attempts:
                 raise APIFailure(f"{failure}; gave up after {attempt} attempts")
             wait = self.retry.backoff(attempt - 1) if wait is None else wait
-            if deadline is not None and time.monotonic() + wait > deadline:
-                raise APIFailure(f"{failure}; waiting {wait:.1f} s more would pass the step's "
-                                 "time limit")
+            if deadline is not None and self.clock() + wait > deadline:
+                raise StepEnd(f"{failure}; waiting {wait:.1f} s more would pass the step's "
+                              "time limit")
             self.log(f"{failure}; retrying in {wait:.1f} s (attempt {attempt + 1} of "
                      f"{self.retry.attempts})")
             self.sleep(wait)
+
+
+def _overflow(exc: Any) -> bool:
+    """A 400 saying the prompt is over the model's context window."""
+    return exc.status_code == 400 and "prompt is too long" in _describe(exc)
 
 
 def _describe(exc: Any) -> str:

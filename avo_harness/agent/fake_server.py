@@ -16,9 +16,13 @@ A script is a JSON list; each entry answers one request, in order:
 * ``{"status": 429, "retry_after": "0", "message": "..."}``: an error answer (with a
   ``retry-after`` header if given).
 * ``{"disconnect": true}``: the connection is closed without an answer.
+* ``{"raw": "text"}``: a 200 whose body is that text (a malformed answer).
+* ``"delay": seconds`` in any entry: the answer comes that much later (a slow reply).
 
 Like the real API it answers 401 without a key header, and 400 when a ``tool_use`` is not
-answered by a ``tool_result`` in the next message. It never records the key. Without
+answered by a ``tool_result`` in the next message, when a message other than the last has no
+content, and (with ``window``) when the prompt, or the prompt and ``max_tokens``, exceed the
+context window (counted as its usage is). It never records the key. Without
 ``--script`` it plays :func:`demo_script`.
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,8 +46,10 @@ class FakeMessagesAPI:
     """The server; ``with FakeMessagesAPI(script) as api: ... api.url ... api.requests``."""
 
     def __init__(self, script: list[dict[str, Any]], port: int = 0,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, window: int | None = None) -> None:
         self.script = list(script)
+        self.window = window
+        self.pause = threading.local()  # the delay of the answer this thread is giving
         self.requests: list[dict[str, Any]] = []  # every request body, with "had_key"
         self.log = log
         self._lock = threading.Lock()
@@ -86,8 +93,9 @@ class FakeMessagesAPI:
         self.stop()
 
     def answer(self, had_key: bool, body: dict[str, Any]) -> tuple[int, dict[str, str],
-                                                                    dict[str, Any]] | None:
-        """Status, headers and JSON of the answer to one request; None to hang up."""
+                                                                    dict[str, Any] | str] | None:
+        """Status, headers and JSON (or raw text) of the answer to one request; None to hang
+        up."""
         with self._lock:
             self.requests.append({"n": len(self.requests), "had_key": had_key, **body})
             if self.log is not None:
@@ -95,7 +103,7 @@ class FakeMessagesAPI:
                     out.write(json.dumps(self.requests[-1]) + "\n")
             if not had_key:
                 return _error(401, "x-api-key header is required")
-            problem = _invalid(body)
+            problem = _invalid(body) or self._too_long(body)
             if problem:
                 return _error(400, problem)
             n = self._position
@@ -109,6 +117,9 @@ class FakeMessagesAPI:
                 return _error(400, f"fake server: reply {n + 1} expects {expected!r} in the "
                                    f"last message, which says: {said[:300]!r}")
             self._position += 1
+            self.pause.seconds = float(step.get("delay", 0))
+            if "raw" in step:
+                return 200, {}, str(step["raw"])
             if step.get("disconnect"):
                 return None
             if "status" in step:
@@ -117,6 +128,18 @@ class FakeMessagesAPI:
                 status, _, payload = _error(step["status"], step.get("message", "scripted"))
                 return status, headers, payload
             return 200, {}, self._message(n, step, body)
+
+    def _too_long(self, body: dict[str, Any]) -> str | None:
+        if self.window is None:
+            return None
+        prompt = _prompt_tokens(body)
+        if prompt > self.window:
+            return f"prompt is too long: {prompt} tokens > {self.window} maximum"
+        if prompt + body["max_tokens"] > self.window:
+            return (f"input length and `max_tokens` exceed context limit: {prompt} + "
+                    f"{body['max_tokens']} > {self.window}, decrease input length or "
+                    "`max_tokens` and try again")
+        return None
 
     def _message(self, n: int, step: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         content = []
@@ -134,8 +157,7 @@ class FakeMessagesAPI:
     def _usage(self, body: dict[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
         """About four characters a token; with caching asked for, the part of the prompt
         seen in the previous request is read from the cache and the rest written to it."""
-        prompt = len(json.dumps([body.get("system"), body.get("tools"),
-                                 body.get("messages")])) // 4
+        prompt = _prompt_tokens(body)
         output = len(json.dumps(content)) // 4 + 1
         if "cache_control" not in json.dumps(body):
             return {"input_tokens": prompt, "output_tokens": output}
@@ -143,6 +165,11 @@ class FakeMessagesAPI:
         self._prefix_tokens = prompt
         return {"input_tokens": 0, "cache_read_input_tokens": cached,
                 "cache_creation_input_tokens": prompt - cached, "output_tokens": output}
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    """About four characters a token."""
+    return len(json.dumps([body.get("system"), body.get("tools"), body.get("messages")])) // 4
 
 
 def _error(status: int, message: str) -> tuple[int, dict[str, str], dict[str, Any]]:
@@ -158,6 +185,9 @@ def _invalid(body: dict[str, Any]) -> str | None:
     messages = body["messages"]
     for i, message in enumerate(messages):
         content = message.get("content")
+        if not content and i + 1 < len(messages):
+            return (f"messages.{i}: all messages must have non-empty content except for the "
+                    "optional final assistant message")
         blocks = content if isinstance(content, list) else []
         ids = [b["id"] for b in blocks if b.get("type") == "tool_use"]
         if message.get("role") != "assistant" or not ids:
@@ -201,22 +231,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*_error(404, f"fake server: no endpoint {self.path}"))
             return
         had_key = bool(self.headers.get("x-api-key") or self.headers.get("authorization"))
+        fake.pause.seconds = 0.0
         answer = fake.answer(had_key, body)
+        time.sleep(fake.pause.seconds)  # outside the lock: other requests are answered
         if answer is None:
             self.close_connection = True
             self.connection.shutdown(2)
             return
         self._send(*answer)
 
-    def _send(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+    def _send(self, status: int, headers: dict[str, str],
+              payload: dict[str, Any] | str) -> None:
+        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (its timeout), as it may with the real API
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the requests are in ``FakeMessagesAPI.requests`` and the log file."""

@@ -3,7 +3,8 @@
 Before the session the supervisor may review the trajectory and steer. In the session the
 model reads, drafts, evaluates and repairs until it submits a version that passed. When the
 step's own limits run out first, the fastest version that passed is submitted for it, or, if
-none passed, the step ends without a candidate (the loop records its cost and goes on). When
+none passed, the step ends without a candidate (the loop records its cost and goes on); so
+does a step whose call the step's time or the context window cut short. When
 the run's budget runs out, the run ends cleanly; what the step spent is recorded either way.
 """
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ..evolve.operators import (Event, NoCandidate, OperatorBudgetExceeded, Prop
 from ..evolve.progress import Progress
 from ..options import read_evolve_settings
 from .budget import Limits, Meter, OutOfBudget
-from .client import APIFailure, MessagesClient, Unavailable
+from .client import APIFailure, MessagesClient, StepEnd, Unavailable
+from .context import window_of
 from .knowledge import Knowledge
 from .pricing import Price, price_of
 from .prompts import opening, system_prompt
@@ -71,17 +73,18 @@ class AgentOperator:
         workspace = Workspace(context.task, context.records, self.eval_settings, self.scratch,
                               self.knowledge, f"g{context.generation:03d}", self.log)
         session = Session(self.client, system_prompt(context.task, self.knowledge), workspace,
-                          meter, self.log)
+                          meter, self.log, window_of(self.client.model))
         self.log(f"gen {context.generation:>3} agent ({self.client.model}) at work")
         try:
             event = self.supervisor.steer(context.records, meter)
             events += [event] if event is not None else []
             submission = session.run(opening(context.generation, context.records, limits,
                                              self.supervisor.directive))
-        except OutOfBudget as exc:
+        except (OutOfBudget, StepEnd) as exc:
             submission = self._fallback(workspace, session, str(exc))
             if submission is None:
-                kind = OperatorBudgetExceeded if exc.run else NoCandidate
+                run = isinstance(exc, OutOfBudget) and exc.run
+                kind = OperatorBudgetExceeded if run else NoCandidate
                 raise kind(f"{exc}; no version passed in this step", **meter.spent(),
                            events=tuple(events)) from None
         except Declined as exc:

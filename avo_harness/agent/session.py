@@ -2,16 +2,17 @@
 submits, through the tools, until a submission is accepted or a limit runs out.
 
 The stable prefix (tools and system prompt) is cached for an hour; the conversation so far is
-cached up to its last block on every call, so each turn pays full price only for what is new.
+cached up to its last block on every call, so each turn pays full price only for what is new. When the conversation nears the model's
+context window, its oldest tool results are cut (``context.trim``).
 """
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, Callable
 
-from .budget import Meter
-from .client import MessagesClient
+from .budget import MIN_OUTPUT, Meter
+from .client import MessagesClient, StepEnd
+from .context import DEFAULT_WINDOW, tokens, trim
 from .prompts import NUDGE
 from .tools import TOOLS, Submission, Workspace
 
@@ -22,8 +23,9 @@ class Declined(Exception):
 
 class Session:
     def __init__(self, client: MessagesClient, system: str, workspace: Workspace, meter: Meter,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], window: int = DEFAULT_WINDOW) -> None:
         self.client = client
+        self.window = window
         self.system = [{"type": "text", "text": system,
                         "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
         self.tools = [tool.spec() for tool in TOOLS.values()]
@@ -32,22 +34,25 @@ class Session:
         self.log = log
         self.messages: list[dict[str, Any]] = []
         self.notes: list[str] = []  # what the model said between its tool calls
-        # Characters per token is about 3.5 to 4 for code and English: 3 errs on the high side.
-        self._stable_tokens = len(system + json.dumps(self.tools)) // 3
+        self._stable_tokens = tokens(system) + tokens(self.tools)
 
     def run(self, opening: str) -> Submission:
         """The accepted submission; raises OutOfBudget, APIFailure or Declined otherwise."""
         self.messages.append({"role": "user", "content": [{"type": "text", "text": opening}]})
         while True:
-            max_tokens = self.meter.allowance(self._stable_tokens,
-                                              len(json.dumps(self.messages)) // 3)
+            max_tokens = self._allowance()
             reply = self.client.create(system=self.system, tools=self.tools,
                                        messages=_cached_to_here(self.messages),
                                        max_tokens=max_tokens, deadline=self.meter.deadline)
             cost = self.meter.add(reply.usage)
-            self.messages.append({"role": "assistant", "content": reply.content})
             uses = [b for b in reply.content if b.get("type") == "tool_use"]
             self._show(reply.content, uses, cost)
+            if not reply.content:
+                # The API may answer with no content (after tool results, say); an empty
+                # assistant message would make the next request invalid.
+                self.messages[-1]["content"].append({"type": "text", "text": NUDGE})
+                continue
+            self.messages.append({"role": "assistant", "content": reply.content})
             if not uses:
                 if reply.stop_reason == "refusal":
                     raise Declined("the model declined to continue (stop reason: refusal)")
@@ -56,7 +61,12 @@ class Session:
                 continue
             results = []
             for use in uses:
-                text, error = self.workspace.call(use.get("name", ""), use.get("input"))
+                if use is reply.content[-1] and reply.stop_reason == "max_tokens":
+                    text, error = (f"not run: the reply reached its limit of {max_tokens:,} "
+                                   "output tokens inside this call, so its input is cut off. "
+                                   "Send it again, shorter (edit_candidate changes a part)."), True
+                else:
+                    text, error = self.workspace.call(use.get("name", ""), use.get("input"))
                 if error:
                     self.log(f"  {use.get('name')}: error returned to the model: {text[:200]}")
                 results.append({"type": "tool_result", "tool_use_id": use["id"], "content": text,
@@ -66,6 +76,19 @@ class Session:
             self.messages.append({"role": "user", "content": results})
             if self.workspace.submission is not None:
                 return self.workspace.submission
+
+    def _allowance(self) -> int:
+        """The next call's output limit, within the budgets and the context window; the
+        oldest tool results are cut first if the conversation would not fit."""
+        wanted = self.meter.allowance(self._stable_tokens, tokens(self.messages))
+        if self._stable_tokens + tokens(self.messages) + wanted > self.window:
+            cut = trim(self.messages, self._stable_tokens + wanted, self.window)
+            self.log(f"  context: {cut} old tool results and drafts cut to stay within the "
+                     f"{self.window:,}-token window")
+        room = self.window - self._stable_tokens - tokens(self.messages)
+        if room < MIN_OUTPUT:
+            raise StepEnd(f"the conversation fills the {self.window:,}-token context window")
+        return min(wanted, room)
 
     def _show(self, content: list[dict[str, Any]], uses: list[dict[str, Any]],
               cost: float) -> None:

@@ -150,6 +150,15 @@ class Workspace:
         return (f"attempt {len(self.attempts)} saved ({how}; {len(source.splitlines())} lines); "
                 "evaluate it with evaluate_candidate")
 
+    def refuse_twin(self, number: int, source: str) -> None:
+        """An attempt identical to a lineage candidate is neither evaluated nor submitted:
+        its evaluation is in the lineage already."""
+        twin = next((r for r in self.records if r.source_hash == source_hash(source)), None)
+        if twin is not None:
+            raise ToolError(f"attempt {number} is exactly #{twin.id} {twin.name}, already in "
+                            "the lineage (read_candidate view=report shows its evaluation); "
+                            "change something")
+
     def passing(self) -> list[tuple[int, Evaluation]]:
         """Attempts new to the lineage whose exact source passed, fastest first."""
         known = {r.source_hash for r in self.records}
@@ -210,6 +219,7 @@ def _edit_candidate(ws: Workspace, args: dict[str, Any]) -> str:
 def _evaluate_candidate(ws: Workspace, args: dict[str, Any]) -> str:
     number, source = ws.attempt(args.get("attempt"))
     digest = source_hash(source)
+    ws.refuse_twin(number, source)
     label = f"attempt {number}"
     if digest in ws.evaluations:
         evaluation = ws.evaluations[digest]
@@ -237,10 +247,7 @@ def _submit_candidate(ws: Workspace, args: dict[str, Any]) -> str:
     if not evaluation.fitness.passed:
         raise ToolError(f"attempt {number} failed its evaluation ({evaluation.fitness.reason}); "
                         "only a version that passed can be submitted")
-    twin = next((r for r in ws.records if r.source_hash == source_hash(source)), None)
-    if twin is not None:
-        raise ToolError(f"attempt {number} is exactly #{twin.id} {twin.name}, already in the "
-                        "lineage; submit something new")
+    ws.refuse_twin(number, source)
     rationale = " ".join(args["rationale"].split())
     if not rationale:
         raise ToolError("the rationale is empty: say what changed, why, and what you measured")

@@ -89,7 +89,7 @@ def candidate_text(record: Record, records: list[Record], view: str,
         return f"{head}\n{record.source}" if record.source else f"{head}: it has no source"
     if view == "report":
         return f"{head}\n" + report_text(record.name, record.report, record.reason,
-                                         best_committed(records))
+                                         best_committed(records), recorded=status(record))
     by_id = {r.id: r for r in records}
     base = against or (by_id.get(record.parents[0]) if record.parents else None)
     if base is None:
@@ -101,10 +101,11 @@ def candidate_text(record: Record, records: list[Record], view: str,
 
 
 def report_text(label: str, report: dict[str, Any] | None, reason: str | None,
-                best: Record | None) -> str:
+                best: Record | None, recorded: str | None = None) -> str:
     """One evaluation: the correctness outcome (with the minimal failing input and the error
     statistics when wrong), each configuration's median time and TFLOP/s against the best
-    committed candidate, and whether the loop would commit it."""
+    committed candidate, and whether the loop would commit it; for a lineage candidate,
+    ``recorded``, what the loop did with it (whether it would now is beside the point)."""
     entries = list((report or {}).get("candidates", {}).values())
     if not entries:
         return f"{label}: the evaluation failed before any check ran: {reason}"
@@ -136,7 +137,8 @@ def report_text(label: str, report: dict[str, Any] | None, reason: str | None,
         for name, bench in benchmarks.items():
             lines.append("  " + _bench_line(name, bench, best, baselines.get(name)))
     if fitness.passed:
-        lines.append(_verdict(fitness.geomean, best))
+        lines.append(_verdict(fitness.geomean, best) if recorded is None else
+                     f"geomean {fitness.geomean:.4g} TFLOP/s; in the lineage: {recorded}")
     elif not failure:
         lines.append(f"fails: {fitness.reason}")
     return "\n".join(lines)

@@ -1,14 +1,18 @@
 """What a run shows while it works: a line per evaluation, a live status on a terminal,
 and the final table of committed versions. Output that is not a terminal gets plain
-lines only (rich degrades by itself)."""
+lines only (rich degrades by itself).
+
+Text that comes from elsewhere (a model's notes and rationales, failure reasons) is printed
+as :class:`rich.text.Text`, never parsed as markup or emoji codes: ``acc[/N]`` would raise,
+``y[b, h]`` would vanish."""
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .lineage import CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, PASSED, Record
 
@@ -26,32 +30,32 @@ class Progress:
     @contextlib.contextmanager
     def evaluating(self, label: str) -> Iterator[None]:
         if self.console.is_terminal:
-            with self.console.status(f"evaluating {label} ..."):
+            with self.console.status(Text(f"evaluating {label} ...")):
                 yield
         else:
-            self.console.print(f"evaluating {label} ...")
+            self.console.print(Text(f"evaluating {label} ..."))
             yield
 
     def line(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(Text(text))
 
     def result(self, record: Record, best: float, seed: float, elapsed_s: float,
                budget: str) -> None:
         cut = record.status in (CUT_SLOWER, CUT_TIME)
-        verdict = ("[green]committed[/]" if record.committed else
-                   "[yellow]passed, not faster[/]" if record.status == PASSED else
-                   "[magenta]not judged[/]" if record.status == HARNESS_ERROR else
-                   f"[cyan]{escape(record.reason or 'cut')}[/]" if cut else
-                   "[red]failed[/]")
-        why = f" ({escape(record.reason)})" if record.reason and not cut else ""
+        verdict = (("committed", "green") if record.committed else
+                   ("passed, not faster", "yellow") if record.status == PASSED else
+                   ("not judged", "magenta") if record.status == HARNESS_ERROR else
+                   (record.reason or "cut", "cyan") if cut else
+                   ("failed", "red"))
+        why = f" ({record.reason})" if record.reason and not cut else ""
         speedup = f"{best / seed:.3f}x seed" if seed else "-"
         spent = phases(record)
         took = (f"eval {record.eval_s:,.1f} s{f' ({spent})' if spent else ''}; "
                 if record.eval_s else "")
-        self.console.print(
-            f"gen {record.generation:>3} {record.name}: {verdict}{why}; geomean "
-            f"{_geomean(record)}; best {best:.4g} ({speedup}); {took}{elapsed_s:,.0f} s "
-            f"elapsed; {budget}")
+        self.console.print(Text.assemble(
+            f"gen {record.generation:>3} {record.name}: ", verdict,
+            f"{why}; geomean {_geomean(record)}; best {best:.4g} ({speedup}); {took}"
+            f"{elapsed_s:,.0f} s elapsed; {budget}"))
 
     def table(self, title: str, records: list[Record], seed: float) -> None:
         table = Table(title=title)
@@ -63,8 +67,8 @@ class Progress:
                           LABELS[r.outcome], _geomean(r),
                           f"{r.geomean / seed:.3f}x" if r.geomean and seed else "-",
                           ",".join(map(str, r.parents)) or "-",
-                          escape((f"{r.rationale} [{r.reason}{_partial(r)}]"
-                                  if r.status in _EXPLAINED else r.rationale)[:240]))
+                          Text((f"{r.rationale} [{r.reason}{_partial(r)}]"
+                                if r.status in _EXPLAINED else r.rationale)[:240]))
         self.console.print(table)
 
 
