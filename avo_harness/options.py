@@ -159,16 +159,34 @@ def parsed(config: pytest.Config, name: str, convert: Callable[[str], Any],
     return value
 
 
-def read_settings(config: pytest.Config) -> HarnessSettings:
-    device = parsed(config, "device", str, lambda v: v in ("auto", "cuda", "cpu"),
-                    "one of auto, cuda, cpu")
+def read_device(config: pytest.Config) -> str:
+    """``--avo-device`` checked, not resolved: auto, cuda or cpu."""
+    return str(parsed(config, "device", str, lambda v: v in ("auto", "cuda", "cpu"),
+                      "one of auto, cuda, cpu"))
+
+
+def resolve_cuda(device: str) -> bool:
+    """Whether candidates run on CUDA. Asks torch (seconds of import) unless the device is
+    cpu, so the plugin calls it only once a candidate is collected, or at start-up for an
+    explicit ``--avo-device cuda`` (whose lack of a GPU is a usage error)."""
+    if device == "cpu":
+        return False
     import torch
 
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise pytest.UsageError("--avo-device cuda: no CUDA device is visible "
                                 "(torch.cuda.is_available() is False)")
-    cuda = has_cuda and device != "cpu"
+    return has_cuda
+
+
+def read_settings(config: pytest.Config, *, cuda: bool | None = None) -> HarnessSettings:
+    """Every harness option read and checked. ``cuda``: the device already resolved (the
+    plugin checks the options at start-up with ``cuda=False``, torch-free, and reads them
+    for real once a candidate is collected); None resolves it here."""
+    device = read_device(config)
+    if cuda is None:
+        cuda = resolve_cuda(device)
     examples = parsed(config, "examples", int, lambda v: v >= 0, "an integer >= 0")
     replay_text = config.getoption("avo_replay")
     replay = None

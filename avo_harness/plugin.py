@@ -1,4 +1,9 @@
-"""The pytest plugin: hooks only; each feature lives in its own module."""
+"""The pytest plugin: hooks only; each feature lives in its own module.
+
+It is loaded by every pytest session of its environment (an entry point), so it imports
+nothing heavy (the collector, the judge, torch) until a candidate is collected or an
+``--avo-*`` mode runs: a session without candidates costs it options and a few path checks.
+"""
 from __future__ import annotations
 
 import os
@@ -8,9 +13,71 @@ from typing import Any
 
 import pytest
 
-from .collector import (SETTINGS_KEY, CandidateFile, is_candidate, load_calibration,
-                        save_calibration)
-from .options import add_options, read_settings, switch
+from .options import add_options, raw, read_device, read_settings, resolve_cuda, switch
+from .tasks import task_names
+
+
+class _Deferred:
+    """What the plugin knows of a session; the harness proper starts on :meth:`start`.
+
+    The results and the terminal summary are registered at configure time, as stand-ins
+    (so their hooks keep their place among other plugins'), and given their real objects
+    when the harness starts."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings: Any = None  # the HarnessSettings, once started
+        self.results = _ResultsStandIn()
+        self.summary = _SummaryStandIn()
+
+    def start(self) -> Any:
+        """Resolve the device, read the settings, build the report plugins (once)."""
+        if self.settings is not None:
+            return self.settings
+        settings = read_settings(self.config)
+        if not settings.cuda:
+            # Inherited by every candidate's process, before anything there imports triton.
+            os.environ["TRITON_INTERPRET"] = "1"
+        from .collector import SETTINGS_KEY
+        from .report import JSONReport, Results
+        from .summary import TerminalSummary
+
+        self.config.stash[SETTINGS_KEY] = settings
+        self.settings = settings
+        results = Results()
+        self.results.target = results
+        self.summary.target = TerminalSummary(settings.cuda, results)
+        if settings.report is not None:
+            self.config.pluginmanager.register(JSONReport(settings.report, settings, results),
+                                               "avo-report")
+        return settings
+
+
+class _ResultsStandIn:
+    target: Any = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        if self.target is None:
+            return (yield)
+        return (yield from self.target.pytest_runtest_makereport(item, call))
+
+
+class _SummaryStandIn:
+    target: Any = None
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.target is not None:
+            self.target.pytest_terminal_summary(terminalreporter)
+
+
+_DEFERRED = pytest.StashKey[_Deferred]()
+
+
+def _maybe_candidate(path: Path) -> bool:
+    """``collector.is_candidate`` without importing the collector (the shape of the path)."""
+    return (path.suffix == ".py" and not path.name.startswith("_")
+            and path.parent.parent.name == "candidates" and path.parent.name in task_names())
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -28,6 +95,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     ``--fixtures`` does; ``--avo-html`` comes last, so it reports on a run just made.
     ``--avo-resume`` given on the command line means the search too (not as an ini key:
     that would turn every test run into one)."""
+    if not (switch(config, "evolve") or config.getoption("avo_resume")
+            or switch(config, "lineage") or config.getoption("avo_html") is not None):
+        return None  # a test run: the search and its store stay unimported
     from .evolve.lineage import LineageError
 
     status, flag = None, ""
@@ -66,30 +136,36 @@ def pytest_avo_operators(config: pytest.Config) -> dict[str, object]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    settings = read_settings(config)
-    config.stash[SETTINGS_KEY] = settings
-    if not settings.cuda:
-        # Inherited by every candidate's process, before anything there imports triton.
-        os.environ["TRITON_INTERPRET"] = "1"
-    from .report import JSONReport, Results
-    from .summary import TerminalSummary
-
-    results = Results()
-    config.pluginmanager.register(results, "avo-results")
-    if settings.report is not None:
-        config.pluginmanager.register(JSONReport(settings.report, settings, results),
-                                      "avo-report")
+    # Every value is checked now, torch-free: a bad one is a usage error before anything runs.
+    read_settings(config, cuda=False)
+    if read_device(config) == "cuda":
+        resolve_cuda("cuda")  # asked for by name: no GPU is a usage error now, too
+    deferred = _Deferred(config)
+    config.stash[_DEFERRED] = deferred
+    config.pluginmanager.register(deferred.results, "avo-results")
     # On by default, as pytest's own summaries are; ``-p no:avo-summary`` blocks it.
-    config.pluginmanager.register(TerminalSummary(settings.cuda, results), "avo-summary")
+    config.pluginmanager.register(deferred.summary, "avo-summary")
+    if raw(config, "report") is not None:
+        deferred.start()  # the JSON report is written even when nothing was collected
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    deferred = session.config.stash.get(_DEFERRED, None)
+    if deferred is None or deferred.settings is None:
+        return  # no candidate was collected: nothing to calibrate
+    from .collector import CandidateFile, load_calibration
+
     if any(isinstance(item.parent, CandidateFile) for item in session.items):
-        load_calibration(session.config, session.config.stash[SETTINGS_KEY].cuda)
+        load_calibration(session.config, deferred.settings.cuda)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    save_calibration(session.config, session.config.stash[SETTINGS_KEY].cuda)
+    deferred = session.config.stash.get(_DEFERRED, None)
+    if deferred is None or deferred.settings is None:
+        return
+    from .collector import save_calibration
+
+    save_calibration(session.config, deferred.settings.cuda)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -105,6 +181,11 @@ def pytest_collect_file(file_path: Path,
     """A candidate becomes our File only: pytest's python plugin would otherwise import a
     ``.py`` named on the command line (a replay, an evaluation) into this very process."""
     collected = yield
+    if not _maybe_candidate(file_path):
+        return collected
+    parent.config.stash[_DEFERRED].start()
+    from .collector import CandidateFile, is_candidate
+
     if not is_candidate(file_path):
         return collected
     return [c for c in collected if not isinstance(c, pytest.Module)] + [

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,47 @@ def test_the_report_plugin_is_registered_only_when_asked_for(pytester: pytest.Py
 
 
 def test_without_cuda_candidates_run_in_the_triton_interpreter(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        write_candidate: Callable[..., Path], honest_attention: str) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     pytester.parseconfigure("--avo-device", "cpu")
+    assert "TRITON_INTERPRET" not in os.environ  # nothing will run in it yet
+    write_candidate("seed", honest_attention)
+    result = pytester.runpytest("--avo-device", "cpu", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*seed.py::correctness"])
     assert os.environ["TRITON_INTERPRET"] == "1"
+
+
+def test_a_session_without_candidates_sets_nothing(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    pytester.makepyfile("def test_one():\n    assert True\n")
+    result = pytester.runpytest("--avo-device", "cpu")
+    result.assert_outcomes(passed=1)
+    assert "TRITON_INTERPRET" not in os.environ
+    assert "avo-harness candidates" not in result.stdout.str()
+
+
+# Printed by a conftest at the end of a session in a process of its own.
+_IMPORTED = ("import sys\n\ndef pytest_unconfigure(config):\n"
+             "    print('heavy:', sorted(m for m in ('torch', 'triton', 'numpy', "
+             "'avo_harness.collector', 'avo_harness.judge.sandbox', 'avo_harness.evolve.lineage') "
+             "if m in sys.modules))\n")
+
+
+def test_a_session_without_candidates_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(_IMPORTED)
+    pytester.makepyfile("def test_one():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["heavy: []"])
+
+
+def test_a_candidate_session_imports_the_harness(pytester: pytest.Pytester,
+                                                 write_candidate: Callable[..., Path],
+                                                 honest_attention: str) -> None:
+    pytester.makeconftest(_IMPORTED)
+    write_candidate("seed", honest_attention)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "candidates", "--co", "-q")
+    result.stdout.fnmatch_lines(["*seed.py::correctness", "heavy: [[]'avo_harness.collector'*"])
+    assert "'torch'" in result.stdout.str()
