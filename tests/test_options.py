@@ -1,6 +1,8 @@
 """The ``avo`` options: a bad value stops pytest with one line; every flag is an ini key too."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -74,3 +76,43 @@ def test_every_flag_is_mirrored_by_an_ini_key(pytester: pytest.Pytester, option:
         assert raw(default, name) == option.default
         assert raw(pytester.parseconfig(), name) == "from-ini"
         assert raw(pytester.parseconfig(flag, "from-flag"), name) == "from-flag"
+
+
+# The search's own usage errors, in this process (test_evolve_loop runs the same in a process
+# of their own: those are marked slow, these keep the fast lane's check of every message).
+EVOLVE_BAD = [
+    (["--avo-generations", "-1"], "--avo-generations: expected an integer >= 0"),
+    (["--avo-time-budget", "soon"], "--avo-time-budget: expected a duration"),
+    (["--avo-operator", "nope"],
+     "--avo-operator nope: unknown operator; available: anthropic, builtin"),
+    (["--avo-task", "matmul"], "--avo-task: expected one of"),
+    (["--avo-margin", "1.5"], "--avo-margin: expected a fraction"),
+    (["--avo-resume"], "--avo-resume: no run of task 'attention'"),
+]
+FAST = ["--avo-examples", "2", "--avo-device", "cpu"]
+
+
+@pytest.mark.parametrize(("args", "message"), EVOLVE_BAD)
+def test_a_bad_evolve_option_is_one_line_usage_error(pytester: pytest.Pytester,
+                                                     write_candidate: Any, honest_attention: str,
+                                                     args: list[str], message: str) -> None:
+    write_candidate("seed", honest_attention)
+    line = _one_error_line(pytester.runpytest("--avo-evolve", *args, *FAST))
+    assert line.startswith("ERROR: ") and message in line
+    assert not (pytester.path / ".avo" / "staging").exists()  # nothing was evaluated
+
+
+@pytest.mark.parametrize("flag", ["--avo-evolve", "--avo-lineage", "--avo-html=report"])
+def test_a_store_that_is_not_one_is_one_line_usage_error(pytester: pytest.Pytester,
+                                                         write_candidate: Any,
+                                                         honest_attention: str,
+                                                         flag: str) -> None:
+    write_candidate("seed", honest_attention)
+    store = pytester.path / ".avo" / "lineage.sqlite"
+    store.parent.mkdir()
+    store.write_bytes(b"notes, not a database")
+    line = _one_error_line(pytester.runpytest(flag, *FAST))
+    assert line == (f"ERROR: {flag.split('=')[0]}: {store} is not a lineage store (sqlite: "
+                    "file is not a database); move it aside or choose another --avo-store")
+    assert store.read_bytes() == b"notes, not a database"
+    assert sorted(p.name for p in store.parent.iterdir()) == ["lineage.sqlite"]
