@@ -89,6 +89,7 @@ def attention(q, k, v, causal=False, sm_scale=None):
 '''
 
 
+@pytest.mark.slow
 def test_a_candidate_named_on_the_command_line_cannot_forge_its_verdict(
         make_project: Callable[..., Path], fresh_run: Callable[..., Any]) -> None:
     root = make_project({"forger": FORGER})
@@ -135,6 +136,7 @@ def _failure(broken: tuple[Path, Any], name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
+@pytest.mark.slow
 def test_a_broken_seed_fails_with_a_review_of_the_minimal_input(
         broken: tuple[Path, Any], name: str) -> None:
     failure = _failure(broken, name)
@@ -175,6 +177,7 @@ def _replay_args(run: Any, name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
+@pytest.mark.slow
 def test_the_replay_command_of_a_broken_seed_reproduces_its_failure(
         broken: tuple[Path, Any], fresh_run: Callable[..., Any], name: str) -> None:
     first = _failure(broken, name)

@@ -80,6 +80,7 @@ def _rows(root: Path) -> list[sqlite3.Row]:
     return db.execute("SELECT * FROM candidates ORDER BY id").fetchall()
 
 
+@pytest.mark.slow
 def test_evolve_commits_and_the_committed_candidates_pass(tmp_path: Path) -> None:
     root = _project(tmp_path, seed=CHUNKED)
     result = _pytest(root, "--avo-evolve", "--avo-generations", "2", *FAST)
@@ -104,6 +105,7 @@ def test_evolve_commits_and_the_committed_candidates_pass(tmp_path: Path) -> Non
     assert lineage.returncode == 0 and "evo_r1_g001" in lineage.stdout
 
 
+@pytest.mark.slow
 def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     root = _project(tmp_path, seed=CHUNKED)
     args = ["--avo-evolve", "--avo-generations", "3", *FAST]
@@ -138,6 +140,7 @@ def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path: 
             assert source_hash(path.read_text()) == row["source_hash"]
 
 
+@pytest.mark.slow
 def test_resume_restores_a_committed_file_that_went_missing(tmp_path: Path) -> None:
     root = _project(tmp_path, seed=CHUNKED)
     assert _pytest(root, "--avo-evolve", "--avo-generations", "1", *FAST).returncode == 0
@@ -157,6 +160,7 @@ HOG = CHUNKED.replace('    chunk = TUNABLES["CHUNK"]["value"]',
                       '    hog = torch.ones(8 * 2**30, dtype=torch.uint8)')
 
 
+@pytest.mark.slow
 def test_crash_hang_and_oom_candidates_are_recorded_failed_with_reasons(tmp_path: Path) -> None:
     root = _project(tmp_path, crash=CRASH, hang=HANG, hog=HOG)
     result = _pytest(root, "--avo-evolve", "--avo-generations", "0", "--avo-timeout", "5",
@@ -169,6 +173,7 @@ def test_crash_hang_and_oom_candidates_are_recorded_failed_with_reasons(tmp_path
     assert "raised" in reasons["hog"] and "memory" in reasons["hog"].lower()
 
 
+@pytest.mark.slow
 def test_an_evaluation_that_outlives_its_budget_is_killed_and_recorded(tmp_path: Path) -> None:
     root = _project(tmp_path, hang=HANG)
     result = _pytest(root, "--avo-evolve", "--avo-generations", "0", "--avo-eval-timeout", "8",
@@ -186,6 +191,7 @@ def test_an_evaluation_that_outlives_its_budget_is_killed_and_recorded(tmp_path:
     (["--avo-margin", "1.5"], "--avo-margin: expected a fraction"),
     (["--avo-resume"], "--avo-resume: no run of task 'attention'"),
 ])
+@pytest.mark.slow
 def test_bad_evolve_options_fail_in_one_line(tmp_path: Path, args: list[str],
                                              message: str) -> None:
     root = _project(tmp_path, seed=CHUNKED)
@@ -195,6 +201,7 @@ def test_bad_evolve_options_fail_in_one_line(tmp_path: Path, args: list[str],
     assert len(errors) == 1 and message in errors[0], result.stderr
 
 
+@pytest.mark.slow
 def test_a_store_that_is_not_one_fails_in_one_line_and_is_left_as_it_is(
         tmp_path: Path) -> None:
     root = _project(tmp_path, seed=CHUNKED)
@@ -211,6 +218,7 @@ def test_a_store_that_is_not_one_fails_in_one_line_and_is_left_as_it_is(
     assert sorted(p.name for p in store.parent.iterdir()) == ["lineage.sqlite"]
 
 
+@pytest.mark.slow
 def test_report_is_the_fitness_the_lineage_keeps(tmp_path: Path) -> None:
     root = _project(tmp_path, seed=CHUNKED)
     assert _pytest(root, "--avo-evolve", "--avo-generations", "0", *FAST).returncode == 0

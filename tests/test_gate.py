@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 
 from avo_harness.tasks import get_task
 
@@ -42,6 +43,7 @@ def attention(q, k, v, causal=False, sm_scale=None):
 '''
 
 
+@pytest.mark.slow
 def test_the_gate_fails_a_regression_and_a_wrong_candidate_and_passes_the_rest(
         make_project: Callable[..., Path], fresh_run: Callable[..., Any],
         honest_attention: str) -> None:

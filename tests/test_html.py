@@ -58,6 +58,7 @@ def _view(root: Path) -> RunView:
     return view
 
 
+@pytest.mark.slow
 def test_the_page_holds_every_candidate_and_the_failure_review(searched: Path) -> None:
     page = (searched / "report" / "index.html").read_text()
     view = _view(searched)
@@ -79,6 +80,7 @@ def test_the_page_holds_every_candidate_and_the_failure_review(searched: Path) -
         assert '<span class="add">+    ' + html.escape(f'"REPEAT": {{"value": {value},') in page
 
 
+@pytest.mark.slow
 def test_html_alone_renders_the_same_page_again(searched: Path,
                                                 pytester: pytest.Pytester) -> None:
     again = pytester.path / "again"
@@ -90,6 +92,7 @@ def test_html_alone_renders_the_same_page_again(searched: Path,
 
 @pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                     reason="needs Debian's chromium and chromedriver (.ci/run installs them)")
+@pytest.mark.slow
 def test_the_page_in_a_headless_browser(searched: Path, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -130,6 +133,7 @@ def test_the_page_in_a_headless_browser(searched: Path, tmp_path: Path) -> None:
     assert imread(shot).shape[1] == 1280 and imread(shot).shape[0] > 0.9 * height
 
 
+@pytest.mark.slow
 def test_bad_html_options_fail_in_one_line(searched: Path, pytester: pytest.Pytester) -> None:
     pytester.makefile(".txt", file="")
     store = str(searched / ".avo")

@@ -100,6 +100,7 @@ def pytest_avo_operators(config):
 
 
 @pytest.mark.parametrize("name", ["copy", "broken"])
+@pytest.mark.slow
 def test_operators_plugged_in_through_the_hook(pytester: pytest.Pytester, name: str) -> None:
     pytester.makeconftest(OPERATORS)
     folder = pytester.mkdir("candidates") / "attention"

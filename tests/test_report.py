@@ -34,6 +34,7 @@ def report(make_project: Callable[..., Path], fresh_run: Callable[..., Any],
     return run.report, paths
 
 
+@pytest.mark.slow
 def test_the_report_describes_the_run_and_where_it_ran(
         report: tuple[dict[str, Any], dict[str, Path]]) -> None:
     document, paths = report
@@ -52,6 +53,7 @@ def test_the_report_describes_the_run_and_where_it_ran(
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_a_passing_candidate_has_its_examples_and_timings(
         report: tuple[dict[str, Any], dict[str, Path]]) -> None:
     entry = report[0]["candidates"]["candidates/attention/honest.py"]
@@ -70,6 +72,7 @@ def test_a_passing_candidate_has_its_examples_and_timings(
             task.flops(config.case) / timing["median_s"] / 1e12)
 
 
+@pytest.mark.slow
 def test_a_failing_candidate_has_its_review_and_no_timings(
         report: tuple[dict[str, Any], dict[str, Path]]) -> None:
     entry = report[0]["candidates"]["candidates/attention/wrong.py"]

@@ -80,6 +80,7 @@ def test_every_cheat_is_listed() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.slow
 def test_cheat_is_rejected_naming_its_rule(session: tuple[dict[str, Any], str, Path],
                                            name: str) -> None:
     report, output, _ = session
@@ -90,6 +91,7 @@ def test_cheat_is_rejected_naming_its_rule(session: tuple[dict[str, Any], str, P
 
 
 @pytest.mark.parametrize("name", [*names("honest"), "seed"])
+@pytest.mark.slow
 def test_honest_unusual_candidates_pass(session: tuple[dict[str, Any], str, Path],
                                         name: str) -> None:
     report, output, _ = session
@@ -99,6 +101,7 @@ def test_honest_unusual_candidates_pass(session: tuple[dict[str, Any], str, Path
         b["outcome"] == "passed" for b in entry["benchmarks"].values()), entry["benchmarks"]
 
 
+@pytest.mark.slow
 def test_no_cheat_wrote_outside_its_process(session: tuple[dict[str, Any], str, Path]) -> None:
     _, _, root = session
     for path in (root / "candidates" / "attention" / "seed.py", root / "conftest.py"):
