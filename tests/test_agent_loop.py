@@ -152,6 +152,23 @@ def test_retries_a_step_without_candidate_the_supervisor_and_the_token_budget(
     assert "Operator spent 46,000 tokens, $0.19." in output
 
 
+def test_a_rationale_that_looks_like_markup_is_kept_as_it_is(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    rationale = "keeps acc[/N] in registers; y[b, h] indexed once"
+    script = demo_script()
+    script[-1]["reply"][1]["input"]["rationale"] = rationale
+    with FakeMessagesAPI(script) as api:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        result = evolve(project, "--avo-generations", "1")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret == 0, output
+    assert f"({rationale})" in output and "MarkupError" not in output
+    child = rows(project.path, "candidates")[-1]
+    assert child["rationale"] == rationale and child["status"] != "pending"
+    shown = project.runpytest_subprocess("-p", "avo_harness.plugin", "--avo-lineage")
+    assert "acc[/N]" in "".join(line.strip() for line in shown.outlines)
+
+
 def test_running_candidates_never_imports_the_sdk(pytester: pytest.Pytester,
                                                   write_candidate: Callable[..., Path],
                                                   honest_attention: str) -> None:

@@ -2,7 +2,10 @@
 with the spend and the supervisor's events always carried to the loop."""
 from __future__ import annotations
 
+import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,15 @@ def test_a_slow_reply_is_cut_at_the_step_time_limit(propose: Any) -> None:
     exc, _ = propose([call("read_lineage"), {**call("read_lineage"), "delay": 4}], seconds=1.5)
     assert time.monotonic() - started < 3.5
     assert isinstance(exc, NoCandidate) and "step time limit reached" in str(exc)
+    assert exc.cost_usd == pytest.approx(0.006)
+
+
+def test_ctrl_c_in_the_middle_of_a_step_keeps_what_it_spent(propose: Any) -> None:
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    exc, _ = propose([call("read_lineage"), {**call("read_lineage"), "delay": 3}])
+    timer.join()
+    assert type(exc) is StepAborted and "interrupted (Ctrl-C)" in str(exc)
     assert exc.cost_usd == pytest.approx(0.006)
 
 

@@ -91,6 +91,10 @@ class AgentOperator:
             raise NoCandidate(str(exc), **meter.spent(), events=tuple(events)) from None
         except APIFailure as exc:
             raise StepAborted(str(exc), **meter.spent(), events=tuple(events)) from None
+        except KeyboardInterrupt:
+            # What the step spent is kept: the loop records it before the run stops.
+            raise StepAborted("interrupted (Ctrl-C) in the middle of an agent step",
+                              **meter.spent(), events=tuple(events)) from None
         finally:
             workspace.close()
         return Proposal(submission.source, submission.parents, submission.rationale,
