@@ -29,7 +29,7 @@ from .judge.scan import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, cascade_from, raw
 from .judge.roofline import Roofline, measure
 from .judge.sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings
-from .tasks import BenchConfig, Call, Case, Task, get_task, task_names
+from .tasks import BenchConfig, Call, Case, Task, get_task
 from .judge.timer import clock_name, time_in_process
 from .phases import Phases
 
@@ -41,12 +41,6 @@ _STAND_IN_KEY = pytest.StashKey[Sandbox]()
 _CASCADE_KEY = pytest.StashKey[Any]()
 # Inputs come from here: the OS's entropy, which the candidate can neither read nor replay.
 _PRIVATE = random.SystemRandom()
-
-
-def is_candidate(path: Path) -> bool:
-    """``candidates/<known task>/<name>.py`` with a name that does not start with ``_``."""
-    return (path.suffix == ".py" and not path.name.startswith("_")
-            and path.parent.parent.name == "candidates" and path.parent.name in task_names())
 
 
 class CaseFailure(AssertionError):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .options import add_options, raw, read_device, read_settings, resolve_cuda, switch
-from .tasks import task_names
+from .tasks import is_candidate
 
 
 class _Deferred:
@@ -72,12 +72,6 @@ class _SummaryStandIn:
 
 
 _DEFERRED = pytest.StashKey[_Deferred]()
-
-
-def _maybe_candidate(path: Path) -> bool:
-    """``collector.is_candidate`` without importing the collector (the shape of the path)."""
-    return (path.suffix == ".py" and not path.name.startswith("_")
-            and path.parent.parent.name == "candidates" and path.parent.name in task_names())
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -181,12 +175,10 @@ def pytest_collect_file(file_path: Path,
     """A candidate becomes our File only: pytest's python plugin would otherwise import a
     ``.py`` named on the command line (a replay, an evaluation) into this very process."""
     collected = yield
-    if not _maybe_candidate(file_path):
-        return collected
-    parent.config.stash[_DEFERRED].start()
-    from .collector import CandidateFile, is_candidate
-
     if not is_candidate(file_path):
         return collected
+    parent.config.stash[_DEFERRED].start()
+    from .collector import CandidateFile
+
     return [c for c in collected if not isinstance(c, pytest.Module)] + [
         CandidateFile.from_parent(parent, path=file_path)]

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from ..collector import is_candidate
 from ..options import EvolveSettings, read_evolve_settings
-from ..tasks import Task, get_task
+from ..tasks import Task, get_task, is_candidate
 from .cascade import from_lineage
 from .evaluate import EvalSettings, evaluate, settings_from
 from .fitness import Fitness, accepts, commit_bar

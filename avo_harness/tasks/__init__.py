@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -103,6 +104,12 @@ class Task(ABC):
 def task_names() -> list[str]:
     """Every task module in this package."""
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def is_candidate(path: Path) -> bool:
+    """``candidates/<known task>/<name>.py`` with a name that does not start with ``_``."""
+    return (path.suffix == ".py" and not path.name.startswith("_")
+            and path.parent.parent.name == "candidates" and path.parent.name in task_names())
 
 
 def get_task(name: str) -> Task:
