@@ -178,3 +178,36 @@ def test_running_candidates_never_imports_the_sdk(pytester: pytest.Pytester,
     result = pytester.runpytest_subprocess("-p", "avo_harness.plugin", "candidates", "--co",
                                            "-q")
     result.stdout.fnmatch_lines(["*seed.py::correctness", "anthropic imported: False"])
+
+
+@pytest.mark.slow
+def test_what_a_step_spent_survives_a_kill_and_the_resumed_run_counts_it(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+    import time
+
+    script = [{"reply": [{"type": "tool_use", "name": "read_lineage", "input": {}}],
+               "usage": {"input_tokens": 40_000, "output_tokens": 1_000}},
+              {"delay": 120, "reply": [{"type": "text", "text": "still thinking"}]}]
+    with FakeMessagesAPI(script) as api:
+        env = dict(os.environ, ANTHROPIC_BASE_URL=api.url)
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "avo_harness.plugin",
+                                 "--avo-evolve", "--avo-operator", "anthropic", *FAST,
+                                 "--avo-generations", "3"], cwd=project.path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while api.left > 1 or not (project.path / ".avo" / "lineage.sqlite").exists() \
+                    or not rows(project.path, "spend"):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # mid-step: its second call is in flight
+            proc.wait()
+    (spent,) = rows(project.path, "spend")
+    assert (spent["tokens_in"], spent["tokens_out"]) == (40_000, 1_000) and spent["cost_usd"] > 0
+    resumed = evolve(project, "--avo-resume", "--avo-token-budget", "30000")
+    output = "\n".join(resumed.outlines + resumed.errlines)
+    assert "token budget reached (41,000)" in output, output

@@ -128,8 +128,24 @@ def test_a_store_of_version_1_is_migrated_to_take_cuts(tmp_path: Path) -> None:
                             cut="slower")
     (record,) = [r for r in store.records(1) if r.id == pending.id]
     assert record.outcome == "cut-slower" and record.scores == {"a": 1.0}
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 3
     store.close()
+
+
+def test_what_an_older_store_s_candidates_spent_moves_to_the_spend_table(
+        tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "lineage.sqlite")
+    db.executescript(OLD_SCHEMA.replace("'pending', 'passed', 'failed'",
+                                        "'pending', 'passed', 'failed', 'harness-error'")
+                     + "UPDATE candidates SET tokens_in = 1200, tokens_out = 300, cost_usd = 0.25 "
+                       "WHERE generation = 1; PRAGMA user_version = 1;")
+    db.close()
+    store = Lineage(tmp_path)
+    assert store.spent(1) == (1200, 300, 0.25) and store.spent(1, 0) == (0, 0, 0.0)
+    store.add_spend(1, 2, 10, 5, 0.01)
+    assert store.spent(1) == (1210, 305, 0.26) and store.spent(1, 2) == (10, 5, 0.01)
+    store.close()
+    assert Lineage(tmp_path).spent(1) == (1210, 305, 0.26)  # kept, and not migrated twice
 
 
 def test_a_time_budget_cut_is_evaluated_again_a_slower_cut_is_not(tmp_path: Path) -> None:

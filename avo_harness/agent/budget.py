@@ -43,10 +43,14 @@ class Meter:
     """What this step has spent, and what its next call may spend."""
 
     def __init__(self, price: Price, limits: Limits,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_spend: Callable[[int, int, float], None] | None = None) -> None:
         self.price = price
         self.limits = limits
         self.clock = clock
+        #: Told of every call's tokens (prompt, output) and dollars as it is counted, so
+        #: the lineage holds them even if the process dies before the step ends.
+        self.on_spend = on_spend
         self.started = clock()
         self.usage = Usage()
         self.cost_usd = 0.0
@@ -76,6 +80,8 @@ class Meter:
         self.usage += usage
         self.cost_usd += cost
         self.turns += turn
+        if self.on_spend is not None:
+            self.on_spend(usage.prompt, usage.output, cost)
         return cost
 
     def allowance(self, stable_tokens: int, other_tokens: int,

@@ -68,7 +68,7 @@ class AgentOperator:
         s = self.settings
         limits = Limits(s.turns, s.step_tokens, s.step_usd, s.step_time_s,
                         context.cost_left_usd, context.tokens_left)
-        meter = Meter(self.price, limits)
+        meter = Meter(self.price, limits, on_spend=context.spend)
         events: list[Event] = []
         workspace = Workspace(context.task, context.records, self.eval_settings, self.scratch,
                               self.knowledge, f"g{context.generation:03d}", self.log)

@@ -39,8 +39,8 @@ UNJUDGED = (PENDING, HARNESS_ERROR, CUT_TIME)
 _CUT_STATUS = {SLOWER: CUT_SLOWER, TIME_BUDGET: CUT_TIME}
 
 #: PRAGMA user_version of the schema below; a store of version 0 predates harness-error,
-#: one of version 1 the cut statuses.
-_VERSION = 2
+#: one of version 1 the cut statuses, one of version 2 the spend table.
+_VERSION = 3
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -81,6 +81,15 @@ CREATE TABLE IF NOT EXISTS events (
     at TEXT NOT NULL,
     kind TEXT NOT NULL,
     detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spend (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    generation INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    cost_usd REAL NOT NULL
 )
 """
 
@@ -161,6 +170,11 @@ class Lineage:
             if old:
                 self._db.execute("INSERT INTO candidates SELECT * FROM candidates_old")
                 self._db.execute("DROP TABLE candidates_old")
+                # Before the spend table, what operators spent was on their candidates' rows.
+                self._db.execute(
+                    "INSERT INTO spend (run_id, generation, at, tokens_in, tokens_out, cost_usd) "
+                    "SELECT run_id, generation, proposed_at, tokens_in, tokens_out, cost_usd "
+                    "FROM candidates WHERE tokens_in + tokens_out > 0 OR cost_usd > 0")
             self._db.execute(f"PRAGMA user_version = {_VERSION}")
 
     def close(self) -> None:
@@ -221,6 +235,23 @@ class Lineage:
     def add_event(self, run_id: int, kind: str, detail: dict[str, Any]) -> None:
         self._tx("INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                  (run_id, _now(), kind, json.dumps(detail)))
+
+    def add_spend(self, run_id: int, generation: int, tokens_in: int, tokens_out: int,
+                  cost_usd: float) -> None:
+        """What one paid call of an operator cost, kept as soon as it is known."""
+        self._tx("INSERT INTO spend (run_id, generation, at, tokens_in, tokens_out, cost_usd) "
+                 "VALUES (?, ?, ?, ?, ?, ?)",
+                 (run_id, generation, _now(), tokens_in, tokens_out, cost_usd))
+
+    def spent(self, run_id: int, generation: int | None = None) -> tuple[int, int, float]:
+        """Prompt tokens, output tokens and dollars the run (or one of its generations)
+        spent on operators."""
+        where, args = ("run_id = ?", (run_id,)) if generation is None else \
+            ("run_id = ? AND generation = ?", (run_id, generation))
+        row = self._db.execute("SELECT COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), "
+                               f"0), COALESCE(SUM(cost_usd), 0.0) FROM spend WHERE {where}",
+                               args).fetchone()
+        return int(row[0]), int(row[1]), float(row[2])
 
     def records(self, run_id: int | None = None, task: str | None = None) -> list[Record]:
         """Candidates in proposal order, of one run or of every run of ``task``."""

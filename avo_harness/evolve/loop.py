@@ -17,6 +17,7 @@ changed during its evaluation is failed for tampering, whatever its report says.
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -115,7 +116,8 @@ class Evolution:
                 self.task, self.lineage.records(task=self.task.name),
                 random.Random(f"{s.seed}:{self.run_id}:{generation}"), generation,
                 cost_left_usd=s.cost_budget_usd - cost if s.cost_budget_usd else None,
-                tokens_left=s.token_budget - tokens if s.token_budget else None)
+                tokens_left=s.token_budget - tokens if s.token_budget else None,
+                spend=functools.partial(self.lineage.add_spend, self.run_id, generation))
             t0 = time.monotonic()
             try:
                 proposal = self.operator.propose(context)
@@ -123,6 +125,7 @@ class Evolution:
                 reason = f"{self.operator.name}: {exc}"
                 break
             except StepAborted as exc:
+                self._settle_spend(generation, exc.tokens_in, exc.tokens_out, exc.cost_usd)
                 self._record_aborted_step(generation, exc, time.monotonic() - t0)
                 if isinstance(exc, NoCandidate):
                     reason = self._budget_spent()
@@ -136,6 +139,8 @@ class Evolution:
                 reason = f"operator {self.operator.name} failed: {type(exc).__name__}: {exc}"
                 self.failed = True
                 break
+            self._settle_spend(generation, proposal.tokens_in, proposal.tokens_out,
+                               proposal.cost_usd)
             self._record_events(generation, proposal.events)
             cid = self.lineage.add_pending(
                 self.run_id, generation, self._name(generation), proposal.parents,
@@ -299,9 +304,22 @@ class Evolution:
         return max(seeds) if seeds else 0.0
 
     def _spent(self) -> tuple[int, float, float, int]:
+        """Generations, seconds, dollars and tokens so far; money and tokens from the
+        lineage's spend table, which every paid call reached as it was made (so a run
+        resumed after a kill counts what the killed one spent)."""
         records = [r for r in self.lineage.records(self.run_id) if r.operator != "seed"]
-        return (len(records), time.monotonic() - self.started, sum(r.cost_usd for r in records),
-                sum(r.tokens_in + r.tokens_out for r in records))
+        tokens_in, tokens_out, cost = self.lineage.spent(self.run_id)
+        return len(records), time.monotonic() - self.started, cost, tokens_in + tokens_out
+
+    def _settle_spend(self, generation: int, tokens_in: int, tokens_out: int,
+                      cost_usd: float) -> None:
+        """Record what a step's totals say it spent beyond what it reported call by call
+        (all of it, for an operator that never reports)."""
+        seen_in, seen_out, seen_cost = self.lineage.spent(self.run_id, generation)
+        rest = (max(0, tokens_in - seen_in), max(0, tokens_out - seen_out),
+                max(0.0, cost_usd - seen_cost))
+        if rest[0] or rest[1] or rest[2] > 1e-12:
+            self.lineage.add_spend(self.run_id, generation, *rest)
 
     def _time_left(self) -> float | None:
         """Seconds the time budget leaves; None without one."""

@@ -81,6 +81,11 @@ class VariationContext:
     # raises OperatorBudgetExceeded rather than spend past them.
     cost_left_usd: float | None = None
     tokens_left: int | None = None
+    #: An operator that pays per call reports each call here (prompt tokens, output tokens,
+    #: dollars) as it is made: the loop writes it to the lineage at once, so a run killed
+    #: mid-step still counts it. What a step's Proposal or StepAborted totals beyond what
+    #: was reported is recorded at the step's end.
+    spend: Callable[[int, int, float], None] | None = None
 
     def committed(self) -> list[Record]:
         return [r for r in self.records if r.committed]
