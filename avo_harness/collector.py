@@ -9,6 +9,7 @@ timed through pytest-benchmark. All of them talk to the candidate through one
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -31,6 +32,7 @@ from .judge.roofline import Roofline, measure
 from .judge.sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings
 from .tasks import BenchConfig, Call, Case, Task, get_task
 from .judge.timer import clock_name, time_in_process
+from .live import Live
 from .phases import Phases
 
 SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
@@ -68,6 +70,8 @@ class CandidateFile(pytest.File):
         #: only) found the rest cannot lift the candidate to the commit bar, their entry.
         self.timed: dict[str, float] = {}
         self.cut: dict[str, str] | None = None
+        progress = self.config.getoption("avo_progress")
+        self.live = Live(None if progress is None else Path(progress))
         self._sandbox: Sandbox | None = None
 
     @property
@@ -107,9 +111,11 @@ class CandidateFile(pytest.File):
                 items.append(BenchmarkItem.from_parent(
                     self, name=f"benchmark[{config.name}]", callobj=_timed_by_pytest_benchmark,
                     bench=config))
+        self.live.update(configs_total=len(items) - 1, force=True)
         return items
 
     def teardown(self) -> None:
+        self.live.update(phase="done", force=True)
         if self._sandbox is not None:
             self._sandbox.close()
 
@@ -139,6 +145,9 @@ class CorrectnessItem(pytest.Item):
             # could not, starting it again below says why.
             with file.phases.measure("compile", file.counters):
                 file.compile_ahead = compile_ahead(file, self._planned_cases(), workers)
+        boundary = len(file.task.boundary_cases(large=file.settings.cuda))
+        file.live.update(phase="correctness", cases_done=0, force=True,
+                         cases_total=1 if replay is not None else boundary + file.settings.examples)
         with file.phases.measure("correctness", file.counters):
             self._start()
             if replay is not None:
@@ -232,6 +241,7 @@ class CorrectnessItem(pytest.Item):
 
     def _check(self, case: Case) -> None:
         self.examples_run += 1
+        self.file.live.update(cases_done=self.examples_run)
         verdict = check_case(self.file.task, self.file.sandbox(), case, self.file.device)
         if not verdict.passed:
             raise CaseFailure(case, verdict)
@@ -292,6 +302,8 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
     todo: queue.SimpleQueue[Case] = queue.SimpleQueue()
     for case in cases:
         todo.put(case)
+    file.live.update(phase="compile", cases_done=0, cases_total=len(cases), force=True)
+    done = itertools.count(1)
 
     def run(box: Sandbox) -> dict[str, Any]:
         began, calls, fault = time.perf_counter(), 0, None
@@ -308,6 +320,7 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
                                              file.device)
                 box.call(call, *file.task.output_like(call))
                 calls += 1
+                file.live.update(cases_done=next(done))
         except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
             fault = type(exc).__name__
         finally:
@@ -415,6 +428,8 @@ class BenchmarkItem(pytest.Function):
             self.details = dict(file.cut)
             pytest.skip(file.cut["reason"])
         case = self.bench.case
+        names = [c.name for c in task.bench_configs(cuda=cuda)]
+        file.live.update(phase="timing", configs_done=names.index(self.bench.name), force=True)
         floor, times = None, []
         try:
             with file.phases.measure("calibration", file.counters):

@@ -92,6 +92,7 @@ HTML_FLAG = "--avo-html"
 # Only the search passes it to an evaluation: an ini key would let a CI gate cut candidates.
 CASCADE_FLAG = "--avo-cascade"
 CALIBRATION_FLAG = "--avo-calibration"
+PROGRESS_FLAG = "--avo-progress"
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,9 @@ def add_options(parser: pytest.Parser) -> None:
                     help="the cascade (JSON) of one evaluation: skip the configurations left "
                          "once a candidate cannot reach the commit bar (used by --avo-evolve; "
                          "a CI gate never passes it)")
+    group.addoption(PROGRESS_FLAG, dest="avo_progress", default=None, metavar="PATH",
+                    help="keep PATH (JSON) up to date with where the evaluation is: phase, "
+                         "inputs done, configurations timed (--avo-evolve reads it)")
     group.addoption(CALIBRATION_FLAG, dest="avo_calibration", default=None, metavar="PATH",
                     help="keep the harness's measurements of the machine (ceilings, the "
                          "protocol's cost, the baseline) in PATH and reuse them in the next "

@@ -269,7 +269,7 @@ def _script(monkeypatch: pytest.MonkeyPatch,
     given: list[dict[str, Any]] = []
 
     def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
-                 time_left_s: float | None = None) -> Evaluation:
+                 time_left_s: float | None = None, on_progress: Any = None) -> Evaluation:
         given.append({"name": path.stem, "cascade": cascade, "time_left_s": time_left_s})
         return Evaluation(steps.get(path.stem, lambda _: PASSING)(path), None, 0.0)
     monkeypatch.setattr(loop, "evaluate", evaluate)
@@ -441,7 +441,7 @@ def _timed(monkeypatch: pytest.MonkeyPatch, clock: _Clock,
     given: list[dict[str, Any]] = []
 
     def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
-                 time_left_s: float | None = None) -> Evaluation:
+                 time_left_s: float | None = None, on_progress: Any = None) -> Evaluation:
         given.append({"name": path.stem, "time_left_s": time_left_s})
         took = seconds.get(path.stem, 30.0)
         if time_left_s is not None and took > time_left_s:
@@ -574,7 +574,7 @@ def test_an_evaluation_is_given_the_cascade_as_a_file_of_its_own(
     seen: dict[str, Any] = {}
 
     def pytest_writing_a_report(path: Path, settings: EvalSettings, report: Path,
-                                given: Path | None) -> list[str]:
+                                given: Path | None, progress: Path | None = None) -> list[str]:
         seen.update(argv=command(path, settings, report, given), folder=report.parent,
                     cascade=given.read_text() if given else None)
         entry = {"correctness": {"outcome": "passed"}, "benchmarks": {

@@ -16,12 +16,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import avo_harness
+
+from .. import live
 
 from .fitness import Fitness, from_report, harness_fault, out_of_time
 
@@ -67,10 +71,12 @@ class Evaluation:
 
 
 def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
-             time_left_s: float | None = None) -> Evaluation:
+             time_left_s: float | None = None,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> Evaluation:
     """``cascade``: only the search passes one, and never for its starting population.
     ``time_left_s``: what the run's time budget leaves; ending there is a cut, whereas
-    ``eval_timeout_s`` is a limit the candidate is failed for outliving."""
+    ``eval_timeout_s`` is a limit the candidate is failed for outliving. ``on_progress``
+    is given where the evaluation is (``live.py``) about twice a second while it runs."""
     started = time.monotonic()
     budget_cut = time_left_s is not None and time_left_s < settings.eval_timeout_s
     limit = time_left_s if budget_cut else settings.eval_timeout_s
@@ -85,11 +91,13 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
         package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
         env = dict(os.environ, TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-        proc = subprocess.Popen(command(path, settings, report_path, cascade_path),
+        progress_path = folder / "progress.json" if on_progress is not None else None
+        proc = subprocess.Popen(command(path, settings, report_path, cascade_path,
+                                        progress_path),
                                 cwd=settings.rootdir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            output, _ = proc.communicate(timeout=limit)
+            output = _wait(proc, limit, progress_path, on_progress)
         except BaseException as exc:
             _end(proc)
             if not isinstance(exc, subprocess.TimeoutExpired):
@@ -109,10 +117,10 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
                       time.monotonic() - started)
 
 
-def command(path: Path, settings: EvalSettings, report: Path,
-            cascade: Path | None) -> list[str]:
+def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | None,
+            progress: Path | None = None) -> list[str]:
     """The pytest command line that evaluates ``path``."""
-    from ..options import CALIBRATION_FLAG, CASCADE_FLAG
+    from ..options import CALIBRATION_FLAG, CASCADE_FLAG, PROGRESS_FLAG
 
     return [sys.executable, "-m", "pytest", str(path), "-p", "avo_harness.plugin",
             "-p", "no:cacheprovider", "-q", "--benchmark-quiet",
@@ -121,7 +129,38 @@ def command(path: Path, settings: EvalSettings, report: Path,
             "--avo-timeout", str(settings.call_timeout_s),
             "--avo-memory-limit", str(settings.memory_limit_gib),
             *([CASCADE_FLAG, str(cascade)] if cascade is not None else []),
-            *([CALIBRATION_FLAG, str(settings.calibration)] if settings.calibration else [])]
+            *([CALIBRATION_FLAG, str(settings.calibration)] if settings.calibration else []),
+            *([PROGRESS_FLAG, str(progress)] if progress is not None else [])]
+
+
+def _wait(proc: subprocess.Popen[bytes], limit: float, progress: Path | None,
+          on_progress: Callable[[dict[str, Any]], None] | None) -> bytes:
+    """The process's output once it exited (subprocess.TimeoutExpired after ``limit`` s),
+    telling ``on_progress`` what its progress file says meanwhile. The output is drained by
+    a thread all along, so a chatty evaluation never blocks on a full pipe."""
+    chunks: list[bytes] = []
+    pipe = proc.stdout
+    assert pipe is not None
+
+    def read_all() -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed under it by a kill
+            chunks.extend(iter(pipe.read1, b""))
+
+    drain = threading.Thread(target=read_all, daemon=True)
+    drain.start()
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        state = live.read(progress) if progress is not None else None
+        if state is not None and on_progress is not None:
+            on_progress(state)
+    drain.join(timeout=5)
+    return b"".join(chunks)
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:

@@ -181,9 +181,9 @@ class Evolution:
                                 self.settings.cascade_optimism)
                    if not seed and best is not None and self.settings.cascade_optimism
                    else None)
-        with self.progress.evaluating(f"{record.name} ({record.rationale})"):
+        with self.progress.evaluating(f"{record.name} ({record.rationale})") as show:
             evaluation = evaluate(path, self.eval_settings, cascade=cascade,
-                                  time_left_s=self._time_left())
+                                  time_left_s=self._time_left(), on_progress=show)
         # The very file evaluated must still be the recorded source, or nothing it showed counts.
         tampered = _contents(path) != record.source.encode()
         self._undo_changes(record, before, {path: record.source.encode()} if seed else {})

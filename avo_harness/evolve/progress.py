@@ -8,12 +8,14 @@ as :class:`rich.text.Text`, never parsed as markup or emoji codes: ``acc[/N]`` w
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..live import describe
 from .lineage import CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, PASSED, Record
 
 #: What each record's rationale is shown with in a table: why it failed or was cut.
@@ -28,13 +30,15 @@ class Progress:
             self.console.width = max(self.console.width, 160)
 
     @contextlib.contextmanager
-    def evaluating(self, label: str) -> Iterator[None]:
+    def evaluating(self, label: str) -> Iterator[Callable[[dict[str, Any]], None]]:
+        """Yields what to call with the evaluation's progress (``live.py``): on a terminal
+        the status line shows it, with a bar of the inputs or configurations done."""
         if self.console.is_terminal:
-            with self.console.status(Text(f"evaluating {label} ...")):
-                yield
+            with self.console.status(Text(f"evaluating {label} ...")) as status:
+                yield lambda state: status.update(Text(f"evaluating {label}: {_bar(state)}"))
         else:
             self.console.print(Text(f"evaluating {label} ..."))
-            yield
+            yield lambda state: None
 
     def line(self, text: str) -> None:
         self.console.print(Text(text))
@@ -70,6 +74,15 @@ class Progress:
                           Text((f"{r.rationale} [{r.reason}{_partial(r)}]"
                                 if r.status in _EXPLAINED else r.rationale)[:240]))
         self.console.print(table)
+
+
+def _bar(state: dict[str, Any], width: int = 20) -> str:
+    """``[#####-----] correctness: 40/113 inputs, 0/16 configurations, 12 s``."""
+    done, total = ((state.get("configs_done", 0), state.get("configs_total", 0))
+                   if state.get("phase") == "timing" else
+                   (state.get("cases_done", 0), state.get("cases_total", 0)))
+    filled = min(width, int(width * done / total)) if total else 0
+    return f"[{'#' * filled}{'-' * (width - filled)}] {describe(state)}"
 
 
 def phases(record: Record) -> str:
