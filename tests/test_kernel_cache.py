@@ -51,3 +51,14 @@ def test_a_cache_too_large_is_not_kept(tmp_path: Path, monkeypatch: object) -> N
     target = kernel_cache.folder(tmp_path / "root", "attention", "c" * 64)
     kernel_cache.persist(compiled, target)
     assert not target.exists()
+
+
+def test_a_folder_of_too_many_files_is_not_kept(tmp_path: Path, monkeypatch: object) -> None:
+    monkeypatch.setattr(kernel_cache, "MAX_FILES", 5)  # type: ignore[attr-defined]
+    compiled = tmp_path / "c"
+    compiled.mkdir()
+    for i in range(6):
+        (compiled / f"f{i}").write_text("")
+    target = kernel_cache.folder(tmp_path / "root", "attention", "d" * 64)
+    kernel_cache.persist(compiled, target)
+    assert not target.exists()

@@ -7,7 +7,8 @@ its kernels compiled. The cache is the candidate's own: only an evaluation of th
 bytes ever sees it, so whatever a hostile candidate leaves there (a binary that is not
 what its source compiles to) reaches no other candidate's verdict, only its own, which
 it could equally have built at run time (``cpp_extension``). Links are copied as links,
-never followed, and a cache larger than ``MAX_BYTES`` is not kept.
+never followed, and a cache larger than ``MAX_BYTES`` or of more than ``MAX_FILES`` files
+is not kept.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import shutil
 from pathlib import Path
 
 MAX_BYTES = 2 << 30
+#: Triton writes a handful of files per kernel; a folder of many more is not a cache.
+MAX_FILES = 20_000
 #: Sources whose kernels are kept per task; the least recently used go first.
 KEEP = 64
 
@@ -33,7 +36,7 @@ def restore(cache: Path, into: Path) -> None:
 
 def persist(compiled: Path, cache: Path) -> None:
     """Keep what was compiled into ``compiled`` as ``cache``, replacing it whole."""
-    if not compiled.is_dir() or _size(compiled) > MAX_BYTES:
+    if not compiled.is_dir() or not _small(compiled):
         return
     cache.parent.mkdir(parents=True, exist_ok=True)
     fresh = cache.with_name(f"{cache.name}.{os.getpid()}.new")
@@ -46,15 +49,19 @@ def persist(compiled: Path, cache: Path) -> None:
     _prune(cache.parent)
 
 
-def _size(path: Path) -> int:
-    total = 0
+def _small(path: Path) -> bool:
+    """Within ``MAX_BYTES`` and ``MAX_FILES`` (the walk stops as soon as it is not)."""
+    size = count = 0
     for root, _, files in os.walk(path):
         for name in files:
+            count += 1
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                size += os.lstat(os.path.join(root, name)).st_size
             except OSError:
                 pass
-    return total
+            if count > MAX_FILES or size > MAX_BYTES:
+                return False
+    return True
 
 
 def _prune(task_folder: Path) -> None:
