@@ -603,3 +603,46 @@ def test_each_evaluation_line_says_where_its_time_went(tmp_path: Path, lineage: 
     evolution.run()
     assert ("; eval 31.0 s (start 3.1 s, compile 12.0 s, correctness 4.2 s, timing 9.8 s); "
             in out.getvalue())
+
+
+class _Paying:
+    """An operator that pays per call, reporting each as it goes; ``fail`` steps end in an
+    API failure after spending."""
+
+    name = "paying"
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def propose(self, context: VariationContext) -> Proposal:
+        from avo_harness.evolve.operators import StepAborted
+
+        assert context.spend is not None
+        context.spend(1_000, 100, 0.01)
+        context.spend(2_000, 200, 0.02)
+        if self.fail:
+            raise StepAborted("anthropic API: 500 api_error: down", tokens_in=3_000,
+                              tokens_out=300, cost_usd=0.03)
+        seed = next(r for r in context.records if r.operator == "seed")
+        return Proposal(seed.source + f"\n# g{context.generation}\n", [seed.id], "a copy",
+                        tokens_in=3_500, tokens_out=300, cost_usd=0.035)  # 500 unreported
+
+
+def test_a_step_the_api_failed_spends_but_uses_no_generation(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    _script(monkeypatch, {})
+    failing, _ = _evolution(root, lineage, 1, operator=_Paying(fail=True))
+    failing.run()
+    assert failing.failed
+    run = failing.run_id
+    assert [r.operator for r in lineage.records(run)] == ["seed"]  # no generation was used
+    assert lineage.spent(run) == (3_000, 300, pytest.approx(0.03))
+    events = lineage._db.execute("SELECT kind, detail FROM events").fetchall()
+    assert [(k, json.loads(d)["reason"]) for k, d in events] == [
+        ("step-aborted", "anthropic API: 500 api_error: down")]
+    resumed, out = _evolution(root, lineage, 1, run, operator=_Paying(fail=False))
+    resumed.run()
+    assert [r.operator for r in lineage.records(run)] == ["seed", "paying"]
+    assert lineage.spent(run) == (6_500, 600, pytest.approx(0.065))  # nothing counted twice
+    assert "generation budget reached (1)" in out.getvalue()

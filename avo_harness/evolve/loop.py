@@ -86,6 +86,8 @@ class Evolution:
         self.progress = progress
         self.started = time.monotonic()
         self.failed = False
+        #: What the step in flight reported spending, call by call (``_spend``).
+        self._reported: tuple[int, int, float] = (0, 0, 0.0)
         #: What each committed file of the task must hold; checked after every evaluation.
         self.committed_files: dict[Path, bytes] = {}
 
@@ -117,7 +119,8 @@ class Evolution:
                 random.Random(f"{s.seed}:{self.run_id}:{generation}"), generation,
                 cost_left_usd=s.cost_budget_usd - cost if s.cost_budget_usd else None,
                 tokens_left=s.token_budget - tokens if s.token_budget else None,
-                spend=functools.partial(self.lineage.add_spend, self.run_id, generation))
+                spend=functools.partial(self._spend, generation))
+            self._reported = (0, 0, 0.0)
             t0 = time.monotonic()
             try:
                 proposal = self.operator.propose(context)
@@ -217,9 +220,16 @@ class Evolution:
         return path
 
     def _record_aborted_step(self, generation: int, exc: StepAborted, operator_s: float) -> None:
-        """A step without a candidate still cost something: keep that, and what it noted.
-        A step that the run goes on after is always a generation (so the budget advances)."""
+        """A step without a candidate still cost something: keep that (its spend is in the
+        spend table already), and what it noted. A step that the run goes on after is always
+        a generation (so the budget advances); one that stops the run as failed (the API
+        failing, Ctrl-C) is not: the run resumed later still has that generation to use."""
         self._record_events(generation, exc.events)
+        if type(exc) is StepAborted:
+            self.lineage.add_event(self.run_id, "step-aborted", {
+                "generation": generation, "reason": str(exc), "tokens_in": exc.tokens_in,
+                "tokens_out": exc.tokens_out, "cost_usd": exc.cost_usd})
+            return
         if not (isinstance(exc, NoCandidate) or exc.cost_usd or exc.tokens_in or exc.tokens_out):
             return
         cid = self.lineage.add_pending(self.run_id, generation, self._name(generation), [],
@@ -311,11 +321,17 @@ class Evolution:
         tokens_in, tokens_out, cost = self.lineage.spent(self.run_id)
         return len(records), time.monotonic() - self.started, cost, tokens_in + tokens_out
 
+    def _spend(self, generation: int, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
+        """One paid call of the step in flight, into the lineage at once."""
+        self.lineage.add_spend(self.run_id, generation, tokens_in, tokens_out, cost_usd)
+        seen_in, seen_out, seen_cost = self._reported
+        self._reported = (seen_in + tokens_in, seen_out + tokens_out, seen_cost + cost_usd)
+
     def _settle_spend(self, generation: int, tokens_in: int, tokens_out: int,
                       cost_usd: float) -> None:
         """Record what a step's totals say it spent beyond what it reported call by call
         (all of it, for an operator that never reports)."""
-        seen_in, seen_out, seen_cost = self.lineage.spent(self.run_id, generation)
+        seen_in, seen_out, seen_cost = self._reported
         rest = (max(0, tokens_in - seen_in), max(0, tokens_out - seen_out),
                 max(0.0, cost_usd - seen_cost))
         if rest[0] or rest[1] or rest[2] > 1e-12:
