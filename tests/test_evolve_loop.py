@@ -129,7 +129,8 @@ def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path: 
     assert "was never judged" in result.stdout
     rows = _rows(root)
     assert [r["generation"] for r in rows] == [0, 1, 2, 3]
-    assert all(r["status"] in ("passed", "failed") for r in rows)
+    # (a proposal timed slow in the noisy interpreter may be cut: judged all the same)
+    assert all(r["status"] in ("passed", "failed", "cut-slower") for r in rows)
     assert rows[-1]["run_id"] == before[0]["run_id"]
     # The interrupted candidate kept its row and its source; nothing was proposed twice.
     assert rows[len(before) - 1]["source_hash"] == before[-1]["source_hash"]
