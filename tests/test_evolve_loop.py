@@ -184,24 +184,6 @@ def test_an_evaluation_that_outlives_its_budget_is_killed_and_recorded(tmp_path:
     assert row["status"] == "failed" and "evaluation timed out after 8 s" in row["reason"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--avo-generations", "-1"], "--avo-generations: expected an integer >= 0"),
-    (["--avo-time-budget", "soon"], "--avo-time-budget: expected a duration"),
-    (["--avo-operator", "nope"], "--avo-operator nope: unknown operator; available: anthropic, builtin"),
-    (["--avo-task", "matmul"], "--avo-task: expected one of"),
-    (["--avo-margin", "1.5"], "--avo-margin: expected a fraction"),
-    (["--avo-resume"], "--avo-resume: no run of task 'attention'"),
-])
-@pytest.mark.slow
-def test_bad_evolve_options_fail_in_one_line(tmp_path: Path, args: list[str],
-                                             message: str) -> None:
-    root = _project(tmp_path, seed=CHUNKED)
-    result = _pytest(root, "--avo-evolve", *args, *FAST)
-    assert result.returncode == 4
-    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
-
-
 @pytest.mark.slow
 def test_a_store_that_is_not_one_fails_in_one_line_and_is_left_as_it_is(
         tmp_path: Path) -> None:

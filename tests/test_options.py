@@ -78,8 +78,8 @@ def test_every_flag_is_mirrored_by_an_ini_key(pytester: pytest.Pytester, option:
         assert raw(pytester.parseconfig(flag, "from-flag"), name) == "from-flag"
 
 
-# The search's own usage errors, in this process (test_evolve_loop runs the same in a process
-# of their own: those are marked slow, these keep the fast lane's check of every message).
+# The search's own usage errors, in this process (test_evolve_loop checks that a store that is
+# not one fails the same way in a process of its own).
 EVOLVE_BAD = [
     (["--avo-generations", "-1"], "--avo-generations: expected an integer >= 0"),
     (["--avo-time-budget", "soon"], "--avo-time-budget: expected a duration"),
