@@ -93,6 +93,21 @@ HTML_FLAG = "--avo-html"
 CASCADE_FLAG = "--avo-cascade"
 CALIBRATION_FLAG = "--avo-calibration"
 PROGRESS_FLAG = "--avo-progress"
+#: Flags without an ini key (the reasons above): flag, metavar, help.
+FLAGS = (
+    (REPLAY_FLAG, "CASE_JSON", "check exactly this one input (as printed in a failure report) "
+     "instead of running hypothesis"),
+    (HTML_FLAG, "DIR", "write the latest run of --avo-task in the store as a static HTML "
+     "report to DIR/index.html and exit (with --avo-evolve: after the run)"),
+    (CASCADE_FLAG, "PATH", "the cascade (JSON) of one evaluation: skip the configurations left "
+     "once a candidate cannot reach the commit bar (used by --avo-evolve; a CI gate never "
+     "passes it)"),
+    (PROGRESS_FLAG, "PATH", "keep PATH (JSON) up to date with where the evaluation is: phase, "
+     "inputs done, configurations timed (--avo-evolve reads it)"),
+    (CALIBRATION_FLAG, "PATH", "keep the harness's measurements of the machine (ceilings, the "
+     "protocol's cost, the baseline) in PATH and reuse them in the next session on the same "
+     "device (--avo-evolve passes one per run)"),
+)
 
 
 @dataclass(frozen=True)
@@ -116,23 +131,9 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(opt.flag, dest=opt.ini, default=None, metavar=opt.metavar,
                             help=f"{opt.help} [ini: {opt.ini}]")
             parser.addini(opt.ini, opt.help, default=opt.default)
-    group.addoption(REPLAY_FLAG, dest="avo_replay", default=None, metavar="CASE_JSON",
-                    help="check exactly this one input (as printed in a failure report) "
-                         "instead of running hypothesis")
-    group.addoption(HTML_FLAG, dest="avo_html", default=None, metavar="DIR",
-                    help="write the latest run of --avo-task in the store as a static HTML "
-                         "report to DIR/index.html and exit (with --avo-evolve: after the run)")
-    group.addoption(CASCADE_FLAG, dest="avo_cascade", default=None, metavar="PATH",
-                    help="the cascade (JSON) of one evaluation: skip the configurations left "
-                         "once a candidate cannot reach the commit bar (used by --avo-evolve; "
-                         "a CI gate never passes it)")
-    group.addoption(PROGRESS_FLAG, dest="avo_progress", default=None, metavar="PATH",
-                    help="keep PATH (JSON) up to date with where the evaluation is: phase, "
-                         "inputs done, configurations timed (--avo-evolve reads it)")
-    group.addoption(CALIBRATION_FLAG, dest="avo_calibration", default=None, metavar="PATH",
-                    help="keep the harness's measurements of the machine (ceilings, the "
-                         "protocol's cost, the baseline) in PATH and reuse them in the next "
-                         "session on the same device (--avo-evolve passes one per run)")
+    for flag, metavar, text in FLAGS:
+        group.addoption(flag, dest="avo_" + flag.removeprefix("--avo-"), default=None,
+                        metavar=metavar, help=text)
 
 
 def switch(config: pytest.Config, name: str) -> bool:
