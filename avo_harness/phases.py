@@ -47,8 +47,13 @@ class Phases:
         return out
 
 
+def listed(phases_s: dict[str, float], unit: str = "") -> str:
+    """``start 3.1, compile 12.0, ...`` of a report's ``phases_s`` (``unit`` after each),
+    the phases it has, in their order."""
+    return ", ".join(f"{name} {phases_s[name]:,.1f}{unit}" for name in PHASES
+                     if isinstance(phases_s.get(name), (int, float)))
+
+
 def describe(phases_s: dict[str, float]) -> str:
     """``31.0 s: start 3.1, compile 12.0, correctness 4.2, timing 9.8, calibration 1.9``."""
-    parts = ", ".join(f"{name} {phases_s[name]:,.1f}" for name in PHASES
-                      if isinstance(phases_s.get(name), (int, float)))
-    return f"{phases_s.get('total', 0.0):,.1f} s: {parts}"
+    return f"{phases_s.get('total', 0.0):,.1f} s: {listed(phases_s)}"

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..live import describe
+from ..phases import listed
 from .lineage import CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, PASSED, Record
 
 #: What each record's rationale is shown with in a table: why it failed or was cut.
@@ -89,9 +90,7 @@ def phases(record: Record) -> str:
     """``start 3.1 s, compile 12.0 s, ...``: where its evaluation's time went, as its report
     says (reports before ``phases_s`` say nothing)."""
     entries = (record.report or {}).get("candidates") or {}
-    timed = (next(iter(entries.values()), None) or {}).get("phases_s") or {}
-    return ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in timed.items()
-                     if name != "total" and isinstance(seconds, (int, float)))
+    return listed((next(iter(entries.values()), None) or {}).get("phases_s") or {}, " s")
 
 
 def _geomean(record: Record) -> str:
