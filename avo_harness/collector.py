@@ -25,7 +25,7 @@ import pytest
 
 from .judge.checker import (Verdict, calibrate, check_case, check_timed, fault_verdict,
                             harness_verdict)
-from .judge import kernel_cache
+from .judge import gpu_lock, kernel_cache
 from .judge.scan import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, cascade_from, raw
 from .judge.roofline import Roofline, measure
@@ -427,9 +427,17 @@ class BenchmarkItem(pytest.Function):
         if file.cut is not None:
             self.details = dict(file.cut)
             pytest.skip(file.cut["reason"])
-        case = self.bench.case
         names = [c.name for c in task.bench_configs(cuda=cuda)]
         file.live.update(phase="timing", configs_done=names.index(self.bench.name), force=True)
+        with gpu_lock.exclusive(self.config.getoption("avo_gpu_lock")):
+            self._measure_alone(benchmark)
+
+    def _measure_alone(self, benchmark: Any) -> None:
+        """``measure`` with the GPU to itself: the machine's ceilings, the protocol's cost,
+        the timed rounds and the baseline."""
+        file, task = self.file, self.file.task
+        cuda = file.settings.cuda
+        case = self.bench.case
         floor, times = None, []
         try:
             with file.phases.measure("calibration", file.counters):

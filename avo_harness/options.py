@@ -74,6 +74,24 @@ OPTIONS = (
     Option("cascade_optimism", "in the search, stop timing a candidate once its geomean "
            "could not reach the commit bar even if each configuration left reached FACTOR x "
            "the lineage's best there (0: time every configuration)", "1.5", "FACTOR"),
+    Option("workers", "evaluations in flight at once, each a fresh process on one GPU "
+           "(auto: one per visible GPU, 2 on a single GPU so that one compiles and checks "
+           "while another is timed; 1 on CPU)", "auto", "N|auto"),
+    Option("ray", "send evaluations to a Ray cluster (ADDRESS, or auto to start or join a "
+           "local one; needs the ray extra); the lineage and the operator stay here", None,
+           "ADDRESS|auto"),
+    Option("islands", "lineages evolving side by side; every --avo-migration evaluations "
+           "the best committed candidate joins the others as a parent", "1", "N"),
+    Option("migration", "evaluations between two migrations of the islands' best", "6", "N"),
+    Option("paired_rounds", "before a commit, time the candidate and the current best "
+           "interleaved (A, B, A, B) on one GPU over this many rounds; a candidate slower "
+           "beyond their spread is not committed (0: commit on the evaluation alone)", "3", "N"),
+    Option("precision_drift", "do not commit a candidate whose RMS error over the tolerance "
+           "is more than FACTOR x the starting candidates' on the same inputs (0: off)", "2",
+           "FACTOR"),
+    Option("stress", "run each benchmark configuration N more times on identical inputs and "
+           "compare the outputs bit for bit (within the tolerance for a candidate declaring "
+           "DETERMINISTIC = False); a change fails nondeterministic (0: off)", "0", "N"),
     Option("agent_model", "the Claude model of --avo-operator anthropic", "claude-opus-5-5",
            "MODEL"),
     Option("agent_turns", "most model calls in one agent step", "40", "N"),
@@ -93,6 +111,9 @@ HTML_FLAG = "--avo-html"
 CASCADE_FLAG = "--avo-cascade"
 CALIBRATION_FLAG = "--avo-calibration"
 PROGRESS_FLAG = "--avo-progress"
+# The scheduler gives each evaluation on a GPU that GPU's lock: an ini key would serialise
+# unrelated runs of the project.
+GPU_LOCK_FLAG = "--avo-gpu-lock"
 #: Flags without an ini key (the reasons above): flag, metavar, help.
 FLAGS = (
     (REPLAY_FLAG, "CASE_JSON", "check exactly this one input (as printed in a failure report) "
@@ -104,6 +125,9 @@ FLAGS = (
      "passes it)"),
     (PROGRESS_FLAG, "PATH", "keep PATH (JSON) up to date with where the evaluation is: phase, "
      "inputs done, configurations timed (--avo-evolve reads it)"),
+    (GPU_LOCK_FLAG, "PATH", "hold an exclusive lock on PATH while timing, so evaluations that "
+     "share a GPU compile and check at once but are timed one at a time (--avo-evolve "
+     "passes one per GPU)"),
     (CALIBRATION_FLAG, "PATH", "keep the harness's measurements of the machine (ceilings, the "
      "protocol's cost, the baseline) in PATH and reuse them in the next session on the same "
      "device (--avo-evolve passes one per run)"),
@@ -118,6 +142,8 @@ class HarnessSettings:
     memory_limit_bytes: int
     report: Path | None
     replay: Case | None
+    #: Extra runs of each benchmark configuration compared with the timed output (0: off).
+    stress: int = 0
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -211,6 +237,7 @@ def read_settings(config: pytest.Config, *, cuda: bool | None = None) -> Harness
                                       "a number of GiB >= 0") * 2**30),
         report=Path(report) if report else None,
         replay=replay,
+        stress=parsed(config, "stress", int, lambda v: v >= 0, "an integer >= 0"),
     )
 
 
@@ -228,6 +255,13 @@ class EvolveSettings:
     eval_timeout_s: float
     margin: float
     cascade_optimism: float
+    #: None: auto (one per visible GPU, see ``scheduler.local_slots``).
+    workers: int | None = None
+    ray: str | None = None
+    islands: int = 1
+    migration: int = 6
+    paired_rounds: int = 3
+    precision_drift: float = 2.0
 
 
 def duration(text: str) -> float:
@@ -267,6 +301,14 @@ def read_evolve_settings(config: pytest.Config) -> EvolveSettings:
         margin=parsed(config, "margin", float, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
         cascade_optimism=parsed(config, "cascade_optimism", float,
                                 lambda v: v == 0 or 1 <= v < math.inf, "0 (off) or a factor >= 1"),
+        workers=None if raw(config, "workers") in (None, "auto") else parsed(
+            config, "workers", int, lambda v: v >= 1, "auto or an integer >= 1"),
+        ray=raw(config, "ray"),
+        islands=parsed(config, "islands", int, lambda v: v >= 1, "an integer >= 1"),
+        migration=parsed(config, "migration", int, lambda v: v >= 1, "an integer >= 1"),
+        paired_rounds=parsed(config, "paired_rounds", int, lambda v: v >= 0, "an integer >= 0"),
+        precision_drift=parsed(config, "precision_drift", float,
+                               lambda v: v == 0 or 1 <= v < math.inf, "0 (off) or a factor >= 1"),
     )
 
 
