@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from avo_harness.evolve import lineage as lineage_module
 from avo_harness.evolve.lineage import Lineage, source_hash
 
 
@@ -128,7 +129,7 @@ def test_a_store_of_version_1_is_migrated_to_take_cuts(tmp_path: Path) -> None:
                             cut="slower")
     (record,) = [r for r in store.records(1) if r.id == pending.id]
     assert record.outcome == "cut-slower" and record.scores == {"a": 1.0}
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == lineage_module._VERSION
     store.close()
 
 
@@ -163,4 +164,43 @@ def test_a_time_budget_cut_is_evaluated_again_a_slower_cut_is_not(tmp_path: Path
     store.record_evaluation(slower, passed=True, committed=True, reason=None, scores={},
                             geomean=9.0, report=None, eval_s=1.0)
     assert [r.outcome for r in store.records(run)] == ["cut-slower", "committed"]
+    store.close()
+
+
+def test_a_store_of_version_3_keeps_its_spend_and_gains_islands_and_workers(
+        tmp_path: Path) -> None:
+    store = Lineage(tmp_path)
+    run = store.start_run("attention", {})
+    cid = store.add_pending(run, 1, "a", [], "builtin", "", "x", 0.0)
+    store.add_spend(run, 1, 100, 10, 0.5)
+    # Back to version 3: the candidates table without the three newest columns.
+    store._db.executescript(
+        "ALTER TABLE candidates DROP COLUMN island; ALTER TABLE candidates DROP COLUMN worker; "
+        "ALTER TABLE candidates DROP COLUMN eval_started_at; PRAGMA user_version = 3;")
+    store.close()
+    store = Lineage(tmp_path)
+    assert store.spent(run) == (100, 10, 0.5)  # not copied from the rows a second time
+    (record,) = store.records(run)
+    assert (record.id, record.island, record.worker, record.eval_started_at) == (cid, 0, None,
+                                                                                  None)
+    began = lineage_module.now()
+    store.record_evaluation(cid, passed=True, committed=False, reason=None, scores={"c": 1.0},
+                            geomean=1.0, report=None, eval_s=1.0, worker="gpu1",
+                            started_at=began)
+    other = store.add_pending(run, 2, "b", [], "builtin", "", "y", 0.0, island=2)
+    by_id = {r.id: r for r in store.records(run)}
+    assert (by_id[cid].worker, by_id[cid].eval_started_at) == ("gpu1", began)
+    assert by_id[other].island == 2
+    store.close()
+
+
+def test_events_read_back_in_order_and_by_kind(tmp_path: Path) -> None:
+    store = Lineage(tmp_path)
+    run = store.start_run("attention", {})
+    store.add_event(run, "note", {"text": "one"})
+    store.add_event(run, "paired", {"verdict": "tie"})
+    store.add_event(run, "note", {"text": "two"})
+    assert [e["text"] for e in store.events(run, "note")] == ["one", "two"]
+    assert [e["kind"] for e in store.events(run)] == ["note", "paired", "note"]
+    assert store.events(run + 1) == []
     store.close()

@@ -10,6 +10,7 @@ files goes into the evaluation's own folder, removed after it, killed or not.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -70,9 +71,19 @@ class Evaluation:
     wall_s: float
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an evaluation runs on this host (the scheduler's slot): the GPUs it sees and
+    the lock it times under (``judge/gpu_lock.py``)."""
+
+    env: tuple[tuple[str, str], ...] = ()
+    gpu_lock: Path | None = None
+
+
 def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
              time_left_s: float | None = None,
-             on_progress: Callable[[dict[str, Any]], None] | None = None) -> Evaluation:
+             on_progress: Callable[[dict[str, Any]], None] | None = None,
+             placement: Placement = Placement()) -> Evaluation:
     """``cascade``: only the search passes one, and never for its starting population.
     ``time_left_s``: what the run's time budget leaves; ending there is a cut, whereas
     ``eval_timeout_s`` is a limit the candidate is failed for outliving. ``on_progress``
@@ -91,11 +102,14 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
         package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
         env = dict(os.environ, TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
             p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+        env.update(placement.env)
         progress_path = folder / "progress.json" if on_progress is not None else None
-        proc = subprocess.Popen(command(path, settings, report_path, cascade_path,
-                                        progress_path),
-                                cwd=settings.rootdir, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        argv = command(path, settings, report_path, cascade_path, progress_path)
+        if placement.gpu_lock is not None:
+            from ..options import GPU_LOCK_FLAG
+
+            argv += [GPU_LOCK_FLAG, str(placement.gpu_lock)]
+        proc = start(argv, cwd=settings.rootdir, env=env)
         try:
             output = _wait(proc, limit, progress_path, on_progress)
         except BaseException as exc:
@@ -131,6 +145,26 @@ def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | No
             *([CASCADE_FLAG, str(cascade)] if cascade is not None else []),
             *([CALIBRATION_FLAG, str(settings.calibration)] if settings.calibration else []),
             *([PROGRESS_FLAG, str(progress)] if progress is not None else [])]
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the thread that started it ends. In its own
+    session, the evaluation would otherwise outlive a controller killed by ``kill -9`` (or
+    a Ray worker lost mid-evaluation); the sandboxes under it die with it in turn."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def start(argv: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """An evaluation's process: its own process group (killed whole by ``_end``), its output
+    in one pipe, dying with the thread that waits on it."""
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_die_with_parent)
 
 
 def _wait(proc: subprocess.Popen[bytes], limit: float, progress: Path | None,

@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,8 +40,9 @@ UNJUDGED = (PENDING, HARNESS_ERROR, CUT_TIME)
 _CUT_STATUS = {SLOWER: CUT_SLOWER, TIME_BUDGET: CUT_TIME}
 
 #: PRAGMA user_version of the schema below; a store of version 0 predates harness-error,
-#: one of version 1 the cut statuses, one of version 2 the spend table.
-_VERSION = 3
+#: one of version 1 the cut statuses, one of version 2 the spend table, one of version 3
+#: islands and where and when each evaluation ran.
+_VERSION = 4
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -73,6 +75,9 @@ CREATE TABLE IF NOT EXISTS candidates (
     tokens_in INTEGER NOT NULL DEFAULT 0,
     tokens_out INTEGER NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
+    island INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    eval_started_at TEXT,
     UNIQUE (run_id, generation)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -98,7 +103,8 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
 
 
-def _now() -> str:
+def now() -> str:
+    """The lineage's timestamps: UTC, ISO 8601."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
@@ -126,6 +132,10 @@ class Record:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    island: int = 0
+    #: The scheduler's slot that evaluated it (``gpu0``, ``ray:<node>``), and when it began.
+    worker: str | None = None
+    eval_started_at: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -138,12 +148,14 @@ class LineageError(Exception):
 
 
 class Lineage:
-    """The store; one instance per process, used from one thread."""
+    """The store; one instance per process. The controller writes it from its main thread,
+    an operator's step thread reports spend through it: one lock serialises them."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "lineage.sqlite"
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -163,13 +175,20 @@ class Lineage:
                 return
             old = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                                    "name = 'candidates'").fetchone() is not None
+            spend_existed = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spend'"
+            ).fetchone() is not None
             if old:
                 self._db.execute("ALTER TABLE candidates RENAME TO candidates_old")
             for statement in _SCHEMA.split(";"):
                 self._db.execute(statement)
             if old:
-                self._db.execute("INSERT INTO candidates SELECT * FROM candidates_old")
+                columns = ", ".join(row["name"] for row in self._db.execute(
+                    "PRAGMA table_info(candidates_old)"))
+                self._db.execute(f"INSERT INTO candidates ({columns}) SELECT {columns} "
+                                 "FROM candidates_old")
                 self._db.execute("DROP TABLE candidates_old")
+            if old and not spend_existed:
                 # Before the spend table, what operators spent was on their candidates' rows.
                 self._db.execute(
                     "INSERT INTO spend (run_id, generation, at, tokens_in, tokens_out, cost_usd) "
@@ -181,76 +200,92 @@ class Lineage:
         self._db.close()
 
     def _tx(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self._db:  # one transaction, committed or rolled back as a whole
+        with self._lock, self._db:  # one transaction, committed or rolled back as a whole
             self._db.execute("BEGIN IMMEDIATE")
             return self._db.execute(sql, args)
 
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
     def start_run(self, task: str, settings: dict[str, Any]) -> int:
         cur = self._tx("INSERT INTO runs (task, started, settings) VALUES (?, ?, ?)",
-                       (task, _now(), json.dumps(settings, sort_keys=True)))
+                       (task, now(), json.dumps(settings, sort_keys=True)))
         return int(cur.lastrowid)
 
     def latest_run(self, task: str) -> int | None:
-        row = self._db.execute("SELECT id FROM runs WHERE task = ? ORDER BY id DESC LIMIT 1",
-                               (task,)).fetchone()
-        return None if row is None else int(row["id"])
+        rows = self._read("SELECT id FROM runs WHERE task = ? ORDER BY id DESC LIMIT 1", (task,))
+        return int(rows[0]["id"]) if rows else None
 
     def run_settings(self, run_id: int) -> dict[str, Any]:
-        row = self._db.execute("SELECT settings FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return json.loads(row["settings"])
+        return json.loads(self._read("SELECT settings FROM runs WHERE id = ?",
+                                     (run_id,))[0]["settings"])
 
     def finish_run(self, run_id: int, reason: str) -> None:
         self._tx("UPDATE runs SET finished = ?, stop_reason = ? WHERE id = ?",
-                 (_now(), reason, run_id))
+                 (now(), reason, run_id))
 
     def add_pending(self, run_id: int, generation: int, name: str, parents: list[int],
                     operator: str, rationale: str, source: str, operator_s: float,
-                    tokens_in: int = 0, tokens_out: int = 0, cost_usd: float = 0.0) -> int:
+                    tokens_in: int = 0, tokens_out: int = 0, cost_usd: float = 0.0,
+                    island: int = 0) -> int:
         cur = self._tx(
             "INSERT INTO candidates (run_id, generation, name, parents, operator, rationale, "
             "source, source_hash, status, proposed_at, operator_s, tokens_in, tokens_out, "
-            "cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "cost_usd, island) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, generation, name, json.dumps(parents), operator, rationale, source,
-             source_hash(source), PENDING, _now(), operator_s, tokens_in, tokens_out, cost_usd))
+             source_hash(source), PENDING, now(), operator_s, tokens_in, tokens_out, cost_usd,
+             island))
         return int(cur.lastrowid)
 
     def record_evaluation(self, candidate_id: int, *, passed: bool, committed: bool,
                           reason: str | None, scores: dict[str, float] | None,
                           geomean: float | None, report: dict[str, Any] | None,
                           eval_s: float, harness_error: bool = False,
-                          cut: str | None = None) -> None:
+                          cut: str | None = None, worker: str | None = None,
+                          started_at: str | None = None) -> None:
         """Judged once: a row that is judged stays so; an unjudged one is updated.
-        ``harness_error`` and ``cut`` are the fitness's."""
+        ``harness_error`` and ``cut`` are the fitness's; ``worker`` and ``started_at``
+        (``now()`` when the evaluation began) say where and when it ran."""
         status = (HARNESS_ERROR if harness_error else _CUT_STATUS[cut] if cut
                   else PASSED if passed else FAILED)
         self._tx(
             "UPDATE candidates SET status = ?, committed = ?, reason = ?, scores = ?, "
-            "geomean = ?, report = ?, evaluated_at = ?, eval_s = ? "
+            "geomean = ?, report = ?, evaluated_at = ?, eval_s = ?, worker = ?, "
+            "eval_started_at = ? "
             f"WHERE id = ? AND status IN ({', '.join('?' for _ in UNJUDGED)})",
             (status, int(committed), reason,
              None if scores is None else json.dumps(scores), geomean,
-             None if report is None else json.dumps(report), _now(), eval_s, candidate_id,
-             *UNJUDGED))
+             None if report is None else json.dumps(report), now(), eval_s, worker,
+             started_at, candidate_id, *UNJUDGED))
 
     def add_event(self, run_id: int, kind: str, detail: dict[str, Any]) -> None:
         self._tx("INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                 (run_id, _now(), kind, json.dumps(detail)))
+                 (run_id, now(), kind, json.dumps(detail)))
+
+    def events(self, run_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """The run's events in order (of one ``kind``, or all): ``at``, ``kind`` and the
+        detail's keys."""
+        rows = self._read("SELECT at, kind, detail FROM events WHERE run_id = ?"
+                          + (" AND kind = ?" if kind else "") + " ORDER BY id",
+                          (run_id, kind) if kind else (run_id,))
+        return [{"at": row["at"], "kind": row["kind"], **json.loads(row["detail"])}
+                for row in rows]
 
     def add_spend(self, run_id: int, generation: int, tokens_in: int, tokens_out: int,
                   cost_usd: float) -> None:
         """What one paid call of an operator cost, kept as soon as it is known."""
         self._tx("INSERT INTO spend (run_id, generation, at, tokens_in, tokens_out, cost_usd) "
                  "VALUES (?, ?, ?, ?, ?, ?)",
-                 (run_id, generation, _now(), tokens_in, tokens_out, cost_usd))
+                 (run_id, generation, now(), tokens_in, tokens_out, cost_usd))
 
     def spent(self, run_id: int, generation: int | None = None) -> tuple[int, int, float]:
         """Prompt tokens, output tokens and dollars the run (or one of its generations)
         spent on operators."""
         where, args = ("run_id = ?", (run_id,)) if generation is None else \
             ("run_id = ? AND generation = ?", (run_id, generation))
-        row = self._db.execute("SELECT COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), "
-                               f"0), COALESCE(SUM(cost_usd), 0.0) FROM spend WHERE {where}",
-                               args).fetchone()
+        row = self._read("SELECT COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0), "
+                         f"COALESCE(SUM(cost_usd), 0.0) FROM spend WHERE {where}", args)[0]
         return int(row[0]), int(row[1]), float(row[2])
 
     def records(self, run_id: int | None = None, task: str | None = None) -> list[Record]:
@@ -259,7 +294,7 @@ class Lineage:
                + (" AND c.run_id = ?" if run_id is not None else "")
                + (" AND r.task = ?" if task is not None else "") + " ORDER BY c.id")
         args = tuple(a for a in (run_id, task) if a is not None)
-        return [self._record(row) for row in self._db.execute(sql, args)]
+        return [self._record(row) for row in self._read(sql, args)]
 
     def pending(self, run_id: int) -> Iterator[Record]:
         """What a resumed run evaluates: the run's records that nothing has judged yet."""
@@ -276,4 +311,5 @@ class Lineage:
             geomean=row["geomean"],
             report=None if row["report"] is None else json.loads(row["report"]),
             operator_s=row["operator_s"], eval_s=row["eval_s"], tokens_in=row["tokens_in"],
-            tokens_out=row["tokens_out"], cost_usd=row["cost_usd"])
+            tokens_out=row["tokens_out"], cost_usd=row["cost_usd"], island=row["island"],
+            worker=row["worker"], eval_started_at=row["eval_started_at"])
