@@ -158,8 +158,8 @@ def add_options(parser: pytest.Parser) -> None:
                             help=f"{opt.help} [ini: {opt.ini}]")
             parser.addini(opt.ini, opt.help, default=opt.default)
     for flag, metavar, text in FLAGS:
-        group.addoption(flag, dest="avo_" + flag.removeprefix("--avo-"), default=None,
-                        metavar=metavar, help=text)
+        group.addoption(flag, dest="avo_" + flag.removeprefix("--avo-").replace("-", "_"),
+                        default=None, metavar=metavar, help=text)
 
 
 def switch(config: pytest.Config, name: str) -> bool:
