@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from avo_harness.evolve import evaluate as evaluate_module
-from avo_harness.evolve import loop
+from avo_harness.evolve import loop, scheduler
 from avo_harness.evolve.cascade import Cascade
 from avo_harness.evolve.evaluate import EvalSettings, Evaluation, command, evaluate
 from avo_harness.evolve.fitness import Fitness, harness_fault, out_of_time
@@ -252,10 +252,11 @@ def _script(monkeypatch: pytest.MonkeyPatch,
     given: list[dict[str, Any]] = []
 
     def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
-                 time_left_s: float | None = None, on_progress: Any = None) -> Evaluation:
+                 time_left_s: float | None = None, on_progress: Any = None,
+                 placement: Any = None) -> Evaluation:
         given.append({"name": path.stem, "cascade": cascade, "time_left_s": time_left_s})
         return Evaluation(steps.get(path.stem, lambda _: PASSING)(path), None, 0.0)
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(scheduler, "evaluate", evaluate)
     return given
 
 
@@ -424,7 +425,8 @@ def _timed(monkeypatch: pytest.MonkeyPatch, clock: _Clock,
     given: list[dict[str, Any]] = []
 
     def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = None,
-                 time_left_s: float | None = None, on_progress: Any = None) -> Evaluation:
+                 time_left_s: float | None = None, on_progress: Any = None,
+                 placement: Any = None) -> Evaluation:
         given.append({"name": path.stem, "time_left_s": time_left_s})
         took = seconds.get(path.stem, 30.0)
         if time_left_s is not None and took > time_left_s:
@@ -432,7 +434,7 @@ def _timed(monkeypatch: pytest.MonkeyPatch, clock: _Clock,
             return Evaluation(out_of_time(time_left_s), None, time_left_s)
         clock.now += took
         return Evaluation(PASSING, None, took)
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(scheduler, "evaluate", evaluate)
     monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=clock.monotonic))
     return given
 
@@ -580,7 +582,7 @@ def test_each_evaluation_line_says_where_its_time_went(tmp_path: Path, lineage: 
     root = _project(tmp_path, seed=CHUNKED)
     phases = {"start": 3.14, "compile": 12.0, "correctness": 4.2, "timing": 9.8, "total": 29.1}
     report = {"candidates": {"seed.py": {"phases_s": phases}}}
-    monkeypatch.setattr(loop, "evaluate",
+    monkeypatch.setattr(scheduler, "evaluate",
                         lambda *_, **__: Evaluation(PASSING, report, 31.04))
     evolution, out = _evolution(root, lineage, 0)
     evolution.run()

@@ -28,7 +28,7 @@ import avo_harness
 
 from .. import live
 
-from .fitness import Fitness, from_report, harness_fault, out_of_time
+from .fitness import Fitness, candidate_entry, from_report, harness_fault, out_of_time
 
 if TYPE_CHECKING:
     import pytest
@@ -112,6 +112,7 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
         proc = start(argv, cwd=settings.rootdir, env=env)
         try:
             output = _wait(proc, limit, progress_path, on_progress)
+            _forget(proc)
         except BaseException as exc:
             _end(proc)
             if not isinstance(exc, subprocess.TimeoutExpired):
@@ -126,9 +127,7 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
                                             f"and no report: {tail[0][:300]}"),
                               None, time.monotonic() - started)
         report = json.loads(report_path.read_text())
-    entries = list(report.get("candidates", {}).values())
-    return Evaluation(from_report(entries[0] if entries else None), report,
-                      time.monotonic() - started)
+    return Evaluation(from_report(candidate_entry(report)), report, time.monotonic() - started)
 
 
 def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | None,
@@ -159,12 +158,31 @@ def _die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+#: The evaluations' processes still running, for ``end_all``.
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
 def start(argv: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """An evaluation's process: its own process group (killed whole by ``_end``), its output
     in one pipe, dying with the thread that waits on it."""
-    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=_die_with_parent)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    return proc
+
+
+def end_all() -> None:
+    """Kill every evaluation still running (the run stops: Ctrl-C, an error). The threads
+    waiting on them see a killed process and return."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        if proc.returncode is None:  # not reaped, so its group id is still its own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _wait(proc: subprocess.Popen[bytes], limit: float, progress: Path | None,
@@ -206,3 +224,9 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
+    _forget(proc)
+
+
+def _forget(proc: subprocess.Popen[bytes]) -> None:
+    with _RUNNING_LOCK:
+        _RUNNING.discard(proc)

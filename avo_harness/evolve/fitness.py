@@ -46,6 +46,12 @@ def out_of_time(limit_s: float) -> Fitness:
                    "the time the run had left)", {}, 0.0, cut=TIME_BUDGET)
 
 
+def candidate_entry(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The one candidate's entry of an evaluation's report (an evaluation runs one file)."""
+    entries = list(((report or {}).get("candidates") or {}).values())
+    return entries[0] if entries else None
+
+
 def from_report(entry: dict[str, Any] | None) -> Fitness:
     """The fitness of one candidate's entry in an ``avo-harness/report/1`` document.
     A failure of the candidate's own outweighs any harness fault: it is a verdict; both

@@ -136,6 +136,7 @@ class Record:
     #: The scheduler's slot that evaluated it (``gpu0``, ``ray:<node>``), and when it began.
     worker: str | None = None
     eval_started_at: str | None = None
+    evaluated_at: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -312,4 +313,5 @@ class Lineage:
             report=None if row["report"] is None else json.loads(row["report"]),
             operator_s=row["operator_s"], eval_s=row["eval_s"], tokens_in=row["tokens_in"],
             tokens_out=row["tokens_out"], cost_usd=row["cost_usd"], island=row["island"],
-            worker=row["worker"], eval_started_at=row["eval_started_at"])
+            worker=row["worker"], eval_started_at=row["eval_started_at"],
+            evaluated_at=row["evaluated_at"])

@@ -17,27 +17,32 @@ changed during its evaluation is failed for tampering, whatever its report says.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ..options import EvolveSettings, read_evolve_settings
 from ..tasks import Task, get_task, is_candidate
 from .cascade import from_lineage
-from .evaluate import EvalSettings, evaluate, settings_from
-from .fitness import Fitness, accepts, commit_bar
+from .evaluate import EvalSettings, Evaluation, Placement, end_all, settings_from
+from .fitness import Fitness, accepts, candidate_entry, commit_bar
 from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDING, Lineage,
                       Record)
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
-                        StepAborted, VariationContext, available)
+                        Proposal, StepAborted, VariationContext, available)
 from .progress import Progress
+from .scheduler import Done, Executor, Job, LocalExecutor, RayUnusable, Slot, executor_for
 
 
 def main(config: pytest.Config) -> int:
@@ -52,6 +57,8 @@ def main(config: pytest.Config) -> int:
     store = settings.store
     eval_settings = settings_from(config)
     lineage = Lineage(store)
+    # The GPUs' lock files, out of every candidate's reach (a sandbox has its own /tmp).
+    locks = tempfile.mkdtemp(prefix="avo-locks-")
     try:
         task = get_task(settings.task)
         if settings.resume:
@@ -63,18 +70,24 @@ def main(config: pytest.Config) -> int:
                                        | {"device": eval_settings.device})
         eval_settings = replace(eval_settings,
                                 calibration=store / "calibration" / f"run-{run_id}.json")
+        try:
+            executor = executor_for(settings, eval_settings, task.name, Path(locks))
+        except RayUnusable as exc:
+            raise pytest.UsageError(str(exc)) from None
         evolution = Evolution(task, settings, eval_settings, lineage, run_id, operator,
-                              rootdir / "candidates" / task.name, store / "staging", Progress())
+                              rootdir / "candidates" / task.name, store / "staging", Progress(),
+                              executor)
         evolution.run()
     finally:
         lineage.close()
+        shutil.rmtree(locks, ignore_errors=True)
     return 1 if evolution.failed else 0
 
 
 class Evolution:
     def __init__(self, task: Task, settings: EvolveSettings, eval_settings: EvalSettings,
                  lineage: Lineage, run_id: int, operator: Operator, candidates_dir: Path,
-                 staging: Path, progress: Progress) -> None:
+                 staging: Path, progress: Progress, executor: Executor | None = None) -> None:
         self.task = task
         self.settings = settings
         self.eval_settings = eval_settings
@@ -84,6 +97,11 @@ class Evolution:
         self.candidates_dir = candidates_dir
         self.staging = staging / "candidates" / task.name
         self.progress = progress
+        self.executor = executor or LocalExecutor([Slot("cpu0", Placement())], eval_settings)
+        #: The operator's thread: one step at a time, while evaluations run.
+        self._steps = ThreadPoolExecutor(1, thread_name_prefix="avo-step")
+        #: Evaluations judged by this process (what ``--avo-migration`` counts).
+        self._finished = 0
         self.started = time.monotonic()
         self.failed = False
         #: What the step in flight reported spending, call by call (``_spend``).
@@ -92,69 +110,24 @@ class Evolution:
         self.committed_files: dict[Path, bytes] = {}
 
     def run(self) -> str:
+        workers = f", {self.executor.capacity} workers" if self.executor.capacity > 1 else ""
         self.progress.line(f"avo: evolving {self.task.name} (run {self.run_id}, operator "
-                           f"{self.operator.name}, device {self.eval_settings.device}, "
-                           f"store {self.lineage.path})")
+                           f"{self.operator.name}, device {self.eval_settings.device}"
+                           f"{workers}, store {self.lineage.path})")
         self._guard_committed_files()
         resuming = bool(self.lineage.records(self.run_id))
         if not resuming:
             self._seed_population()
-        reason = None
-        for record in list(self.lineage.pending(self.run_id)):
-            reason = self._no_time()
-            if reason is not None:
-                break
-            if resuming:
-                why = ("was never judged" if record.status == PENDING
-                       else f"was not judged ({record.reason})")
-                self.progress.line(f"resuming: {record.name} {why}; evaluating it")
-            self._evaluate(record)
-        reason = reason or self._budget_spent()
-        while reason is None:
-            generation = 1 + max(r.generation for r in self.lineage.records(self.run_id))
-            _, _, cost, tokens = self._spent()
-            s = self.settings
-            context = VariationContext(
-                self.task, self.lineage.records(task=self.task.name),
-                random.Random(f"{s.seed}:{self.run_id}:{generation}"), generation,
-                cost_left_usd=s.cost_budget_usd - cost if s.cost_budget_usd else None,
-                tokens_left=s.token_budget - tokens if s.token_budget else None,
-                spend=functools.partial(self._spend, generation))
-            self._reported = (0, 0, 0.0)
-            t0 = time.monotonic()
-            try:
-                proposal = self.operator.propose(context)
-            except OperatorExhausted as exc:
-                reason = f"{self.operator.name}: {exc}"
-                break
-            except StepAborted as exc:
-                self._settle_spend(generation, exc.tokens_in, exc.tokens_out, exc.cost_usd)
-                self._record_aborted_step(generation, exc, time.monotonic() - t0)
-                if isinstance(exc, NoCandidate):
-                    reason = self._budget_spent()
-                    continue
-                clean = isinstance(exc, OperatorBudgetExceeded)
-                reason = (f"{self.operator.name}: {exc}" if clean
-                          else f"operator {self.operator.name} failed: {exc}")
-                self.failed = not clean
-                break
-            except Exception as exc:  # a plugin's bug must not lose the run: record and stop
-                reason = f"operator {self.operator.name} failed: {type(exc).__name__}: {exc}"
-                self.failed = True
-                break
-            self._settle_spend(generation, proposal.tokens_in, proposal.tokens_out,
-                               proposal.cost_usd)
-            self._record_events(generation, proposal.events)
-            cid = self.lineage.add_pending(
-                self.run_id, generation, self._name(generation), proposal.parents,
-                self.operator.name, proposal.rationale, proposal.source, time.monotonic() - t0,
-                proposal.tokens_in, proposal.tokens_out, proposal.cost_usd)
-            # The step may have taken the time left: then the proposal waits for --avo-resume.
-            reason = self._no_time()
-            if reason is not None:
-                break
-            self._evaluate(self._record(cid))
-            reason = self._budget_spent()
+        try:
+            reason = self._judge_unjudged(resuming)
+            if reason is None:
+                reason = self._budget_spent() or self._steady_state()
+        except BaseException:
+            end_all()  # Ctrl-C or a bug: nothing keeps running; the rows stay pending
+            raise
+        finally:
+            self.executor.close()
+            self._steps.shutdown(wait=False, cancel_futures=True)
         self.lineage.finish_run(self.run_id, reason)
         self._summary(reason)
         # A candidate the harness failed to judge leaves the run incomplete until --avo-resume.
@@ -173,31 +146,151 @@ class Evolution:
             self.lineage.add_pending(self.run_id, generation, path.stem, [], "seed",
                                      f"starting population: {path.name}", path.read_text(), 0.0)
 
-    def _evaluate(self, record: Record) -> None:
+    def _judge_unjudged(self, resuming: bool) -> str | None:
+        """The starting population (or what a resumed run left unjudged), all of it before
+        any proposal: proposals need parents. Why it stopped early, if the time ran out."""
+        waiting = list(self.lineage.pending(self.run_id))
+        in_flight: dict[Future[Done], Job] = {}
+        reason = None
+        while waiting or in_flight:
+            while waiting and reason is None and len(in_flight) < self.executor.capacity:
+                reason = self._no_time()
+                if reason is not None:
+                    break
+                record = waiting.pop(0)
+                if resuming:
+                    why = ("was never judged" if record.status == PENDING
+                           else f"was not judged ({record.reason})")
+                    self.progress.line(f"resuming: {record.name} {why}; evaluating it")
+                self._submit(record, in_flight)
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._finish(future.result(), in_flight)
+        return reason
+
+    def _steady_state(self) -> str:
+        """Propose while others are evaluated: one operator step at a time in its own thread,
+        as many evaluations as the executor has slots, each result recorded as it arrives
+        (so the next step's selection sees it). Stops proposing at the first budget reached
+        and lets the evaluations in flight finish (the time budget ends them at its limit)."""
+        in_flight: dict[Future[Done], Job] = {}
+        step: Future[_Step] | None = None
+        reason: str | None = None
+        while True:
+            if reason is None and step is None and len(in_flight) < self.executor.capacity:
+                reason = self._budget_spent()
+                if reason is None:
+                    step = self._start_step()
+            if step is None and not in_flight:
+                return reason or "nothing left to do"
+            done, _ = wait([*in_flight, *([step] if step is not None else [])],
+                           return_when=FIRST_COMPLETED)
+            for future in done:
+                if future is step:
+                    step = None
+                    stop = self._end_step(future.result(), in_flight)
+                    reason = reason or stop
+                else:
+                    self._finish(future.result(), in_flight)
+
+    def _start_step(self) -> Future[_Step]:
+        generation = 1 + max(r.generation for r in self.lineage.records(self.run_id))
+        island = generation % self.settings.islands
+        _, _, cost, tokens = self._spent()
+        s = self.settings
+        context = VariationContext(
+            self.task, self._island_view(island),
+            random.Random(f"{s.seed}:{self.run_id}:{generation}"), generation,
+            cost_left_usd=s.cost_budget_usd - cost if s.cost_budget_usd else None,
+            tokens_left=s.token_budget - tokens if s.token_budget else None,
+            spend=functools.partial(self._spend, generation))
+        self._reported = (0, 0, 0.0)
+        return self._steps.submit(_run_step, self.operator, context, island)
+
+    def _end_step(self, step: _Step, in_flight: dict[Future[Done], Job]) -> str | None:
+        """Record what the step proposed (and spent) and submit its evaluation; why the run
+        stops, if it does."""
+        generation = step.context.generation
+        exc = step.error
+        if isinstance(exc, OperatorExhausted):
+            return f"{self.operator.name}: {exc}"
+        if isinstance(exc, StepAborted):
+            self._settle_spend(generation, exc.tokens_in, exc.tokens_out, exc.cost_usd)
+            self._record_aborted_step(generation, exc, step.seconds)
+            if isinstance(exc, NoCandidate):
+                return None
+            clean = isinstance(exc, OperatorBudgetExceeded)
+            self.failed = self.failed or not clean
+            return (f"{self.operator.name}: {exc}" if clean
+                    else f"operator {self.operator.name} failed: {exc}")
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        if exc is not None:  # a plugin's bug must not lose the run: record and stop
+            self.failed = True
+            return f"operator {self.operator.name} failed: {type(exc).__name__}: {exc}"
+        proposal = step.proposal
+        assert proposal is not None
+        self._settle_spend(generation, proposal.tokens_in, proposal.tokens_out,
+                           proposal.cost_usd)
+        self._record_events(generation, proposal.events)
+        cid = self.lineage.add_pending(
+            self.run_id, generation, self._name(generation), proposal.parents,
+            self.operator.name, proposal.rationale, proposal.source, step.seconds,
+            proposal.tokens_in, proposal.tokens_out, proposal.cost_usd, island=step.island)
+        # The step may have taken the time left: then the proposal waits for --avo-resume.
+        reason = self._no_time()
+        if reason is None:
+            self._submit(self._record(cid), in_flight)
+        return reason
+
+    def _submit(self, record: Record, in_flight: dict[Future[Done], Job],
+                attempt: int = 1) -> None:
         seed = record.operator == "seed"
-        path = self._stage(record)
-        before = _tree(self.candidates_dir)
-        best = self._best()
+        best = self._best(record.island)
         # Only a proposal is cut for speed: the starting population is committed whole.
         cascade = (from_lineage(self.lineage.records(task=self.task.name),
                                 commit_bar(best, self.settings.margin),
                                 self.settings.cascade_optimism)
                    if not seed and best is not None and self.settings.cascade_optimism
                    else None)
-        with self.progress.evaluating(f"{record.name} ({record.rationale})") as show:
-            evaluation = evaluate(path, self.eval_settings, cascade=cascade,
-                                  time_left_s=self._time_left(), on_progress=show)
+        job = Job(record, self._stage(record), cascade, self._time_left(),
+                  frozenset(_tree(self.candidates_dir)), attempt)
+        in_flight[self.executor.submit(job, self._watch)] = job
+
+    @contextlib.contextmanager
+    def _watch(self, job: Job) -> Iterator[Callable[[dict[str, Any]], None]]:
+        record = job.record
+        again = ", again after a harness error" if job.attempt > 1 else ""
+        with self.progress.evaluating(f"{record.name} ({record.rationale}{again})") as show:
+            yield show
+
+    def _finish(self, done: Done, in_flight: dict[Future[Done], Job]) -> None:
+        """One evaluation came back: retry a harness error once, else judge and record it,
+        and commit it if it earned that."""
+        job = done.job
+        del in_flight[next(f for f, j in in_flight.items() if j is job)]
+        record, path, evaluation = job.record, job.path, done.evaluation
+        seed = record.operator == "seed"
         # The very file evaluated must still be the recorded source, or nothing it showed counts.
         tampered = _contents(path) != record.source.encode()
-        self._undo_changes(record, before, {path: record.source.encode()} if seed else {})
+        self._undo_changes(record, set(job.before),
+                           {path: record.source.encode()} if seed else {})
         fitness = _tampering("seed" if seed else "staged") if tampered else evaluation.fitness
-        # The starting population is committed whole: each passing seed is a parent.
-        commit = fitness.passed and (seed or accepts(fitness, best, self.settings.margin))
+        if fitness.harness_error and job.attempt == 1:
+            self.progress.line(f"{record.name}: {fitness.reason} on {done.worker}; "
+                               "evaluating it once more")
+            self._submit(record, in_flight, attempt=2)
+            return
+        commit, why_not = (fitness.passed, None) if seed or not fitness.passed else \
+            self._earns_commit(record, fitness, evaluation)
         self.lineage.record_evaluation(
-            record.id, passed=fitness.passed, committed=commit, reason=fitness.reason,
+            record.id, passed=fitness.passed, committed=commit, reason=why_not or fitness.reason,
             scores=fitness.scores, geomean=fitness.geomean,
             report=None if tampered else evaluation.report, eval_s=evaluation.wall_s,
-            harness_error=fitness.harness_error, cut=fitness.cut)
+            harness_error=fitness.harness_error, cut=fitness.cut, worker=done.worker,
+            started_at=done.started_at)
         if commit:
             committed = self.candidates_dir / f"{record.name}.py"
             if not seed:
@@ -206,6 +299,30 @@ class Evolution:
         if not seed:
             path.unlink(missing_ok=True)
         self._show(self._record(record.id))
+        self._finished += 1
+        self._migrate()
+
+    def _earns_commit(self, record: Record, fitness: Fitness,
+                      evaluation: Evaluation) -> tuple[bool, str | None]:
+        """AVO's rule against the best of the record's island, then the checks a commit
+        waits for: whether it is committed, and why not when a check refused it."""
+        if not accepts(fitness, self._best(record.island), self.settings.margin):
+            return False, None
+        drift = self._precision_regression(evaluation)
+        if drift is not None:
+            return False, drift
+        return True, None
+
+    def _precision_regression(self, evaluation: Evaluation) -> str | None:
+        """Whether the candidate's error grew past ``--avo-precision-drift`` times the
+        starting candidates' on the same configurations (precision.py)."""
+        if not self.settings.precision_drift or evaluation.report is None:
+            return None
+        from . import precision
+        seeds = [candidate_entry(r.report) for r in self.lineage.records(self.run_id)
+                 if r.operator == "seed" and r.status == PASSED]
+        return precision.regression(candidate_entry(evaluation.report) or {},
+                                    [e for e in seeds if e], self.settings.precision_drift)
 
     def _stage(self, record: Record) -> Path:
         """The file ``record`` is evaluated from, holding its source: a seed's own file in
@@ -303,10 +420,46 @@ class Evolution:
     def _record(self, cid: int) -> Record:
         return next(r for r in self.lineage.records(self.run_id) if r.id == cid)
 
-    def _best(self) -> float | None:
-        scores = [r.geomean for r in self.lineage.records(self.run_id)
-                  if r.committed and r.geomean]
+    def _island_view(self, island: int) -> list[Record]:
+        """What an island's step may read: the task's earlier runs, and of this run the
+        seeds, the island's own candidates and those migrated to it."""
+        migrants = self._migrants(island)
+        return [r for r in self.lineage.records(task=self.task.name)
+                if r.run_id != self.run_id or r.operator == "seed" or r.island == island
+                or r.id in migrants]
+
+    def _migrants(self, island: int) -> set[int]:
+        return {e["record"] for e in self.lineage.events(self.run_id, "migration")
+                if island in e["to"]}
+
+    def _best(self, island: int | None = None) -> float | None:
+        """The best committed geomean of the run, or of one island (the commit bar's
+        reference for its candidates)."""
+        records = (self.lineage.records(self.run_id) if island is None
+                   else self._island_view(island))
+        scores = [r.geomean for r in records
+                  if r.run_id == self.run_id and r.committed and r.geomean]
         return max(scores) if scores else None
+
+    def _migrate(self) -> None:
+        """Every ``--avo-migration`` evaluations, the run's best committed candidate joins
+        the islands that lack it: a parent there, and their commit bar."""
+        islands = self.settings.islands
+        if islands < 2 or self._finished % self.settings.migration:
+            return
+        committed = [r for r in self.lineage.records(self.run_id)
+                     if r.committed and r.geomean and r.operator != "seed"]
+        if not committed:
+            return
+        best = max(committed, key=lambda r: r.geomean or 0.0)
+        to = [i for i in range(islands) if i != best.island and best.id not in
+              self._migrants(i)]
+        if to:
+            self.lineage.add_event(self.run_id, "migration", {
+                "record": best.id, "name": best.name, "from": best.island, "to": to})
+            self.progress.line(f"migration: {best.name} (island {best.island}, geomean "
+                               f"{best.geomean:.4g}) joins island(s) "
+                               f"{', '.join(map(str, to))}")
 
     def _seed_geomean(self) -> float:
         seeds = [r.geomean for r in self.lineage.records(self.run_id)
@@ -409,6 +562,26 @@ class Evolution:
                            f"{failed} failed{cuts}{unjudged}{left}; best geomean {best:.4g} "
                            f"TFLOP/s ({speedup}; "
                            f"{clock}).{spent}")
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One operator step's outcome, as the operator's thread hands it to the controller."""
+
+    context: VariationContext
+    island: int
+    seconds: float
+    proposal: Proposal | None = None
+    error: BaseException | None = None
+
+
+def _run_step(operator: Operator, context: VariationContext, island: int) -> _Step:
+    t0 = time.monotonic()
+    try:
+        proposal = operator.propose(context)
+    except BaseException as exc:  # the controller decides what it means
+        return _Step(context, island, time.monotonic() - t0, error=exc)
+    return _Step(context, island, time.monotonic() - t0, proposal=proposal)
 
 
 def print_lineage(config: pytest.Config) -> int:

@@ -8,10 +8,12 @@ as :class:`rich.text.Text`, never parsed as markup or emoji codes: ``acc[/N]`` w
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
@@ -29,17 +31,47 @@ class Progress:
         self.console = console or Console(highlight=False)
         if not self.console.is_terminal:
             self.console.width = max(self.console.width, 160)
+        self._lock = threading.Lock()
+        #: The evaluations in flight on a terminal, and what the status line says of each.
+        self._shown: dict[str, str] = {}
+        self._status: Status | None = None
 
     @contextlib.contextmanager
     def evaluating(self, label: str) -> Iterator[Callable[[dict[str, Any]], None]]:
         """Yields what to call with the evaluation's progress (``live.py``): on a terminal
-        the status line shows it, with a bar of the inputs or configurations done."""
-        if self.console.is_terminal:
-            with self.console.status(Text(f"evaluating {label} ...")) as status:
-                yield lambda state: status.update(Text(f"evaluating {label}: {_bar(state)}"))
-        else:
+        one status line shows every evaluation in flight, each with a bar of the inputs or
+        configurations done. Safe from the scheduler's threads."""
+        if not self.console.is_terminal:
             self.console.print(Text(f"evaluating {label} ..."))
             yield lambda state: None
+            return
+        with self._lock:
+            self._shown[label] = "..."
+            if self._status is None:
+                self._status = self.console.status("")
+                self._status.start()
+            self._refresh()
+
+        def show(state: dict[str, Any]) -> None:
+            with self._lock:
+                if label in self._shown:
+                    self._shown[label] = _bar(state)
+                    self._refresh()
+        try:
+            yield show
+        finally:
+            with self._lock:
+                del self._shown[label]
+                if self._shown:
+                    self._refresh()
+                elif self._status is not None:
+                    self._status.stop()
+                    self._status = None
+
+    def _refresh(self) -> None:
+        assert self._status is not None
+        self._status.update(Text("; ".join(f"evaluating {label}: {bar}"
+                                           for label, bar in self._shown.items())))
 
     def line(self, text: str) -> None:
         self.console.print(Text(text))

@@ -1,0 +1,238 @@
+"""The evaluation scheduler: several candidates evaluated at once, the lineage kept by the
+controller alone.
+
+An executor runs one evaluation per slot, each in a fresh process (``evaluate.py``) that
+sees one GPU: :class:`LocalExecutor` on this host (``--avo-workers``; a GPU may hold two
+slots, which compile and check at once but time one at a time under the GPU's lock), and
+:class:`RayExecutor` on a Ray cluster (``--avo-ray``), each evaluation a task holding one
+GPU, shipped the candidate's source and bringing its report back. Either way a submitted
+job's future always resolves to a :class:`Done`: a lost worker or an executor's own error
+becomes a harness error (no verdict on the candidate), which the loop retries once.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ContextManager, Protocol
+
+from .evaluate import EvalSettings, Evaluation, Placement, evaluate
+from .fitness import harness_fault
+from .lineage import Record, now
+
+if TYPE_CHECKING:
+    from ..options import EvolveSettings
+    from .cascade import Cascade
+
+#: What the loop gives a running evaluation to report its progress to.
+Watch = Callable[["Job"], ContextManager[Callable[[dict[str, Any]], None]]]
+
+
+@dataclass(frozen=True)
+class Job:
+    record: Record
+    #: The staged file holding the record's source (a seed's own file).
+    path: Path
+    cascade: Cascade | None
+    #: What the run's time budget left when the job was submitted (None: no budget).
+    time_left_s: float | None
+    #: What ``candidates/<task>/`` held when it started (the loop undoes changes after).
+    before: frozenset[Path] = frozenset()
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Done:
+    job: Job
+    evaluation: Evaluation
+    #: The slot that ran it (``gpu0``, ``gpu0.1``, ``cpu0``, ``ray:<node>/gpu<i>``).
+    worker: str
+    started_at: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    placement: Placement
+
+
+class Executor(Protocol):
+    #: How many evaluations it runs at once.
+    capacity: int
+
+    def submit(self, job: Job, watch: Watch) -> Future[Done]: ...
+
+    def close(self) -> None: ...
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process sees, as ``CUDA_VISIBLE_DEVICES`` names them for a child."""
+    import torch
+
+    count = torch.cuda.device_count()
+    named = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+             if d.strip()]
+    return named[:count] if named else [str(i) for i in range(count)]
+
+
+def local_slots(cuda: bool, workers: int | None, lock_dir: Path,
+                gpus: list[str] | None = None) -> list[Slot]:
+    """``workers`` slots (None: two per GPU, so that one compiles and checks while the other
+    is timed; one on a CPU), dealt to the GPUs in turn; slots of one GPU share its lock."""
+    if not cuda:
+        return [Slot(f"cpu{i}", Placement()) for i in range(workers or 1)]
+    gpus = visible_gpus() if gpus is None else gpus
+    count = workers or 2 * len(gpus)
+    slots = []
+    for i in range(count):
+        gpu = gpus[i % len(gpus)]
+        share = i // len(gpus)
+        slots.append(Slot(f"gpu{gpu}" + (f".{share}" if share else ""),
+                          Placement(env=(("CUDA_VISIBLE_DEVICES", gpu),),
+                                    gpu_lock=lock_dir / f"gpu{gpu}.lock")))
+    return slots
+
+
+def executor_for(settings: EvolveSettings, eval_settings: EvalSettings, task: str,
+                 lock_dir: Path) -> Executor:
+    """``--avo-ray`` or this host's slots (``--avo-workers``); RayUnusable if Ray cannot
+    serve."""
+    if settings.ray:
+        return RayExecutor(settings.ray, settings.workers, eval_settings, task)
+    return LocalExecutor(local_slots(eval_settings.device == "cuda", settings.workers,
+                                     lock_dir), eval_settings)
+
+
+class LocalExecutor:
+    """Slots of this host, one thread each waiting on its evaluation's process."""
+
+    def __init__(self, slots: list[Slot], settings: EvalSettings) -> None:
+        self.capacity = len(slots)
+        self.settings = settings
+        self._free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
+        for slot in slots:
+            self._free.put(slot)
+        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="avo-eval")
+
+    def submit(self, job: Job, watch: Watch) -> Future[Done]:
+        return self._pool.submit(self._run, job, watch)
+
+    def _run(self, job: Job, watch: Watch) -> Done:
+        slot = self._free.get()  # never waits: no more jobs are in flight than slots
+        try:
+            started = now()
+            try:
+                with watch(job) as show:
+                    evaluation = evaluate(job.path, self.settings, cascade=job.cascade,
+                                          time_left_s=job.time_left_s, on_progress=show,
+                                          placement=slot.placement)
+            except Exception as exc:  # the harness's own failure: no verdict, retried once
+                evaluation = Evaluation(harness_fault(f"{slot.name}: {type(exc).__name__}: "
+                                                      f"{exc}"), None, 0.0)
+            return Done(job, evaluation, slot.name, started)
+        finally:
+            self._free.put(slot)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class RayExecutor:
+    """Evaluations as Ray tasks of one GPU each. The harness package travels with them
+    (``runtime_env``), so a node needs only the project's dependencies; the controller,
+    the lineage and the operator stay where ``pytest --avo-evolve`` runs."""
+
+    def __init__(self, address: str, workers: int | None, settings: EvalSettings,
+                 task: str) -> None:
+        ray = import_ray()
+        if not ray.is_initialized():
+            _connect(ray, address)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus < 1:
+            raise RayUnusable(f"--avo-ray {address}: the cluster has no GPU to give an "
+                              "evaluation (each holds one)")
+        self.capacity = workers or gpus
+        self.settings = settings
+        self.task = task
+        self._ray = ray
+        self._remote = ray.remote(num_gpus=1, max_retries=0)(_remote_evaluate)
+        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="avo-ray")
+
+    def submit(self, job: Job, watch: Watch) -> Future[Done]:
+        return self._pool.submit(self._run, job, watch)
+
+    def _run(self, job: Job, watch: Watch) -> Done:
+        record = job.record
+        started = now()
+        with watch(job):
+            ref = self._remote.remote(self.task, record.name, record.source, self.settings,
+                                      job.cascade, job.time_left_s)
+            try:
+                evaluation, worker, started = self._ray.get(ref)
+            except Exception as exc:  # a lost worker or node: RayError; never the candidate's
+                text = str(exc).strip().splitlines()
+                evaluation = Evaluation(harness_fault(
+                    f"ray: {type(exc).__name__}: {text[0][:200] if text else ''}"), None, 0.0)
+                worker = "ray"
+        return Done(job, evaluation, worker, started)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class RayUnusable(Exception):
+    """``--avo-ray`` cannot be used: the loop turns this into a one-line usage error."""
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RayUnusable("--avo-ray: Ray is not installed (pip install -e '.[ray]')") from None
+    return ray
+
+
+def _connect(ray: Any, address: str) -> None:
+    """``auto``: the cluster this host is part of, else a local one started here."""
+    import avo_harness
+
+    runtime_env = {"py_modules": [str(Path(avo_harness.__file__).parent)]}
+    try:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    except ConnectionError:
+        if address != "auto":
+            raise RayUnusable(f"--avo-ray {address}: no Ray cluster answers there") from None
+        ray.init(runtime_env=runtime_env, log_to_driver=False)
+
+
+def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
+                     cascade: Cascade | None, time_left_s: float | None
+                     ) -> tuple[Evaluation, str, str]:
+    """On a Ray worker: the candidate staged in a project of its own, evaluated there. The
+    machine's measurements are kept per node (they describe that machine)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    worker = f"ray:{context.get_node_id()[:8]}/gpu{','.join(map(str, ray.get_gpu_ids()))}"
+    calibration = (Path(tempfile.gettempdir()) / f"avo-{settings.calibration.name}"
+                   if settings.calibration is not None else None)
+    with tempfile.TemporaryDirectory(prefix="avo-ray-") as root:
+        path = Path(root, "candidates", task, f"{name}.py")
+        path.parent.mkdir(parents=True)
+        path.write_text(source)
+        started = now()
+        evaluation = evaluate(path, replace(settings, rootdir=Path(root),
+                                            calibration=calibration),
+                              cascade=cascade, time_left_s=time_left_s)
+    return evaluation, worker, started
+
+
+@contextlib.contextmanager
+def unwatched(job: Job) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A ``Watch`` that shows nothing."""
+    yield lambda state: None

@@ -1,0 +1,304 @@
+"""The scheduler: slots, executors, and the loop's steady state with evaluations in flight."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from avo_harness.evolve import scheduler
+from avo_harness.evolve.evaluate import EvalSettings, Evaluation, Placement
+from avo_harness.evolve.fitness import Fitness, harness_fault
+from avo_harness.evolve.lineage import Lineage
+from avo_harness.evolve.loop import Evolution
+from avo_harness.evolve.operators import Proposal, VariationContext
+from avo_harness.evolve.progress import Progress
+from avo_harness.judge import gpu_lock
+from avo_harness.options import EvolveSettings
+from avo_harness.tasks import get_task
+
+SEED = '''import torch
+
+TUNABLES = {"CHUNK": {"value": 64, "choices": [8, 16, 32, 64, 128, 256, 512]}}
+
+
+def rmsnorm(x, weight, eps=1e-6):
+    chunk = TUNABLES["CHUNK"]["value"]
+    xf = x.float()
+    n = x.shape[-1]
+    squares = sum((xf[..., i:i + chunk] ** 2).sum(-1) for i in range(0, n, chunk))
+    return (xf * torch.rsqrt(squares / n + eps)[..., None] * weight.float()).to(x.dtype)
+'''
+FAST = ["--avo-task", "rmsnorm", "--avo-examples", "2", "--avo-device", "cpu"]
+PASSING = Fitness(True, None, {"c": 1.0}, 1.0)
+
+
+def test_cpu_slots_are_as_many_as_asked_and_one_by_default(tmp_path: Path) -> None:
+    assert [s.name for s in scheduler.local_slots(False, None, tmp_path)] == ["cpu0"]
+    slots = scheduler.local_slots(False, 3, tmp_path)
+    assert [s.name for s in slots] == ["cpu0", "cpu1", "cpu2"]
+    assert all(s.placement == Placement() for s in slots)
+
+
+def test_gpu_slots_are_dealt_in_turn_two_per_gpu_sharing_its_lock(tmp_path: Path) -> None:
+    slots = scheduler.local_slots(True, None, tmp_path, gpus=["0", "3"])
+    assert [s.name for s in slots] == ["gpu0", "gpu3", "gpu0.1", "gpu3.1"]
+    assert [dict(s.placement.env)["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "3", "0", "3"]
+    assert slots[0].placement.gpu_lock == slots[2].placement.gpu_lock == tmp_path / "gpu0.lock"
+    assert slots[1].placement.gpu_lock != slots[0].placement.gpu_lock
+    assert [s.name for s in scheduler.local_slots(True, 1, tmp_path, gpus=["7"])] == ["gpu7"]
+
+
+def test_the_gpu_lock_lets_one_holder_in_at_a_time(tmp_path: Path) -> None:
+    lock = tmp_path / "gpu0.lock"
+    order: list[str] = []
+    inside = threading.Event()
+
+    def second() -> None:
+        inside.wait()
+        with gpu_lock.exclusive(lock):
+            order.append("second in")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with gpu_lock.exclusive(lock):
+        inside.set()
+        time.sleep(0.3)
+        order.append("first out")
+    thread.join(5)
+    assert order == ["first out", "second in"]
+    with gpu_lock.exclusive(None):  # no lock asked for: nothing held
+        pass
+
+
+def _settings(root: Path) -> EvalSettings:
+    return EvalSettings("cpu", 2, 5.0, 60.0, 3.0, root)
+
+
+def test_the_local_executor_runs_its_slots_at_once_and_turns_errors_into_harness_faults(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def evaluate(path: Path, settings: EvalSettings, **kwargs: Any) -> Evaluation:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        if path.stem == "broken":
+            raise OSError("no space left on device")
+        return Evaluation(PASSING, None, 0.3)
+
+    monkeypatch.setattr(scheduler, "evaluate", evaluate)
+    executor = scheduler.LocalExecutor(scheduler.local_slots(False, 2, tmp_path),
+                                       _settings(tmp_path))
+    record = _record(tmp_path)
+    jobs = [scheduler.Job(record, tmp_path / f"{name}.py", None, None)
+            for name in ("fine", "broken")]
+    done = [f.result(10) for f in [executor.submit(j, scheduler.unwatched) for j in jobs]]
+    executor.close()
+    assert peak[0] == 2
+    assert done[0].evaluation.fitness.passed and done[0].worker in ("cpu0", "cpu1")
+    fault = done[1].evaluation.fitness
+    assert fault.harness_error and "OSError: no space left on device" in fault.reason
+
+
+def _record(tmp_path: Path) -> Any:
+    store = Lineage(tmp_path / ".avo")
+    run = store.start_run("rmsnorm", {})
+    cid = store.add_pending(run, 0, "x", [], "seed", "", "x = 1\n", 0.0)
+    (record,) = [r for r in store.records(run) if r.id == cid]
+    store.close()
+    return record
+
+
+class _Numbered:
+    """Proposes the seed with a distinct comment per generation, its first committed parent."""
+
+    name = "numbered"
+
+    def __init__(self) -> None:
+        self.seen_at: list[int] = []
+
+    def propose(self, context: VariationContext) -> Proposal:
+        self.seen_at.append(len([r for r in context.records if r.status != "pending"]))
+        return Proposal(f"# generation {context.generation}\n{SEED}",
+                        [context.committed()[0].id], "numbered")
+
+
+def _evolution(root: Path, lineage: Lineage, generations: int, workers: int,
+               islands: int = 1, migration: int = 6) -> tuple[Evolution, io.StringIO]:
+    store = root / ".avo"
+    settings = EvolveSettings("rmsnorm", "numbered", generations, 0.0, 0.0, 0, 0, store, False,
+                              60.0, 0.0, 0.0, workers=workers, islands=islands,
+                              migration=migration, paired_rounds=0, precision_drift=0.0)
+    out = io.StringIO()
+    folder = root / "candidates" / "rmsnorm"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "seed.py").write_text(SEED)
+    eval_settings = _settings(root)
+    executor = scheduler.LocalExecutor(scheduler.local_slots(False, workers, root),
+                                       eval_settings)
+    evolution = Evolution(get_task("rmsnorm"), settings, eval_settings, lineage,
+                          lineage.start_run("rmsnorm", {}), _Numbered(), folder,
+                          store / "staging", Progress(Console(file=out, width=400)), executor)
+    return evolution, out
+
+
+@pytest.fixture
+def lineage(tmp_path: Path) -> Iterator[Lineage]:
+    store = Lineage(tmp_path / ".avo")
+    yield store
+    store.close()
+
+
+def _slow_evaluations(monkeypatch: pytest.MonkeyPatch, seconds: float,
+                      fail_first: set[str] = frozenset()) -> list[str]:
+    """Each evaluation passes after ``seconds`` (a harness error first for ``fail_first``),
+    with a geomean rising by generation; returns the names in the order they started."""
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def evaluate(path: Path, settings: EvalSettings, **kwargs: Any) -> Evaluation:
+        with lock:
+            again = path.stem in started
+            started.append(path.stem)
+        time.sleep(seconds)
+        if path.stem in fail_first and not again:
+            return Evaluation(harness_fault("the worker was lost"), None, seconds)
+        rate = 1.0 + len(started) / 100
+        return Evaluation(Fitness(True, None, {"c": rate}, rate), None, seconds)
+
+    monkeypatch.setattr(scheduler, "evaluate", evaluate)
+    return started
+
+
+def test_two_workers_overlap_and_the_generation_budget_holds_exactly(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluations(monkeypatch, 0.4)
+    evolution, out = _evolution(tmp_path, lineage, 5, workers=2)
+    t0 = time.monotonic()
+    evolution.run()
+    took = time.monotonic() - t0
+    records = lineage.records(evolution.run_id)
+    assert [r.operator for r in records] == ["seed"] + ["numbered"] * 5
+    assert all(r.status == "passed" and r.eval_started_at for r in records)
+    assert {r.worker for r in records} == {"cpu0", "cpu1"}
+    proposals = records[1:]
+    overlapping = [(a.name, b.name) for a in proposals for b in proposals if a.id < b.id
+                   and b.eval_started_at < a.evaluated_at]
+    assert overlapping, [(r.eval_started_at, r.evaluated_at) for r in proposals]
+    assert took < 0.4 * 6 * 0.85  # serial would take 6 evaluations end to end
+    assert "generation budget reached (5)" in out.getvalue()
+
+
+def test_a_harness_error_is_evaluated_once_more_then_judged(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = _slow_evaluations(monkeypatch, 0.05, fail_first={"evo_r1_g001"})
+    evolution, out = _evolution(tmp_path, lineage, 2, workers=2)
+    evolution.run()
+    assert started.count("evo_r1_g001") == 2 and started.count("evo_r1_g002") == 1
+    assert all(r.status == "passed" for r in lineage.records(evolution.run_id))
+    assert "the worker was lost on cpu" in out.getvalue()
+
+
+def test_islands_keep_their_own_parents_until_the_best_migrates(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluations(monkeypatch, 0.01)
+    evolution, out = _evolution(tmp_path, lineage, 6, workers=1, islands=2, migration=3)
+    evolution.run()
+    records = lineage.records(evolution.run_id)
+    assert [r.island for r in records[1:]] == [1, 0, 1, 0, 1, 0]
+    migrations = lineage.events(evolution.run_id, "migration")
+    assert migrations and "migration:" in out.getvalue()
+    first = migrations[0]
+    migrant = next(r for r in records if r.id == first["record"])
+    assert first["to"] == [1 - migrant.island]
+    # An island sees the other's candidates that migrated to it, and none of the rest.
+    island = 1 - migrant.island
+    view = {r.id for r in evolution._island_view(island)}
+    moved = {e["record"] for e in migrations if island in e["to"]}
+    assert migrant.id in view and moved <= view
+    others = {r.id for r in records if r.island == migrant.island and r.operator != "seed"}
+    assert not (others - moved) & view and others - moved
+
+
+# --- end to end, in a fresh pytest process as a user runs it -------------------------------
+
+def _project(tmp_path: Path) -> Path:
+    folder = tmp_path / "candidates" / "rmsnorm"
+    folder.mkdir(parents=True)
+    (folder / "seed.py").write_text(SEED)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    return tmp_path
+
+
+def _rows(root: Path) -> list[sqlite3.Row]:
+    db = sqlite3.connect(root / ".avo" / "lineage.sqlite")
+    db.row_factory = sqlite3.Row
+    return db.execute("SELECT * FROM candidates ORDER BY id").fetchall()
+
+
+def _overlap(rows: list[sqlite3.Row]) -> bool:
+    return any(b["eval_started_at"] < a["evaluated_at"] for a in rows for b in rows
+               if a["id"] < b["id"] and a["evaluated_at"] and b["eval_started_at"])
+
+
+def _evaluations_of(root: Path) -> list[int]:
+    """Pids of the evaluations (pytest processes writing a report) of the project at root."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--avo-report" in argv and str(root).encode() in b" ".join(argv):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_search_with_two_local_workers_overlaps_and_survives_kill_9(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    args = ["--avo-evolve", "--avo-generations", "4", "--avo-workers", "2", *FAST]
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "avo_harness.plugin", *args],
+                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(_evaluations_of(root)) < 2:
+        time.sleep(0.05)
+    assert len(_evaluations_of(root)) >= 2, "two evaluations were never in flight at once"
+    os.kill(proc.pid, signal.SIGKILL)  # the controller alone: its evaluations die with it
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _evaluations_of(root):
+        time.sleep(0.1)
+    assert not _evaluations_of(root), "an evaluation outlived its controller"
+    before = _rows(root)
+    assert sum(r["status"] == "pending" for r in before) >= 1
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "avo_harness.plugin",
+                             "--avo-resume", *args[1:]], cwd=root, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = _rows(root)
+    assert [r["generation"] for r in rows] == list(range(5))
+    assert all(r["status"] in ("passed", "cut-slower") for r in rows), [dict(r) for r in rows]
+    # What was pending before the kill kept its row and its source.
+    for old in before:
+        assert rows[old["id"] - 1]["source_hash"] == old["source_hash"]
+    assert _overlap(rows[1:]), [(r["eval_started_at"], r["evaluated_at"]) for r in rows]
+    assert {r["worker"] for r in rows} == {"cpu0", "cpu1"}
