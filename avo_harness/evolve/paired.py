@@ -37,7 +37,7 @@ from typing import Any
 
 import avo_harness
 
-from .evaluate import EvalSettings, _end, _wait, start
+from .evaluate import EvalSettings, _end, _forget, _wait, start
 from .fitness import geomean
 
 STATISTIC = ("g_r = geomean over configurations of t_best/t_candidate per round; estimate = "
@@ -106,6 +106,7 @@ def compare(candidate: Path, best: Path, settings: EvalSettings, rounds: int, *,
                      cwd=settings.rootdir, env=environ)
         try:
             output = _wait(proc, limit, None, None)
+            _forget(proc)
         except BaseException as exc:
             _end(proc)
             if not isinstance(exc, subprocess.TimeoutExpired):
