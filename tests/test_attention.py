@@ -1,14 +1,17 @@
-"""The attention task: its reference against the contract's formula, its inputs, its counts."""
+"""The attention task: its reference against the contract's formula, its inputs, its counts,
+and FlashAttention-4 beside its baseline."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import given, settings
 
 from avo_harness.tasks import Call, Case
-from avo_harness.tasks.attention import HEAD_DIMS, LAYOUTS, TASK
+from avo_harness.tasks.attention import FA4_NAME, HEAD_DIMS, LAYOUTS, TASK, fa4_absent
+from fa4_stub import pretend_gpu, sdpa_in_fa4_layout
 
 BASE: Case = {"B": 1, "Hq": 2, "Hkv": 2, "D": 32, "dtype": "float32", "causal": False,
               "sm_scale": None, "layout": "bhnd", "spread": 1.0, "seed": 5}
@@ -176,3 +179,59 @@ def test_the_baseline_computes_the_task() -> None:
     call = TASK.make_inputs({**BASE, "Nq": 9, "Nk": 13, "Hq": 4, "Hkv": 2, "causal": True,
                              "dtype": "float32"}, "cpu")
     torch.testing.assert_close(TASK.baseline(call).double(), naive(call), rtol=1e-4, atol=1e-5)
+
+
+FA4_CASE: Case = {**BASE, "Nq": 9, "Nk": 9, "Hq": 4, "Hkv": 2, "dtype": "bfloat16"}
+
+
+def test_fa4_is_absent_off_cuda_and_on_gpus_it_has_no_kernels_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fa4_absent(FA4_CASE, "cpu") == "FA4 runs on CUDA GPUs only"
+    pretend_gpu(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (7, 5))
+    assert fa4_absent(FA4_CASE, "cuda") == "FA4 has no kernels for compute capability 7.x"
+
+
+def test_fa4_is_absent_with_the_reason_when_flash_attn_does_not_import(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend_gpu(monkeypatch, forward=None)
+    reason = fa4_absent(FA4_CASE, "cuda")
+    assert reason is not None and "\n" not in reason
+    assert reason.startswith("flash_attn.cute does not import (ModuleNotFoundError: ")
+    assert TASK.extra_baselines(FA4_CASE, "cuda") == {FA4_NAME: reason}
+    with pytest.raises(RuntimeError, match="does not import"):
+        TASK.fa4_baseline(TASK.make_inputs(FA4_CASE, "cpu"))
+
+
+def test_fa4_is_absent_only_outside_its_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend_gpu(monkeypatch)
+    assert "no float32 forward" in str(fa4_absent({**FA4_CASE, "dtype": "float32"}, "cuda"))
+    assert "D-major v" in str(fa4_absent({**FA4_CASE, "layout": "mixed"}, "cuda"))
+    covered = [{**FA4_CASE, "dtype": dtype, "layout": layout, "D": d, "causal": causal}
+               for dtype in ("float16", "bfloat16") for layout in set(LAYOUTS) - {"mixed"}
+               for d in HEAD_DIMS for causal in (False, True)]
+    assert [fa4_absent(case, "cuda") for case in covered] == [None] * len(covered)
+
+
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd", "padded"])
+def test_fa4_reads_the_tasks_tensors_as_b_n_h_d_views(monkeypatch: pytest.MonkeyPatch,
+                                                      layout: str) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> Any:
+        seen.append(((q, k, v), kwargs))
+        return sdpa_in_fa4_layout(q, k, v, **kwargs)
+
+    pretend_gpu(monkeypatch, forward)
+    case = {**FA4_CASE, "layout": layout, "causal": True, "sm_scale": 0.3}
+    run = TASK.extra_baselines(case, "cuda")[FA4_NAME]
+    assert run == TASK.fa4_baseline
+    call = TASK.make_inputs(case, "cpu")
+    out = run(call)
+    (tensors, kwargs), = seen
+    assert kwargs == {"softmax_scale": 0.3, "causal": True}
+    for ours, theirs in zip(call.args, tensors, strict=True):
+        assert theirs.shape == ours.transpose(1, 2).shape == (1, 9, ours.shape[1], 32)
+        assert theirs.data_ptr() == ours.data_ptr()  # a view: nothing copied
+    assert out.shape == call.args[0].shape
+    torch.testing.assert_close(out, TASK.baseline(call))

@@ -7,8 +7,10 @@ that sees no key outputs zeros. sm_scale defaults to 1/sqrt(D).
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 # torch.nn.attention.flex_attention is imported for its names: the tripwires and the task's
 # own checks reach a forbidden name through attributes from ``torch``, which a module
@@ -32,6 +34,13 @@ _MIXED = ("bnhd", "padded", "dmajor")
 _EDGE_LENGTHS = (1, 2, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129)
 # Score elements materialised at once by the reference (bounds its memory at any size).
 _REFERENCE_CHUNK = 1 << 26
+#: FlashAttention-4 (``flash_attn.cute``, CuTe DSL), timed beside the task's baseline.
+FA4_NAME = "flash-attn-4"
+# Of this contract FA4's forward lacks float32; every D here (32-128) is within its 8-128 in
+# steps of 8, GQA is native, and its causal mask is bottom-right aligned as ours.
+_FA4_DTYPES = ("float16", "bfloat16")
+# The compute capability majors its interface accepts.
+_FA4_ARCHS = (8, 9, 10, 11, 12)
 
 
 class Attention(Task):
@@ -234,6 +243,24 @@ class Attention(Task):
             q, k, v, attn_mask=mask, is_causal=causal and nq == nk,
             scale=call.kwargs.get("sm_scale"), enable_gqa=q.shape[1] != k.shape[1])
 
+    def fa4_baseline(self, call: Call) -> torch.Tensor:
+        """FlashAttention-4's forward on ``call``. It takes (B, N, H, D), which the task's
+        tensors are as transposed views, so nothing is copied; its output goes back the same
+        way."""
+        forward = fa4_forward()
+        if isinstance(forward, str):
+            raise RuntimeError(forward)
+        q, k, v = (t.transpose(1, 2) for t in call.args)
+        out, _ = forward(q, k, v, softmax_scale=call.kwargs.get("sm_scale"),
+                         causal=bool(call.kwargs.get("causal", False)))
+        return out.transpose(1, 2)
+
+    def extra_baselines(self, case: Case,
+                        device: str) -> dict[str, Callable[[Call], torch.Tensor] | str]:
+        """Libraries timed beside :meth:`baseline` on ``case``, by report name: each one's
+        forward, or the one line that says why it is absent, so a table can say it."""
+        return {FA4_NAME: fa4_absent(case, device) or self.fa4_baseline}
+
     def bench_configs(self, *, cuda: bool) -> list[BenchConfig]:
         if not cuda:
             tiny: Case = {"B": 1, "Hq": 2, "Hkv": 2, "Nq": 128, "Nk": 128, "D": 64,
@@ -268,6 +295,41 @@ def _suite_config(d: int, n: int, hq: int, hkv: int, causal: bool) -> BenchConfi
     return BenchConfig(name, {"B": 32768 // n, "Hq": hq, "Hkv": hkv, "Nq": n, "Nk": n, "D": d,
                               "dtype": "bfloat16", "causal": causal, "sm_scale": None,
                               "layout": "bhnd", "spread": 1.0})
+
+
+@functools.cache
+def fa4_forward() -> Callable[..., Any] | str:
+    """``flash_attn.cute.flash_attn_func``, or the one line that says why it does not import.
+
+    Only trusted code (the parent, the suite) calls this: candidates may not reach
+    ``flash_attn``, and their processes never import it.
+    """
+    try:
+        from flash_attn.cute import flash_attn_func
+    except Exception as exc:  # not installed, or its CUDA libraries fail to load
+        detail = str(exc).strip().splitlines()
+        return (f"flash_attn.cute does not import ({type(exc).__name__}"
+                f"{': ' + detail[0] if detail else ''})")
+    return flash_attn_func
+
+
+def fa4_absent(case: Case, device: str) -> str | None:
+    """Why FA4 is not timed on ``case`` on ``device`` (None: it is): not on a GPU it
+    supports, not importable, or outside its contract (narrower than the task's)."""
+    if device != "cuda":
+        return "FA4 runs on CUDA GPUs only"
+    major = torch.cuda.get_device_capability()[0]
+    if major not in _FA4_ARCHS:
+        return f"FA4 has no kernels for compute capability {major}.x"
+    forward = fa4_forward()
+    if isinstance(forward, str):
+        return forward
+    if case["dtype"] not in _FA4_DTYPES:
+        return f"FA4 has no {case['dtype']} forward (float16 and bfloat16 only)"
+    if case["layout"] == "mixed":
+        return ("FA4 reads only unit-stride head dims: layout 'mixed' has a D-major v, which "
+                "it would copy inside the timed call")
+    return None
 
 
 TASK = Attention()
