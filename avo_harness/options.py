@@ -84,11 +84,12 @@ OPTIONS = (
            "the best committed candidate joins the others as a parent", "1", "N"),
     Option("migration", "evaluations between two migrations of the islands' best", "6", "N"),
     Option("paired_rounds", "before a commit, time the candidate and the current best "
-           "interleaved (A, B, A, B) on one GPU over this many rounds; a candidate slower "
-           "beyond their spread is not committed (0: commit on the evaluation alone)", "3", "N"),
+           "interleaved (A, B, then B, A) on one GPU over this many rounds; a candidate slower "
+           "beyond their spread is not committed (0: commit on the evaluation alone; auto: 3 "
+           "on a GPU, 0 in the interpreter)", "auto", "N|auto"),
     Option("precision_drift", "do not commit a candidate whose RMS error over the tolerance "
-           "is more than FACTOR x the starting candidates' on the same inputs (0: off)", "2",
-           "FACTOR"),
+           "is more than FACTOR x the starting candidates' highest on a benchmark "
+           "configuration (0: off)", "2", "FACTOR"),
     Option("stress", "run each benchmark configuration N more times on identical inputs and "
            "compare the outputs bit for bit (within the tolerance for a candidate declaring "
            "DETERMINISTIC = False); a change fails nondeterministic (0: off)", "0", "N"),
@@ -260,7 +261,8 @@ class EvolveSettings:
     ray: str | None = None
     islands: int = 1
     migration: int = 6
-    paired_rounds: int = 3
+    #: None: auto (3 on a GPU, 0 in the interpreter).
+    paired_rounds: int | None = None
     precision_drift: float = 2.0
 
 
@@ -306,7 +308,8 @@ def read_evolve_settings(config: pytest.Config) -> EvolveSettings:
         ray=raw(config, "ray"),
         islands=parsed(config, "islands", int, lambda v: v >= 1, "an integer >= 1"),
         migration=parsed(config, "migration", int, lambda v: v >= 1, "an integer >= 1"),
-        paired_rounds=parsed(config, "paired_rounds", int, lambda v: v >= 0, "an integer >= 0"),
+        paired_rounds=None if raw(config, "paired_rounds") in (None, "auto") else parsed(
+            config, "paired_rounds", int, lambda v: v >= 0, "auto or an integer >= 0"),
         precision_drift=parsed(config, "precision_drift", float,
                                lambda v: v == 0 or 1 <= v < math.inf, "0 (off) or a factor >= 1"),
     )

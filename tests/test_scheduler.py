@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -101,10 +102,9 @@ def test_the_local_executor_runs_its_slots_at_once_and_turns_errors_into_harness
         return Evaluation(PASSING, None, 0.3)
 
     monkeypatch.setattr(scheduler, "evaluate", evaluate)
-    executor = scheduler.LocalExecutor(scheduler.local_slots(False, 2, tmp_path),
-                                       _settings(tmp_path))
+    executor = scheduler.LocalExecutor(scheduler.local_slots(False, 2, tmp_path))
     record = _record(tmp_path)
-    jobs = [scheduler.Job(record, tmp_path / f"{name}.py", None, None)
+    jobs = [scheduler.Job(record, tmp_path / f"{name}.py", _settings(tmp_path), None, None)
             for name in ("fine", "broken")]
     done = [f.result(10) for f in [executor.submit(j, scheduler.unwatched) for j in jobs]]
     executor.close()
@@ -148,8 +148,7 @@ def _evolution(root: Path, lineage: Lineage, generations: int, workers: int,
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "seed.py").write_text(SEED)
     eval_settings = _settings(root)
-    executor = scheduler.LocalExecutor(scheduler.local_slots(False, workers, root),
-                                       eval_settings)
+    executor = scheduler.LocalExecutor(scheduler.local_slots(False, workers, root))
     evolution = Evolution(get_task("rmsnorm"), settings, eval_settings, lineage,
                           lineage.start_run("rmsnorm", {}), _Numbered(), folder,
                           store / "staging", Progress(Console(file=out, width=400)), executor)
@@ -302,3 +301,114 @@ def test_a_search_with_two_local_workers_overlaps_and_survives_kill_9(tmp_path: 
         assert rows[old["id"] - 1]["source_hash"] == old["source_hash"]
     assert _overlap(rows[1:]), [(r["eval_started_at"], r["evaluated_at"]) for r in rows]
     assert {r["worker"] for r in rows} == {"cpu0", "cpu1"}
+
+
+def _kill_first_ray_evaluation(killed: list[int], stop: threading.Event) -> None:
+    """Kill -9 the Ray worker running the first evaluation seen (a pytest process staged in
+    an ``avo-ray-`` project), as a lost node would; note the evaluation's pid."""
+    while not stop.is_set():
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes()
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if b"--avo-report" in argv and b"avo-ray-" in argv:
+                parent = int(next(line.split()[1] for line in status.splitlines()
+                                  if line.startswith("PPid:")))
+                os.kill(parent, signal.SIGKILL)
+                killed.append(int(entry.name))
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_search_through_ray_overlaps_holds_its_budget_and_retries_a_lost_worker(
+        pytester: pytest.Pytester) -> None:
+    import ray
+
+    ray.init(num_gpus=2, num_cpus=2, include_dashboard=False, log_to_driver=False)
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_ray_evaluation, args=(killed, stop))
+    try:
+        root = _project(pytester.path)
+        killer.start()
+        result = pytester.runpytest_inprocess(
+            "-p", "avo_harness.plugin", "--avo-evolve", "--avo-generations", "3", "--avo-ray",
+            "auto", "--avo-workers", "2", *FAST)
+    finally:
+        stop.set()
+        killer.join()
+        ray.shutdown()
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert killed, "no evaluation ran on a Ray worker"
+    assert "ray: " in out and "evaluating it once more" in out
+    assert not Path(f"/proc/{killed[0]}").exists()  # died with its worker
+    rows = _rows(root)
+    assert [r["generation"] for r in rows] == [0, 1, 2, 3]
+    assert all(r["status"] in ("passed", "cut-slower") for r in rows), [dict(r) for r in rows]
+    assert all(r["worker"].startswith("ray:") for r in rows)
+    assert _overlap(rows[1:]), [(r["eval_started_at"], r["evaluated_at"]) for r in rows]
+    assert "generation budget reached (3)" in out
+
+
+def test_ray_asked_for_without_ray_is_a_one_line_usage_error(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    _project(pytester.path)
+    result = pytester.runpytest_inprocess("-p", "avo_harness.plugin", "--avo-evolve",
+                                          "--avo-ray", "auto", *FAST)
+    assert result.ret == 4
+    assert "--avo-ray: Ray is not installed (pip install -e '.[ray]')" in result.stderr.str()
+    assert not (pytester.path / ".avo").exists()  # no run was started
+
+
+def _paired(verdict: str, high: float | None, who: str | None = None) -> Any:
+    from avo_harness.evolve.paired import Paired
+
+    return Paired(verdict, f"{verdict} (test)", (1.0,), 1.0, 0.5, high, 0.0, 3,
+                  failure={"who": who} if who else None)
+
+
+@pytest.mark.parametrize(("result", "outcome", "reason"), [
+    (_paired("tie", 1.2), "committed", None),
+    (_paired("slower", 0.9), "passed", "paired: slower (test)"),
+    (_paired("error", None, who="candidate"), "failed", "paired timing: error (test)"),
+    (_paired("error", None, who="harness"), "committed", None),
+])
+def test_a_commit_waits_for_the_paired_timing_against_the_best(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch, result: Any,
+        outcome: str, reason: str | None) -> None:
+    _slow_evaluations(monkeypatch, 0.01)
+    asked: list[tuple[str, str, int, str]] = []
+
+    def compare(candidate: Path, best: Path, settings: EvalSettings, rounds: int,
+                **kwargs: Any) -> Any:
+        asked.append((candidate.stem, best.name, rounds, best.read_text()[:20]))
+        return result
+
+    monkeypatch.setattr(scheduler.paired, "compare", compare)
+    evolution, out = _evolution(tmp_path, lineage, 1, workers=1)
+    evolution.settings = replace(evolution.settings, paired_rounds=3)
+    evolution.run()
+    seed, proposal = lineage.records(evolution.run_id)
+    assert asked == [("evo_r1_g001", "seed.py", 3, SEED[:20])]
+    assert (proposal.outcome, proposal.reason) == (outcome, reason)
+    (event,) = lineage.events(evolution.run_id, "paired")
+    assert (event["record"], event["best"], event["verdict"]) == (proposal.id, seed.id,
+                                                                   result.verdict)
+    assert f"evo_r1_g001: {result.summary}" in out.getvalue()
+
+
+def test_paired_rounds_are_off_in_the_interpreter_unless_asked_for(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluations(monkeypatch, 0.01)
+    monkeypatch.setattr(scheduler.paired, "compare", lambda *a, **k: pytest.fail("timed"))
+    evolution, _ = _evolution(tmp_path, lineage, 2, workers=1)
+    evolution.settings = replace(evolution.settings, paired_rounds=None)
+    evolution.run()
+    assert all(r.committed for r in lineage.records(evolution.run_id))

@@ -42,7 +42,8 @@ from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDI
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
                         Proposal, StepAborted, VariationContext, available)
 from .progress import Progress
-from .scheduler import Done, Executor, Job, LocalExecutor, RayUnusable, Slot, executor_for
+from .paired import commits
+from .scheduler import Done, Executor, Job, LocalExecutor, Pair, RayUnusable, Slot, executor_for
 
 
 def main(config: pytest.Config) -> int:
@@ -56,11 +57,19 @@ def main(config: pytest.Config) -> int:
     rootdir = config.rootpath
     store = settings.store
     eval_settings = settings_from(config)
-    lineage = Lineage(store)
-    # The GPUs' lock files, out of every candidate's reach (a sandbox has its own /tmp).
-    locks = tempfile.mkdtemp(prefix="avo-locks-")
-    try:
-        task = get_task(settings.task)
+    task = get_task(settings.task)
+    with contextlib.ExitStack() as cleanup:
+        # The GPUs' lock files, out of every candidate's reach (a sandbox has its own /tmp).
+        locks = tempfile.mkdtemp(prefix="avo-locks-")
+        cleanup.callback(shutil.rmtree, locks, ignore_errors=True)
+        try:
+            executor = executor_for(settings, eval_settings.device == "cuda", task.name,
+                                    Path(locks))
+        except RayUnusable as exc:
+            raise pytest.UsageError(str(exc)) from None
+        cleanup.callback(executor.close)  # (the run closes it too; twice is harmless)
+        lineage = Lineage(store)
+        cleanup.callback(lineage.close)
         if settings.resume:
             run_id = lineage.latest_run(task.name)
             if run_id is None:
@@ -70,17 +79,10 @@ def main(config: pytest.Config) -> int:
                                        | {"device": eval_settings.device})
         eval_settings = replace(eval_settings,
                                 calibration=store / "calibration" / f"run-{run_id}.json")
-        try:
-            executor = executor_for(settings, eval_settings, task.name, Path(locks))
-        except RayUnusable as exc:
-            raise pytest.UsageError(str(exc)) from None
         evolution = Evolution(task, settings, eval_settings, lineage, run_id, operator,
                               rootdir / "candidates" / task.name, store / "staging", Progress(),
                               executor)
         evolution.run()
-    finally:
-        lineage.close()
-        shutil.rmtree(locks, ignore_errors=True)
     return 1 if evolution.failed else 0
 
 
@@ -97,7 +99,7 @@ class Evolution:
         self.candidates_dir = candidates_dir
         self.staging = staging / "candidates" / task.name
         self.progress = progress
-        self.executor = executor or LocalExecutor([Slot("cpu0", Placement())], eval_settings)
+        self.executor = executor or LocalExecutor([Slot("cpu0", Placement())])
         #: The operator's thread: one step at a time, while evaluations run.
         self._steps = ThreadPoolExecutor(1, thread_name_prefix="avo-step")
         #: Evaluations judged by this process (what ``--avo-migration`` counts).
@@ -255,7 +257,7 @@ class Evolution:
                                 self.settings.cascade_optimism)
                    if not seed and best is not None and self.settings.cascade_optimism
                    else None)
-        job = Job(record, self._stage(record), cascade, self._time_left(),
+        job = Job(record, self._stage(record), self.eval_settings, cascade, self._time_left(),
                   frozenset(_tree(self.candidates_dir)), attempt)
         in_flight[self.executor.submit(job, self._watch)] = job
 
@@ -283,8 +285,10 @@ class Evolution:
                                "evaluating it once more")
             self._submit(record, in_flight, attempt=2)
             return
-        commit, why_not = (fitness.passed, None) if seed or not fitness.passed else \
-            self._earns_commit(record, fitness, evaluation)
+        if fitness.passed and not seed:
+            fitness, commit, why_not = self._earns_commit(done, fitness)
+        else:
+            commit, why_not = fitness.passed, None
         self.lineage.record_evaluation(
             record.id, passed=fitness.passed, committed=commit, reason=why_not or fitness.reason,
             scores=fitness.scores, geomean=fitness.geomean,
@@ -302,16 +306,43 @@ class Evolution:
         self._finished += 1
         self._migrate()
 
-    def _earns_commit(self, record: Record, fitness: Fitness,
-                      evaluation: Evaluation) -> tuple[bool, str | None]:
+    def _earns_commit(self, done: Done, fitness: Fitness) -> tuple[Fitness, bool, str | None]:
         """AVO's rule against the best of the record's island, then the checks a commit
-        waits for: whether it is committed, and why not when a check refused it."""
+        waits for: the precision drift, and the paired timing against the best (which may
+        find the candidate wrong after all). The fitness, whether it is committed, and why
+        not when a check refused it."""
+        record = done.job.record
         if not accepts(fitness, self._best(record.island), self.settings.margin):
-            return False, None
-        drift = self._precision_regression(evaluation)
+            return fitness, False, None
+        drift = self._precision_regression(done.evaluation)
         if drift is not None:
-            return False, drift
-        return True, None
+            return fitness, False, drift
+        best = self._best_record(record.island)
+        rounds = self._paired_rounds()
+        if best is None or not rounds:
+            return fitness, True, None
+        self.progress.line(f"{record.name}: timing it against {best.name} ({rounds} paired "
+                           "rounds) before committing it")
+        result = self.executor.compare(Pair(
+            record, done.job.path, best, self.candidates_dir / f"{best.name}.py",
+            self.eval_settings, rounds, self.settings.margin, self._time_left(), done.worker))
+        self.lineage.add_event(self.run_id, "paired", {"record": record.id, "best": best.id,
+                                                        **result.to_json()})
+        self.progress.line(f"{record.name}: {result.summary}")
+        if result.verdict != "error":
+            return fitness, commits(result, self.settings.margin), (
+                None if commits(result, self.settings.margin) else f"paired: {result.summary}")
+        if (result.failure or {}).get("who") == "candidate":
+            return Fitness(False, f"paired timing: {result.summary}", fitness.scores,
+                           0.0), False, None
+        # No verdict on the candidate (the harness or the best failed): its evaluation stands.
+        return fitness, True, None
+
+    def _paired_rounds(self) -> int:
+        """``--avo-paired-rounds``; auto: 3 on a GPU, none in the interpreter, whose wall
+        clock is not the GPU's speed the rule protects."""
+        rounds = self.settings.paired_rounds
+        return rounds if rounds is not None else 3 if self.eval_settings.device == "cuda" else 0
 
     def _precision_regression(self, evaluation: Evaluation) -> str | None:
         """Whether the candidate's error grew past ``--avo-precision-drift`` times the
@@ -440,6 +471,12 @@ class Evolution:
         scores = [r.geomean for r in records
                   if r.run_id == self.run_id and r.committed and r.geomean]
         return max(scores) if scores else None
+
+    def _best_record(self, island: int) -> Record | None:
+        """The island's committed record of the best geomean (the paired timing's rival)."""
+        committed = [r for r in self._island_view(island)
+                     if r.run_id == self.run_id and r.committed and r.geomean]
+        return max(committed, key=lambda r: r.geomean or 0.0) if committed else None
 
     def _migrate(self) -> None:
         """Every ``--avo-migration`` evaluations, the run's best committed candidate joins

@@ -113,14 +113,14 @@ def compare(candidate: Path, best: Path, settings: EvalSettings, rounds: int, *,
                 raise
             why = (("time budget", "the run's time budget ended it") if budget_cut else
                    ("timeout", "it timed out"))
-            return _failed(rounds, margin, {"who": None, "stage": "controller", "rule": why[0],
+            return failed(rounds, margin, {"who": None, "stage": "controller", "rule": why[0],
                                             "message": f"{why[1]} after {limit:g} s; its "
                                             "processes were killed"}, time.monotonic() - started)
         try:
             doc = json.loads(out.read_text())
         except (OSError, ValueError):
             tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            return _failed(rounds, margin, {
+            return failed(rounds, margin, {
                 "who": "harness", "stage": "controller", "rule": "harness-error",
                 "message": f"the paired timing exited with status {proc.returncode} and no "
                 f"measurement: {tail[0][:300]}"}, time.monotonic() - started)
@@ -142,10 +142,10 @@ def from_measurement(doc: dict[str, Any], margin: float, *, wall_s: float = 0.0)
     """The statistic and the verdict of what ``judge.paired`` wrote."""
     rounds, device = int(doc["rounds"]), doc.get("device")
     if doc["failures"]:
-        return _failed(rounds, margin, doc["failures"][0], wall_s, doc, device)
+        return failed(rounds, margin, doc["failures"][0], wall_s, doc, device)
     ratios = round_ratios(doc["timings"], doc["configs"])
     if len(ratios) < rounds:
-        return _failed(rounds, margin, {"who": "harness", "stage": "timing",
+        return failed(rounds, margin, {"who": "harness", "stage": "timing",
                                         "rule": "harness-error", "message": f"{len(ratios)} of "
                                         f"{rounds} rounds came back whole"}, wall_s, doc, device)
     estimate, low, high = interval(ratios)
@@ -218,7 +218,7 @@ def _t_cdf(t: float, df: int) -> float:
     return 0.5 + a / 2
 
 
-def _failed(rounds: int, margin: float, failure: dict[str, Any], wall_s: float,
+def failed(rounds: int, margin: float, failure: dict[str, Any], wall_s: float = 0.0,
             doc: dict[str, Any] | None = None, device: str | None = None) -> Paired:
     """The ``error`` verdict, with the failure in one line."""
     where = " ".join(str(failure[k]) for k in ("who", "stage") if failure.get(k))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 
+from . import paired
 from .evaluate import EvalSettings, Evaluation, Placement, evaluate
 from .fitness import harness_fault
 from .lineage import Record, now
@@ -38,6 +39,7 @@ class Job:
     record: Record
     #: The staged file holding the record's source (a seed's own file).
     path: Path
+    settings: EvalSettings
     cascade: Cascade | None
     #: What the run's time budget left when the job was submitted (None: no budget).
     time_left_s: float | None
@@ -67,7 +69,26 @@ class Executor(Protocol):
 
     def submit(self, job: Job, watch: Watch) -> Future[Done]: ...
 
+    def compare(self, pair: Pair) -> paired.Paired:
+        """The paired timing of a candidate against the best (``paired.py``), on one GPU."""
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A candidate about to be committed and the best it must not be slower than."""
+
+    candidate: Record
+    candidate_path: Path
+    best: Record
+    best_path: Path
+    settings: EvalSettings
+    rounds: int
+    margin: float
+    time_left_s: float | None
+    #: The slot that evaluated the candidate: the pair is timed on its GPU.
+    worker: str
 
 
 def visible_gpus() -> list[str]:
@@ -98,25 +119,24 @@ def local_slots(cuda: bool, workers: int | None, lock_dir: Path,
     return slots
 
 
-def executor_for(settings: EvolveSettings, eval_settings: EvalSettings, task: str,
-                 lock_dir: Path) -> Executor:
+def executor_for(settings: EvolveSettings, cuda: bool, task: str, lock_dir: Path) -> Executor:
     """``--avo-ray`` or this host's slots (``--avo-workers``); RayUnusable if Ray cannot
     serve."""
     if settings.ray:
-        return RayExecutor(settings.ray, settings.workers, eval_settings, task)
-    return LocalExecutor(local_slots(eval_settings.device == "cuda", settings.workers,
-                                     lock_dir), eval_settings)
+        return RayExecutor(settings.ray, settings.workers, task)
+    return LocalExecutor(local_slots(cuda, settings.workers, lock_dir))
 
 
 class LocalExecutor:
     """Slots of this host, one thread each waiting on its evaluation's process."""
 
-    def __init__(self, slots: list[Slot], settings: EvalSettings) -> None:
+    def __init__(self, slots: list[Slot]) -> None:
         self.capacity = len(slots)
-        self.settings = settings
         self._free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
         for slot in slots:
             self._free.put(slot)
+        self._slots = {slot.name: slot for slot in slots}
+        self._first = slots[0]
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="avo-eval")
 
     def submit(self, job: Job, watch: Watch) -> Future[Done]:
@@ -128,7 +148,7 @@ class LocalExecutor:
             started = now()
             try:
                 with watch(job) as show:
-                    evaluation = evaluate(job.path, self.settings, cascade=job.cascade,
+                    evaluation = evaluate(job.path, job.settings, cascade=job.cascade,
                                           time_left_s=job.time_left_s, on_progress=show,
                                           placement=slot.placement)
             except Exception as exc:  # the harness's own failure: no verdict, retried once
@@ -137,6 +157,12 @@ class LocalExecutor:
             return Done(job, evaluation, slot.name, started)
         finally:
             self._free.put(slot)
+
+    def compare(self, pair: Pair) -> paired.Paired:
+        placement = self._slots.get(pair.worker, self._first).placement
+        return paired.compare(pair.candidate_path, pair.best_path, pair.settings, pair.rounds,
+                              gpu_lock=placement.gpu_lock, time_left_s=pair.time_left_s,
+                              margin=pair.margin, env=placement.env)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -147,8 +173,7 @@ class RayExecutor:
     (``runtime_env``), so a node needs only the project's dependencies; the controller,
     the lineage and the operator stay where ``pytest --avo-evolve`` runs."""
 
-    def __init__(self, address: str, workers: int | None, settings: EvalSettings,
-                 task: str) -> None:
+    def __init__(self, address: str, workers: int | None, task: str) -> None:
         ray = import_ray()
         if not ray.is_initialized():
             _connect(ray, address)
@@ -157,10 +182,10 @@ class RayExecutor:
             raise RayUnusable(f"--avo-ray {address}: the cluster has no GPU to give an "
                               "evaluation (each holds one)")
         self.capacity = workers or gpus
-        self.settings = settings
         self.task = task
         self._ray = ray
         self._remote = ray.remote(num_gpus=1, max_retries=0)(_remote_evaluate)
+        self._remote_compare = ray.remote(num_gpus=1, max_retries=1)(_remote_compare)
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="avo-ray")
 
     def submit(self, job: Job, watch: Watch) -> Future[Done]:
@@ -170,7 +195,7 @@ class RayExecutor:
         record = job.record
         started = now()
         with watch(job):
-            ref = self._remote.remote(self.task, record.name, record.source, self.settings,
+            ref = self._remote.remote(self.task, record.name, record.source, job.settings,
                                       job.cascade, job.time_left_s)
             try:
                 evaluation, worker, started = self._ray.get(ref)
@@ -180,6 +205,20 @@ class RayExecutor:
                     f"ray: {type(exc).__name__}: {text[0][:200] if text else ''}"), None, 0.0)
                 worker = "ray"
         return Done(job, evaluation, worker, started)
+
+    def compare(self, pair: Pair) -> paired.Paired:
+        """On whichever GPU the cluster gives: both candidates are timed there, so the
+        verdict never compares two GPUs."""
+        ref = self._remote_compare.remote(
+            self.task, pair.candidate.name, pair.candidate.source, pair.best.name,
+            pair.best.source, pair.settings, pair.rounds, pair.margin, pair.time_left_s)
+        try:
+            return self._ray.get(ref)
+        except Exception as exc:  # a lost worker: no verdict
+            text = str(exc).strip().splitlines()
+            return paired.failed(pair.rounds, pair.margin, {
+                "who": "harness", "stage": "controller", "rule": "harness-error",
+                "message": f"ray: {type(exc).__name__}: {text[0][:200] if text else ''}"})
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -230,6 +269,20 @@ def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
                                             calibration=calibration),
                               cascade=cascade, time_left_s=time_left_s)
     return evaluation, worker, started
+
+
+def _remote_compare(task: str, name: str, source: str, best_name: str, best_source: str,
+                    settings: EvalSettings, rounds: int, margin: float,
+                    time_left_s: float | None) -> paired.Paired:
+    """On a Ray worker: both candidates staged in a project of their own, timed there."""
+    with tempfile.TemporaryDirectory(prefix="avo-ray-") as root:
+        folder = Path(root, "candidates", task)
+        folder.mkdir(parents=True)
+        (folder / f"{name}.py").write_text(source)
+        (folder / f"{best_name}.py").write_text(best_source)
+        return paired.compare(folder / f"{name}.py", folder / f"{best_name}.py",
+                              replace(settings, rootdir=Path(root)), rounds,
+                              gpu_lock=None, time_left_s=time_left_s, margin=margin)
 
 
 @contextlib.contextmanager
