@@ -1,0 +1,922 @@
+"""FA3-style attention for Hopper in Gluon, with hopper_best's Triton kernels as fallback.
+
+Why: hopper_best is Triton 3.6's automatic pipelining and warp specialization, which keep
+the two consumer warp groups in phase and never overlap a warp group's softmax with its
+own GEMMs (benchmarks/NOTES-hopper.md). Gluon (``triton.experimental.gluon``) writes the
+Hopper primitives out by hand. Two kernels:
+
+* ``_g_attn_fwd_ws`` (the default, ``*_WS``): FA3's partition of a 128-row tile. A
+  producer partition loads K/V blocks with TMA (``tma.async_copy_global_to_shared``) into
+  a ring of STAGES slots, each with K-ready, V-ready and empty mbarriers; two consumer
+  warp groups of 64 rows each (the default partition and a 4-warp worker) run on their
+  own (they share only the ring, so the warp schedulers interleave one's softmax with the
+  other's GEMMs), with registers moved by ``setmaxnreg`` (producer 24, consumers 240).
+* ``_g_attn_fwd``: one partition of 4 or 8 warps issuing its own loads into the ring.
+
+Both order the GEMMs within a warp group as FA3 does: S_j = Q K_j^T is issued, then
+O += P_{j-1} V_{j-1}, and the softmax of S_j runs while the second GEMM is in flight
+(asynchronous ``warpgroup_mma``, P fed from registers). Interior key blocks run without
+masks; only the key tail and the causal diagonal pay for them; with causal masking each
+consumer group skips the blocks its own rows cannot see. Not FA3's explicit ping-pong
+(named barriers ordering the groups), nor a persistent grid: benchmarks/NOTES-gluon.md
+says what was measured and what limits it.
+
+The Gluon path takes bfloat16/float16 inputs with D in {64, 128} on a GPU of compute
+capability 9.x (not the interpreter), whose last dimension is contiguous and whose base
+and other strides are 16-byte aligned: it reads q, k and v through 4-D tensor descriptors
+(B, H, N, D), so any such layout, GQA, tails and Nq != Nk work, out-of-range rows reading
+as zeros and never stored. Everything else (float32, other D, other layouts, other GPUs,
+the CPU interpreter) takes hopper_best's Triton kernels, copied here unchanged with
+hopper_best's tuned values (``_TRITON_CFG``), so the candidate stays one self-contained
+module (a helper beside it would not travel with the lineage's staged copies). Per group
+(D <= 64 or not, causal or not) ``*_GLUON`` chooses the path: D=64 measured slower in
+Gluon on the H200, so those groups start on Triton and a search can hand them back.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# Read and rewritten by the evolution loop (avo_harness.tunables): keep it a literal.
+# The Gluon path's launch per group: tile rows (16 per warp: one warp group per 64 rows),
+# key block, ring depth, warps.
+TUNABLES = {
+    "D64_GLUON": {"value": False, "choices": [False, True]},
+    "D64_WS": {"value": True, "choices": [False, True]},
+    "D64_BLOCK_M": {"value": 128, "choices": [64, 128]},
+    "D64_BLOCK_N": {"value": 128, "choices": [64, 128]},
+    "D64_STAGES": {"value": 2, "choices": [2, 3, 4]},
+    "D64_WARPS": {"value": 8, "choices": [4, 8]},
+    "D64_CAUSAL_GLUON": {"value": False, "choices": [False, True]},
+    "D64_CAUSAL_WS": {"value": True, "choices": [False, True]},
+    "D64_CAUSAL_BLOCK_M": {"value": 128, "choices": [64, 128]},
+    "D64_CAUSAL_BLOCK_N": {"value": 128, "choices": [64, 128]},
+    "D64_CAUSAL_STAGES": {"value": 3, "choices": [2, 3, 4]},
+    "D64_CAUSAL_WARPS": {"value": 8, "choices": [4, 8]},
+    "D128_GLUON": {"value": True, "choices": [False, True]},
+    "D128_WS": {"value": True, "choices": [False, True]},
+    "D128_BLOCK_M": {"value": 128, "choices": [64, 128]},
+    "D128_BLOCK_N": {"value": 128, "choices": [64, 128]},
+    "D128_STAGES": {"value": 3, "choices": [2, 3, 4]},
+    "D128_WARPS": {"value": 8, "choices": [4, 8]},
+    "D128_CAUSAL_GLUON": {"value": True, "choices": [False, True]},
+    "D128_CAUSAL_WS": {"value": True, "choices": [False, True]},
+    "D128_CAUSAL_BLOCK_M": {"value": 128, "choices": [64, 128]},
+    "D128_CAUSAL_BLOCK_N": {"value": 64, "choices": [64, 128]},
+    "D128_CAUSAL_STAGES": {"value": 3, "choices": [2, 3, 4]},
+    "D128_CAUSAL_WARPS": {"value": 8, "choices": [4, 8]},
+    "HEAVY_FIRST": {"value": True, "choices": [False, True]},
+}
+# *_WS: the warp-specialized kernel (a TMA producer partition and two consumer warp groups
+# of 64 rows each: BLOCK_M 128, 4 warps per partition) instead of the single-partition one.
+# A warp group (4 warps) covers 64 rows: 16 rows per warp (128 rows on 4 warps spills at
+# D=128, sm_90 offline compile); the
+# D=128 tiles keep Q and the K/V ring within the 227 KiB of shared memory per block
+# (units of 256 bytes: BLOCK_M + 2 * STAGES * BLOCK_N of them).
+CONSTRAINTS = [
+    "D64_BLOCK_M == 16 * D64_WARPS",
+    "D64_CAUSAL_BLOCK_M == 16 * D64_CAUSAL_WARPS",
+    "D128_BLOCK_M == 16 * D128_WARPS",
+    "D128_CAUSAL_BLOCK_M == 16 * D128_CAUSAL_WARPS",
+    "not D64_WS or D64_BLOCK_M == 128",
+    "not D64_CAUSAL_WS or D64_CAUSAL_BLOCK_M == 128",
+    "not D128_WS or D128_BLOCK_M == 128",
+    "not D128_CAUSAL_WS or D128_CAUSAL_BLOCK_M == 128",
+    "D128_BLOCK_M + 2 * D128_STAGES * D128_BLOCK_N <= 900",
+    "D128_CAUSAL_BLOCK_M + 2 * D128_CAUSAL_STAGES * D128_CAUSAL_BLOCK_N <= 900",
+]
+#: hopper_best's causal groups split at this many keys (its *_LONG tunables).
+LONG_KEYS = 2048
+#: hopper_best's tuned values, used unchanged by the Triton fallback (not searched here).
+_TRITON_CFG = {
+    "D64_BLOCK_M": 128,
+    "D64_BLOCK_N": 64,
+    "D64_WARPS": 8,
+    "D64_STAGES": 3,
+    "D64_TMA": False,
+    "D64_WS": False,
+    "D64_PERSISTENT": False,
+    "D64_CAUSAL_BLOCK_M": 64,
+    "D64_CAUSAL_BLOCK_N": 64,
+    "D64_CAUSAL_WARPS": 4,
+    "D64_CAUSAL_STAGES": 3,
+    "D64_CAUSAL_TMA": False,
+    "D64_CAUSAL_PERSISTENT": False,
+    "D64_CAUSAL_LONG_BLOCK_M": 128,
+    "D64_CAUSAL_LONG_BLOCK_N": 64,
+    "D64_CAUSAL_LONG_WARPS": 8,
+    "D64_CAUSAL_LONG_STAGES": 4,
+    "D64_CAUSAL_LONG_TMA": False,
+    "D64_CAUSAL_LONG_PERSISTENT": False,
+    "D128_BLOCK_M": 128,
+    "D128_BLOCK_N": 128,
+    "D128_WARPS": 4,
+    "D128_STAGES": 2,
+    "D128_TMA": True,
+    "D128_WS": True,
+    "D128_PERSISTENT": True,
+    "D128_CAUSAL_BLOCK_M": 64,
+    "D128_CAUSAL_BLOCK_N": 64,
+    "D128_CAUSAL_WARPS": 4,
+    "D128_CAUSAL_STAGES": 3,
+    "D128_CAUSAL_TMA": False,
+    "D128_CAUSAL_PERSISTENT": False,
+    "D128_CAUSAL_LONG_BLOCK_M": 128,
+    "D128_CAUSAL_LONG_BLOCK_N": 128,
+    "D128_CAUSAL_LONG_WARPS": 8,
+    "D128_CAUSAL_LONG_STAGES": 3,
+    "D128_CAUSAL_LONG_TMA": True,
+    "D128_CAUSAL_LONG_PERSISTENT": False,
+    "HEAVY_FIRST": True,
+    "SPLIT_MASKED": True,
+    "RESCALE_TAU": 0.0,
+}
+
+_CFG = {name: spec["value"] for name, spec in TUNABLES.items()}
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+_LOG2E = 1.4426950408889634
+
+
+def _scratch(size: int, alignment: int, stream: int | None) -> torch.Tensor:
+    """Global memory for device-side tensor descriptors (Triton asks per launch)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+if not _INTERPRETED:
+    triton.set_allocator(_scratch)
+
+
+@triton.jit
+def _finite(m, MASKED: tl.constexpr):
+    """A row that has seen no key keeps m = -inf; subtracting 0 instead keeps exp2 free
+    of NaN (its scores are -inf, so its p is 0 either way). Unmasked blocks need no test."""
+    if MASKED:
+        m = tl.where(m == float("-inf"), 0.0, m)
+    return m
+
+
+@triton.jit
+def _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, start_n, row_shift, Nk,
+                  BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
+                  RESCALE_TAU: tl.constexpr, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
+    """One key block: scores, online-softmax update, P @ V. kt is (BLOCK_D, BLOCK_N).
+
+    Query row r of the tile sees key j iff j < Nk and (causal) j - row_shift <= r, with
+    row_shift = first row of the tile + Nk - Nq. Written so that the row index is a bare
+    arange: Triton 3.6's warp specialization splits the tile's rows between two consumer
+    groups and offsets a splatted row base twice (rows r + 64 of the second group would
+    be masked as rows r + 128)."""
+    if DOT_FP32:
+        qk = tl.dot(q.to(tl.float32), kt.to(tl.float32), input_precision=PRECISION)
+    else:
+        qk = tl.dot(q, kt, input_precision=PRECISION)
+    if MASKED:
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        visible = offs_n[None, :] < Nk
+        if CAUSAL:
+            rows = tl.arange(0, q.shape[0])
+            visible = visible & ((offs_n - row_shift)[None, :] <= rows[:, None])
+        qk = tl.where(visible, qk, float("-inf"))
+    # qk_scale > 0 (the wrapper makes it so), so the max commutes with the scale.
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    if RESCALE_TAU > 0:
+        # Rescale only when some row's max grew by more than TAU (log2 units); until
+        # then the stale max stands and p stays below 2**TAU, which fp32 sums and
+        # 16-bit P tiles hold as well as p <= 1. The test is one scalar per tile.
+        grow = tl.where(m_new > m_i, m_new - m_i, 0.0)
+        if tl.max(grow, 0) > RESCALE_TAU:
+            alpha = tl.math.exp2(m_i - _finite(m_new, MASKED))
+            l_i = l_i * alpha
+            acc = acc * alpha[:, None]
+            m_i = m_new
+        p = tl.math.exp2(qk * qk_scale - _finite(m_i, MASKED)[:, None])
+        l_i = l_i + tl.sum(p, 1)
+    else:
+        m_sub = _finite(m_new, MASKED)
+        p = tl.math.exp2(qk * qk_scale - m_sub[:, None])
+        alpha = tl.math.exp2(m_i - m_sub)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        m_i = m_new
+    if DOT_FP32:
+        acc = tl.dot(p, v.to(tl.float32), acc, input_precision=PRECISION)
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _key_range(pid_m, Nq, Nk, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+               CAUSAL: tl.constexpr, SPLIT_MASKED: tl.constexpr):
+    """[0, full) needs no mask for any row of the tile; [full, end) needs masks."""
+    causal_offset = Nk - Nq
+    if CAUSAL:
+        end = tl.maximum(tl.minimum(Nk, (pid_m + 1) * BLOCK_M + causal_offset), 0)
+        full = tl.minimum(tl.maximum(pid_m * BLOCK_M + causal_offset + 1, 0), end)
+    else:
+        end = Nk
+        full = Nk
+    if SPLIT_MASKED:
+        full = (full // BLOCK_N) * BLOCK_N
+    else:
+        full = 0
+    return full, end
+
+
+@triton.jit
+def _attn_tile_ptr(acc, l_i, m_i, q, qk_scale, k_base, v_base, stride_kn, stride_kd,
+                   stride_vn, stride_vd, offs_d, lo, hi, Nk, D, row_shift,
+                   BLOCK_N: tl.constexpr, EVEN_D: tl.constexpr, MASKED: tl.constexpr,
+                   CAUSAL: tl.constexpr, RESCALE_TAU: tl.constexpr, DOT_FP32: tl.constexpr,
+                   PRECISION: tl.constexpr):
+    d_ok = offs_d < D
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        kt_ptrs = k_base + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd
+        v_ptrs = v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        if MASKED:
+            n_ok = offs_n < Nk
+            kt = tl.load(kt_ptrs, mask=d_ok[:, None] & n_ok[None, :], other=0.0)
+            v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        elif EVEN_D:
+            kt = tl.load(kt_ptrs)
+            v = tl.load(v_ptrs)
+        else:
+            kt = tl.load(kt_ptrs, mask=d_ok[:, None], other=0.0)
+            v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
+        acc, l_i, m_i = _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, start_n, row_shift,
+                                      Nk, BLOCK_N, MASKED, CAUSAL, RESCALE_TAU, DOT_FP32,
+                                      PRECISION)
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_fwd_ptr(Q, K, V, O, qk_scale,
+                  stride_qb, stride_qh, stride_qm, stride_qd,
+                  stride_kb, stride_kh, stride_kn, stride_kd,
+                  stride_vb, stride_vh, stride_vn, stride_vd,
+                  stride_ob, stride_oh, stride_om, stride_od,
+                  Hq, GROUP, Nq, Nk, D,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                  EVEN_D: tl.constexpr, CAUSAL: tl.constexpr, SPLIT_MASKED: tl.constexpr,
+                  HEAVY_FIRST: tl.constexpr, RESCALE_TAU: tl.constexpr,
+                  DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
+    pid_m = tl.program_id(0)
+    if HEAVY_FIRST:
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    pid_bh = tl.program_id(1)
+    off_b = (pid_bh // Hq).to(tl.int64)
+    off_h = pid_bh % Hq
+    off_hkv = (off_h // GROUP).to(tl.int64)
+    off_h = off_h.to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_ok = offs_m < Nq
+    d_ok = offs_d < D
+
+    q = tl.load(Q + off_b * stride_qb + off_h * stride_qh
+                + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd,
+                mask=m_ok[:, None] & d_ok[None, :], other=0.0)
+    k_base = K + off_b * stride_kb + off_hkv * stride_kh
+    v_base = V + off_b * stride_vb + off_hkv * stride_vh
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    row_shift = pid_m * BLOCK_M + Nk - Nq
+    full, end = _key_range(pid_m, Nq, Nk, BLOCK_M, BLOCK_N, CAUSAL, SPLIT_MASKED)
+    acc, l_i, m_i = _attn_tile_ptr(acc, l_i, m_i, q, qk_scale, k_base, v_base,
+                                   stride_kn, stride_kd, stride_vn, stride_vd, offs_d,
+                                   0, full, Nk, D, row_shift, BLOCK_N, EVEN_D, False,
+                                   CAUSAL, RESCALE_TAU, DOT_FP32, PRECISION)
+    acc, l_i, m_i = _attn_tile_ptr(acc, l_i, m_i, q, qk_scale, k_base, v_base,
+                                   stride_kn, stride_kd, stride_vn, stride_vd, offs_d,
+                                   full, end, Nk, D, row_shift, BLOCK_N, EVEN_D, True,
+                                   CAUSAL, RESCALE_TAU, DOT_FP32, PRECISION)
+
+    # Rows that see no key have l == 0 and acc == 0: they output zeros.
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    tl.store(O + off_b * stride_ob + off_h * stride_oh
+             + offs_m[:, None] * stride_om + offs_d[None, :] * stride_od,
+             out.to(O.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
+
+
+@triton.jit
+def _attn_block_tma(acc, l_i, m_i, q, qk_scale, k_desc, v_desc, start_n, row_shift, Nk,
+                    BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
+                    RESCALE_TAU: tl.constexpr):
+    kt = k_desc.load([start_n, 0]).T
+    v = v_desc.load([start_n, 0])
+    return _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, start_n, row_shift, Nk, BLOCK_N,
+                         MASKED, CAUSAL, RESCALE_TAU, False, "tf32")
+
+
+@triton.jit
+def _attn_tile_tma(tile, Q, K, V, O, qk_scale,
+                   stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                   stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
+                   Hq, GROUP, Nq, Nk, D, n_m,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                   CAUSAL: tl.constexpr, SPLIT_MASKED: tl.constexpr, TAIL: tl.constexpr,
+                   HEAVY_FIRST: tl.constexpr,
+                   WARP_SPECIALIZE: tl.constexpr, RESCALE_TAU: tl.constexpr):
+    """One (batch, head, query block) tile through tensor descriptors."""
+    pid_bh = tile // n_m
+    pid_m = tile % n_m
+    if HEAVY_FIRST:
+        # Within a head the last query blocks see the most keys (causal): run them
+        # first so the short ones fill the tail of the grid.
+        pid_m = n_m - 1 - pid_m
+    off_b = (pid_bh // Hq).to(tl.int64)
+    off_h = pid_bh % Hq
+    off_hkv = (off_h // GROUP).to(tl.int64)
+    off_h = off_h.to(tl.int64)
+    q_desc = tl.make_tensor_descriptor(Q + off_b * stride_qb + off_h * stride_qh,
+                                       shape=[Nq, D], strides=[stride_qm, 1],
+                                       block_shape=[BLOCK_M, BLOCK_D])
+    k_desc = tl.make_tensor_descriptor(K + off_b * stride_kb + off_hkv * stride_kh,
+                                       shape=[Nk, D], strides=[stride_kn, 1],
+                                       block_shape=[BLOCK_N, BLOCK_D])
+    v_desc = tl.make_tensor_descriptor(V + off_b * stride_vb + off_hkv * stride_vh,
+                                       shape=[Nk, D], strides=[stride_vn, 1],
+                                       block_shape=[BLOCK_N, BLOCK_D])
+    o_desc = tl.make_tensor_descriptor(O + off_b * stride_ob + off_h * stride_oh,
+                                       shape=[Nq, D], strides=[stride_om, 1],
+                                       block_shape=[BLOCK_M, BLOCK_D])
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    q = q_desc.load([pid_m * BLOCK_M, 0])
+    row_shift = pid_m * BLOCK_M + Nk - Nq
+    full, end = _key_range(pid_m, Nq, Nk, BLOCK_M, BLOCK_N, CAUSAL, SPLIT_MASKED)
+    if TAIL and not SPLIT_MASKED:
+        for start_n in range(0, end, BLOCK_N):
+            acc, l_i, m_i = _attn_block_tma(acc, l_i, m_i, q, qk_scale, k_desc, v_desc,
+                                            start_n, row_shift, Nk, BLOCK_N, True, CAUSAL,
+                                            RESCALE_TAU)
+    else:
+        if not TAIL:
+            full = end  # every key block is whole and unmasked
+        # The only loop warp specialization may take: launch specializes no kernel with
+        # a TAIL, so then this is the kernel's one loop.
+        for start_n in tl.range(0, full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+            acc, l_i, m_i = _attn_block_tma(acc, l_i, m_i, q, qk_scale, k_desc, v_desc,
+                                            start_n, row_shift, Nk, BLOCK_N, False, CAUSAL,
+                                            RESCALE_TAU)
+        if TAIL:
+            for start_n in range(full, end, BLOCK_N):
+                acc, l_i, m_i = _attn_block_tma(acc, l_i, m_i, q, qk_scale, k_desc, v_desc,
+                                                start_n, row_shift, Nk, BLOCK_N, True, CAUSAL,
+                                                RESCALE_TAU)
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    o_desc.store([pid_m * BLOCK_M, 0], out.to(O.dtype.element_ty))
+
+
+@triton.jit(do_not_specialize=["Nq", "Nk", "n_m", "n_tiles"])
+def _attn_fwd_tma(Q, K, V, O, qk_scale,
+                  stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                  stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
+                  Hq, GROUP, Nq, Nk, D, n_m, n_tiles,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                  CAUSAL: tl.constexpr, SPLIT_MASKED: tl.constexpr, TAIL: tl.constexpr,
+                  HEAVY_FIRST: tl.constexpr,
+                  WARP_SPECIALIZE: tl.constexpr, PERSISTENT: tl.constexpr,
+                  RESCALE_TAU: tl.constexpr):
+    # Lengths stay run-time values: a length of 1 specialized into a constant broke the
+    # persistent kernel's compilation (Triton 3.6).
+    if PERSISTENT:
+        for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
+            _attn_tile_tma(tile, Q, K, V, O, qk_scale,
+                           stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                           stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
+                           Hq, GROUP, Nq, Nk, D, n_m, BLOCK_M, BLOCK_N, BLOCK_D, CAUSAL,
+                           SPLIT_MASKED, TAIL, HEAVY_FIRST, WARP_SPECIALIZE,
+                           RESCALE_TAU)
+    else:
+        _attn_tile_tma(tl.program_id(0), Q, K, V, O, qk_scale,
+                       stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                       stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
+                       Hq, GROUP, Nq, Nk, D, n_m, BLOCK_M, BLOCK_N, BLOCK_D, CAUSAL,
+                       SPLIT_MASKED, TAIL, HEAVY_FIRST, WARP_SPECIALIZE,
+                       RESCALE_TAU)
+
+
+def _tma_ready(*tensors: torch.Tensor) -> bool:
+    """Tensor descriptors need Hopper, 16-bit data, a unit last stride, 16-byte alignment."""
+    for t in tensors:
+        if not t.is_cuda or t.dtype not in (torch.float16, torch.bfloat16) or t.stride(-1) != 1:
+            return False
+        if t.data_ptr() % 16 or any(s * t.element_size() % 16 for s in t.stride()[:-1]):
+            return False
+    return torch.cuda.get_device_capability(tensors[0].device)[0] >= 9
+
+
+_SM_COUNT: dict[int, int] = {}
+
+
+def _sm_count(device: torch.device) -> int:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
+
+
+def triton_group(head_dim: int, causal: bool, keys: int) -> str:
+    """The prefix of the tunables that apply to this head dimension, masking and length."""
+    name = ("D64" if head_dim <= 64 else "D128") + ("_CAUSAL" if causal else "")
+    return name + ("_LONG" if causal and keys >= LONG_KEYS else "")
+
+
+def triton_config(name: str) -> dict:
+    """A group's tunables as launch parameters (causal groups never warp-specialize)."""
+    return {"BLOCK_M": _TRITON_CFG[f"{name}_BLOCK_M"], "BLOCK_N": _TRITON_CFG[f"{name}_BLOCK_N"],
+            "num_warps": _TRITON_CFG[f"{name}_WARPS"], "num_stages": _TRITON_CFG[f"{name}_STAGES"],
+            "TMA": _TRITON_CFG[f"{name}_TMA"], "WARP_SPECIALIZE": _TRITON_CFG.get(f"{name}_WS", False),
+            "PERSISTENT": _TRITON_CFG[f"{name}_PERSISTENT"],
+            **{k: _TRITON_CFG[k] for k in ("HEAVY_FIRST", "SPLIT_MASKED", "RESCALE_TAU")}}
+
+
+
+def triton_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+           sm_scale: float | None, p: dict) -> torch.Tensor:
+    """hopper_best's Triton launch: ``triton_config``'s keys."""
+    B, Hq, Nq, D = q.shape
+    Hkv, Nk = k.shape[1], k.shape[2]
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(D)
+    if sm_scale < 0:
+        q, sm_scale = -q, -sm_scale  # the kernels take row maxima before scaling
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    block_d = max(16, triton.next_power_of_2(D))
+    block_m, block_n = p["BLOCK_M"], p["BLOCK_N"]
+    qk_scale = sm_scale * _LOG2E
+    if p["TMA"] and not _INTERPRETED and _tma_ready(q, k, v, o):
+        # Triton 3.6 specializes the key loop into producer and consumer warp groups only
+        # with 4 warps per group and no branch in the loop (RESCALE_TAU adds one), and
+        # only one loop per kernel. A loop that masks (causal, or a tail block when Nk is
+        # not a multiple of BLOCK_N) measured slower specialized, and with 3+ stages it
+        # returned NaN on the H100: masked tiles never run specialized.
+        tail = causal or Nk % block_n != 0
+        ws = p["WARP_SPECIALIZE"] and p["num_warps"] == 4 and not p["RESCALE_TAU"] and not tail
+        n_m = triton.cdiv(Nq, block_m)
+        n_tiles = n_m * B * Hq
+        grid = (min(n_tiles, _sm_count(q.device)) if p["PERSISTENT"] else n_tiles,)
+        _attn_fwd_tma[grid](
+            q, k, v, o, qk_scale,
+            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
+            Hq, Hq // Hkv, Nq, Nk, D, n_m, n_tiles,
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, CAUSAL=causal,
+            SPLIT_MASKED=p["SPLIT_MASKED"], TAIL=tail,
+            HEAVY_FIRST=p["HEAVY_FIRST"], WARP_SPECIALIZE=ws, PERSISTENT=p["PERSISTENT"],
+            RESCALE_TAU=p["RESCALE_TAU"], num_warps=p["num_warps"], num_stages=p["num_stages"],
+        )
+        return o
+    stages, precision = p["num_stages"], "tf32"
+    if q.element_size() > 2:
+        # float32 tiles are twice as large: keep a pipelined K/V tile within shared memory.
+        # Hopper's tf32 truncates, so float32 inputs get exact float32 products.
+        block_n, stages, precision = min(block_n, 32), 1, "ieee"
+    grid = (triton.cdiv(Nq, block_m), B * Hq)
+    _attn_fwd_ptr[grid](
+        q, k, v, o, qk_scale,
+        *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+        Hq, Hq // Hkv, Nq, Nk, D,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, EVEN_D=D == block_d,
+        CAUSAL=causal, SPLIT_MASKED=p["SPLIT_MASKED"], HEAVY_FIRST=p["HEAVY_FIRST"],
+        RESCALE_TAU=p["RESCALE_TAU"], DOT_FP32=_INTERPRETED, PRECISION=precision,
+        num_warps=p["num_warps"], num_stages=stages,
+    )
+    return o
+
+
+# ---------------------------------------------------------------------------------------
+# The Gluon path (sm_90): explicit TMA ring, mbarriers and asynchronous wgmma.
+# ---------------------------------------------------------------------------------------
+try:
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    _HAVE_GLUON = True
+except ImportError:  # a Triton without Gluon: only the Triton path exists
+    _HAVE_GLUON = False
+
+
+if _HAVE_GLUON:
+    @gluon.jit
+    def _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bars, v_bars, kv_b, kv_h, block,
+                   pred, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+        """Issue the TMA loads of key block ``block`` into its ring slot (one thread)."""
+        slot = block % STAGES
+        kb = k_bars.index(slot)
+        vb = v_bars.index(slot)
+        mbarrier.expect(kb, k_desc.block_type.nbytes, pred=pred)
+        tma.async_copy_global_to_shared(k_desc, [kv_b, kv_h, block * BLOCK_N, 0], kb,
+                                        k_smem.index(slot), pred=pred)
+        mbarrier.expect(vb, v_desc.block_type.nbytes, pred=pred)
+        tma.async_copy_global_to_shared(v_desc, [kv_b, kv_h, block * BLOCK_N, 0], vb,
+                                        v_smem.index(slot), pred=pred)
+
+    @gluon.jit
+    def _g_softmax(s, m_i, l_i, qk_scale, start_n, row_shift, Nk,
+                   BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, MASKED: gl.constexpr,
+                   CAUSAL: gl.constexpr, s_layout: gl.constexpr):
+        """Online softmax of one score tile in the exp2 domain: p, the new max and sum,
+        and alpha, the factor the accumulator must be rescaled by."""
+        if MASKED:
+            cols = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+            visible = gl.expand_dims(cols < Nk, 0)
+            if CAUSAL:
+                rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
+                visible = visible & (gl.expand_dims(cols - row_shift, 0)
+                                     <= gl.expand_dims(rows, 1))
+            s = gl.where(visible, s, float("-inf"))
+        m_new = gl.maximum(m_i, gl.max(s, 1) * qk_scale)
+        if MASKED:
+            # A row that has seen no key keeps m = -inf: subtract 0 instead (its p is 0).
+            m_sub = gl.where(m_new == float("-inf"), 0.0, m_new)
+        else:
+            m_sub = m_new
+        p = gl.exp2(s * qk_scale - gl.expand_dims(m_sub, 1))
+        alpha = gl.exp2(m_i - m_sub)
+        l_i = l_i * alpha + gl.sum(p, 1)
+        return p, m_new, l_i, alpha
+
+    @gluon.jit
+    def _g_step(j, q_s, k_smem, v_smem, k_bars, v_bars, k_desc, v_desc, kv_b, kv_h,
+                o, p_prev, m_i, l_i, qk_scale, row_shift, Nk, n_total,
+                BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
+                STAGES: gl.constexpr, MASKED: gl.constexpr, CAUSAL: gl.constexpr,
+                s_layout: gl.constexpr, o_layout: gl.constexpr, p_layout: gl.constexpr):
+        """Key block j, FA3's intra-warpgroup order: issue S_j = Q K_j^T, then
+        O += P_{j-1} V_{j-1}; the softmax of S_j runs while the second GEMM is in flight."""
+        slot = j % STAGES
+        phase = (j // STAGES) & 1
+        mbarrier.wait(k_bars.index(slot), phase)
+        k_t = k_smem.index(slot).reshape([BLOCK_N, HEAD_D]).permute((1, 0))
+        s_tok = warpgroup_mma(q_s, k_t, gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout),
+                              use_acc=False, is_async=True)
+        prev = j - 1
+        pslot = prev % STAGES
+        mbarrier.wait(v_bars.index(pslot), (prev // STAGES) & 1)
+        v_prev = v_smem.index(pslot).reshape([BLOCK_N, HEAD_D])
+        o_tok = warpgroup_mma(p_prev, v_prev, o, is_async=True)
+        s = warpgroup_mma_wait(1, deps=(s_tok,))
+        p, m_i, l_i, alpha = _g_softmax(s, m_i, l_i, qk_scale, j * BLOCK_N, row_shift, Nk,
+                                        BLOCK_M, BLOCK_N, MASKED, CAUSAL, s_layout)
+        o = warpgroup_mma_wait(0, deps=(o_tok,))
+        # Block j-1 is consumed by this warp group; once every warp is past this point
+        # its slot takes block j-1+STAGES.
+        gl.thread_barrier()
+        nxt = prev + STAGES
+        _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bars, v_bars, kv_b, kv_h, nxt,
+                   nxt < n_total, BLOCK_N, STAGES)
+        o = o * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+        p_new = gl.convert_layout(p.to(k_desc.dtype), p_layout)
+        return o, p_new, m_i, l_i
+
+    @gluon.jit(do_not_specialize=["Nq", "Nk"])
+    def _g_attn_fwd(q_desc, k_desc, v_desc, o_desc, qk_scale, Hq, GROUP, Nq, Nk,
+                    BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
+                    STAGES: gl.constexpr, CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr,
+                    num_warps: gl.constexpr):
+        dtype: gl.constexpr = q_desc.dtype
+        pid_m = gl.program_id(0)
+        if HEAVY_FIRST:
+            pid_m = gl.num_programs(0) - 1 - pid_m
+        pid_bh = gl.program_id(1)
+        off_b = pid_bh // Hq
+        off_h = pid_bh % Hq
+        kv_h = off_h // GROUP
+        start_m = pid_m * BLOCK_M
+
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BLOCK_N, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, HEAD_D, 16])
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
+                                                     k_width=2)
+
+        q_smem = gl.allocate_shared_memory(dtype, [1, 1, BLOCK_M, HEAD_D], q_desc.layout)
+        k_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, 1, BLOCK_N, HEAD_D],
+                                           k_desc.layout)
+        v_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, 1, BLOCK_N, HEAD_D],
+                                           v_desc.layout)
+        q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        k_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(q_bar, count=1)
+        for i in gl.static_range(STAGES):
+            mbarrier.init(k_bars.index(i), count=1)
+            mbarrier.init(v_bars.index(i), count=1)
+        fence_async_shared()
+
+        # Key blocks [0, n_full) need no mask for any row of the tile, [n_full, n_total)
+        # do (the key tail, the causal diagonal). A tile whose rows see no key still runs
+        # block 0, fully masked: its p is 0 and it writes zeros.
+        causal_offset = Nk - Nq
+        if CAUSAL:
+            end = gl.maximum(gl.minimum(Nk, start_m + BLOCK_M + causal_offset), 0)
+            full = gl.minimum(gl.maximum(start_m + causal_offset + 1, 0), end)
+        else:
+            end = Nk
+            full = Nk
+        n_full = full // BLOCK_N
+        n_total = gl.maximum(gl.cdiv(end, BLOCK_N), 1)
+        row_shift = start_m + causal_offset
+
+        mbarrier.expect(q_bar, q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(q_desc, [off_b, off_h, start_m, 0], q_bar, q_smem)
+        for i in gl.static_range(STAGES):
+            _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bars, v_bars, off_b, kv_h, i,
+                       i < n_total, BLOCK_N, STAGES)
+
+        q_s = q_smem.reshape([BLOCK_M, HEAD_D])
+        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+        l_i = gl.zeros([BLOCK_M], gl.float32, gl.SliceLayout(1, s_layout))
+        o = gl.zeros([BLOCK_M, HEAD_D], gl.float32, o_layout)
+
+        # Block 0 (always through the masked softmax: it is right for any block).
+        mbarrier.wait(q_bar, 0)
+        mbarrier.wait(k_bars.index(0), 0)
+        k_t = k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0))
+        s_tok = warpgroup_mma(q_s, k_t, gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout),
+                              use_acc=False, is_async=True)
+        s = warpgroup_mma_wait(0, deps=(s_tok,))
+        p, m_i, l_i, alpha = _g_softmax(s, m_i, l_i, qk_scale, 0, row_shift, Nk,
+                                        BLOCK_M, BLOCK_N, True, CAUSAL, s_layout)
+        p_prev = gl.convert_layout(p.to(dtype), p_layout)
+
+        for j in range(1, n_full):
+            o, p_prev, m_i, l_i = _g_step(
+                j, q_s, k_smem, v_smem, k_bars, v_bars, k_desc, v_desc, off_b, kv_h,
+                o, p_prev, m_i, l_i, qk_scale, row_shift, Nk, n_total,
+                BLOCK_M, BLOCK_N, HEAD_D, STAGES, False, CAUSAL, s_layout, o_layout, p_layout)
+        for j in range(gl.maximum(n_full, 1), n_total):
+            o, p_prev, m_i, l_i = _g_step(
+                j, q_s, k_smem, v_smem, k_bars, v_bars, k_desc, v_desc, off_b, kv_h,
+                o, p_prev, m_i, l_i, qk_scale, row_shift, Nk, n_total,
+                BLOCK_M, BLOCK_N, HEAD_D, STAGES, True, CAUSAL, s_layout, o_layout, p_layout)
+
+        last = n_total - 1
+        lslot = last % STAGES
+        mbarrier.wait(v_bars.index(lslot), (last // STAGES) & 1)
+        o_tok = warpgroup_mma(p_prev, v_smem.index(lslot).reshape([BLOCK_N, HEAD_D]), o,
+                              is_async=True)
+        o = warpgroup_mma_wait(0, deps=(o_tok,))
+
+        mbarrier.invalidate(q_bar)
+        for i in gl.static_range(STAGES):
+            mbarrier.invalidate(k_bars.index(i))
+            mbarrier.invalidate(v_bars.index(i))
+
+        # Rows that saw no key have l == 0 and o == 0: they write zeros.
+        l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+        out = o / gl.expand_dims(gl.where(l_o == 0.0, 1.0, l_o), 1)
+        gl.thread_barrier()
+        q_s.store(out.to(dtype))
+        fence_async_shared()
+        gl.thread_barrier()
+        tma.async_copy_shared_to_global(o_desc, [off_b, off_h, start_m, 0], q_smem)
+        tma.store_wait(0)
+
+    # ---- Warp-specialized variant: a producer warp and two consumer warp groups ----
+
+    @gluon.jit
+    def _g_ws_load(k_desc, v_desc, k_smem, v_smem, k_bars, v_bars, empty_bars, off_b, kv_h,
+                   n_total, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+        """The producer warp: each key block into its slot once both consumers freed it."""
+        for i in range(n_total):
+            # mbarriers start with phase 1 complete: the first round waits for nothing.
+            mbarrier.wait(empty_bars.index(i % STAGES), ((i // STAGES) & 1) ^ 1)
+            _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bars, v_bars, off_b, kv_h, i, True,
+                       BLOCK_N, STAGES)
+
+    @gluon.jit
+    def _g_ws_step(j, q_s, k_smem, v_smem, k_bars, v_bars, empty_bars,
+                   o, p_prev, m_i, l_i, qk_scale, row_shift, Nk,
+                   BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
+                   STAGES: gl.constexpr, MASKED: gl.constexpr, CAUSAL: gl.constexpr,
+                   s_layout: gl.constexpr, o_layout: gl.constexpr, p_layout: gl.constexpr):
+        """``_g_step`` for one consumer warp group: it frees slot j-1 to the producer."""
+        slot = j % STAGES
+        mbarrier.wait(k_bars.index(slot), (j // STAGES) & 1)
+        k_t = k_smem.index(slot).reshape([BLOCK_N, HEAD_D]).permute((1, 0))
+        s_tok = warpgroup_mma(q_s, k_t, gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout),
+                              use_acc=False, is_async=True)
+        prev = j - 1
+        pslot = prev % STAGES
+        mbarrier.wait(v_bars.index(pslot), (prev // STAGES) & 1)
+        v_prev = v_smem.index(pslot).reshape([BLOCK_N, HEAD_D])
+        o_tok = warpgroup_mma(p_prev, v_prev, o, is_async=True)
+        s = warpgroup_mma_wait(1, deps=(s_tok,))
+        p, m_i, l_i, alpha = _g_softmax(s, m_i, l_i, qk_scale, j * BLOCK_N, row_shift, Nk,
+                                        BLOCK_M, BLOCK_N, MASKED, CAUSAL, s_layout)
+        o = warpgroup_mma_wait(0, deps=(o_tok,))
+        gl.thread_barrier()  # every warp of this group is done with slot j-1
+        mbarrier.arrive(empty_bars.index(pslot), count=1)
+        o = o * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+        p_new = gl.convert_layout(p.to(k_smem.dtype), p_layout)
+        return o, p_new, m_i, l_i
+
+    @gluon.jit
+    def _g_ws_compute(q_desc, o_desc, q_smem, q_bar, k_smem, v_smem, k_bars, v_bars,
+                      empty_bars, off_b, off_h, start_m, qk_scale, Nq, Nk, n_total,
+                      BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
+                      STAGES: gl.constexpr, CAUSAL: gl.constexpr):
+        """One consumer warp group: 64 query rows from ``start_m`` over the shared ring.
+
+        The producer loads the tile's ``n_total`` key blocks; with causal masking this
+        group's rows may see fewer (its own ``n_mine``): it skips the rest but still frees
+        their slots, each once the block is loaded, so every arrival counts towards the
+        phase it belongs to."""
+        dtype: gl.constexpr = q_desc.dtype
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, HEAD_D, 16])
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
+                                                     k_width=2)
+        mbarrier.expect(q_bar, q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(q_desc, [off_b, off_h, start_m, 0], q_bar, q_smem)
+        row_shift = start_m + Nk - Nq
+        if CAUSAL:
+            end = gl.maximum(gl.minimum(Nk, row_shift + BLOCK_M), 0)
+            full = gl.minimum(gl.maximum(row_shift + 1, 0), end)
+        else:
+            end = Nk
+            full = Nk
+        n_full = full // BLOCK_N
+        n_mine = gl.minimum(gl.maximum(gl.cdiv(end, BLOCK_N), 1), n_total)
+        q_s = q_smem.reshape([BLOCK_M, HEAD_D])
+        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+        l_i = gl.zeros([BLOCK_M], gl.float32, gl.SliceLayout(1, s_layout))
+        o = gl.zeros([BLOCK_M, HEAD_D], gl.float32, o_layout)
+        mbarrier.wait(q_bar, 0)
+        mbarrier.wait(k_bars.index(0), 0)
+        k_t = k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0))
+        s_tok = warpgroup_mma(q_s, k_t, gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout),
+                              use_acc=False, is_async=True)
+        s = warpgroup_mma_wait(0, deps=(s_tok,))
+        p, m_i, l_i, alpha = _g_softmax(s, m_i, l_i, qk_scale, 0, row_shift, Nk,
+                                        BLOCK_M, BLOCK_N, True, CAUSAL, s_layout)
+        p_prev = gl.convert_layout(p.to(dtype), p_layout)
+        for j in range(1, n_full):
+            o, p_prev, m_i, l_i = _g_ws_step(
+                j, q_s, k_smem, v_smem, k_bars, v_bars, empty_bars, o, p_prev, m_i, l_i,
+                qk_scale, row_shift, Nk, BLOCK_M, BLOCK_N, HEAD_D, STAGES, False, CAUSAL,
+                s_layout, o_layout, p_layout)
+        for j in range(gl.maximum(n_full, 1), n_mine):
+            o, p_prev, m_i, l_i = _g_ws_step(
+                j, q_s, k_smem, v_smem, k_bars, v_bars, empty_bars, o, p_prev, m_i, l_i,
+                qk_scale, row_shift, Nk, BLOCK_M, BLOCK_N, HEAD_D, STAGES, True, CAUSAL,
+                s_layout, o_layout, p_layout)
+        last = n_mine - 1
+        lslot = last % STAGES
+        mbarrier.wait(v_bars.index(lslot), (last // STAGES) & 1)
+        o_tok = warpgroup_mma(p_prev, v_smem.index(lslot).reshape([BLOCK_N, HEAD_D]), o,
+                              is_async=True)
+        o = warpgroup_mma_wait(0, deps=(o_tok,))
+        gl.thread_barrier()
+        mbarrier.arrive(empty_bars.index(lslot), count=1)
+        for j in range(n_mine, n_total):
+            mbarrier.wait(v_bars.index(j % STAGES), (j // STAGES) & 1)
+            mbarrier.arrive(empty_bars.index(j % STAGES), count=1)
+        l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+        out = o / gl.expand_dims(gl.where(l_o == 0.0, 1.0, l_o), 1)
+        q_s.store(out.to(dtype))
+        fence_async_shared()
+        gl.thread_barrier()
+        tma.async_copy_shared_to_global(o_desc, [off_b, off_h, start_m, 0], q_smem)
+        tma.store_wait(0)
+
+    @gluon.jit(do_not_specialize=["Nq", "Nk"])
+    def _g_attn_fwd_ws(q_desc, k_desc, v_desc, o_desc, qk_scale, Hq, GROUP, Nq, Nk,
+                       BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
+                       STAGES: gl.constexpr, CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr,
+                       num_warps: gl.constexpr):
+        """FA3's partition of the tile: two consumer warp groups of 64 rows each (the
+        default partition and a 4-warp worker) and a TMA producer partition, with
+        per-slot ready (K, V) and empty barriers; register budgets set per partition."""
+        HALF: gl.constexpr = BLOCK_M // 2
+        dtype: gl.constexpr = q_desc.dtype
+        pid_m = gl.program_id(0)
+        if HEAVY_FIRST:
+            pid_m = gl.num_programs(0) - 1 - pid_m
+        pid_bh = gl.program_id(1)
+        off_b = pid_bh // Hq
+        off_h = pid_bh % Hq
+        kv_h = off_h // GROUP
+        start_m = pid_m * BLOCK_M
+
+        q_smem0 = gl.allocate_shared_memory(dtype, [1, 1, HALF, HEAD_D], q_desc.layout)
+        q_smem1 = gl.allocate_shared_memory(dtype, [1, 1, HALF, HEAD_D], q_desc.layout)
+        k_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, 1, BLOCK_N, HEAD_D],
+                                           k_desc.layout)
+        v_smem = gl.allocate_shared_memory(dtype, [STAGES, 1, 1, BLOCK_N, HEAD_D],
+                                           v_desc.layout)
+        q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        k_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        empty_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1],
+                                               mbarrier.MBarrierLayout())
+        mbarrier.init(q_bars.index(0), count=1)
+        mbarrier.init(q_bars.index(1), count=1)
+        for i in gl.static_range(STAGES):
+            mbarrier.init(k_bars.index(i), count=1)
+            mbarrier.init(v_bars.index(i), count=1)
+            mbarrier.init(empty_bars.index(i), count=2)
+        fence_async_shared()
+
+        causal_offset = Nk - Nq
+        if CAUSAL:
+            end = gl.maximum(gl.minimum(Nk, start_m + BLOCK_M + causal_offset), 0)
+        else:
+            end = Nk
+        n_total = gl.maximum(gl.cdiv(end, BLOCK_N), 1)
+
+        gl.warp_specialize([
+            (_g_ws_compute, (q_desc, o_desc, q_smem0, q_bars.index(0), k_smem, v_smem, k_bars,
+                             v_bars, empty_bars, off_b, off_h, start_m, qk_scale, Nq, Nk,
+                             n_total, HALF, BLOCK_N, HEAD_D, STAGES, CAUSAL)),
+            (_g_ws_compute, (q_desc, o_desc, q_smem1, q_bars.index(1), k_smem, v_smem, k_bars,
+                             v_bars, empty_bars, off_b, off_h, start_m + HALF, qk_scale, Nq,
+                             Nk, n_total, HALF, BLOCK_N, HEAD_D, STAGES, CAUSAL)),
+            (_g_ws_load, (k_desc, v_desc, k_smem, v_smem, k_bars, v_bars, empty_bars, off_b,
+                          kv_h, n_total, BLOCK_N, STAGES)),
+        ], [4, 4], [240, 24])
+
+
+def _gluon_ready(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """The Gluon path's preconditions: sm_90, 16-bit data, D 64 or 128, TMA-able strides."""
+    if not _HAVE_GLUON or _INTERPRETED or q.shape[-1] not in (64, 128):
+        return False
+    if q.dtype not in (torch.float16, torch.bfloat16) or not (k.dtype == v.dtype == q.dtype):
+        return False
+    for t in (q, k, v):
+        if not t.is_cuda or t.stride(-1) != 1 or t.data_ptr() % 16:
+            return False
+        if any(s * t.element_size() % 16 for s in t.stride()[:-1]):
+            return False
+    return torch.cuda.get_device_capability(q.device)[0] == 9
+
+
+def gluon_group(head_dim: int, causal: bool) -> str:
+    return ("D64" if head_dim <= 64 else "D128") + ("_CAUSAL" if causal else "")
+
+
+def gluon_config(name: str) -> dict:
+    """A group's Gluon launch parameters."""
+    return {"GLUON": _CFG[f"{name}_GLUON"], "WS": _CFG[f"{name}_WS"], "BLOCK_M": _CFG[f"{name}_BLOCK_M"],
+            "BLOCK_N": _CFG[f"{name}_BLOCK_N"], "STAGES": _CFG[f"{name}_STAGES"],
+            "num_warps": _CFG[f"{name}_WARPS"], "HEAVY_FIRST": _CFG["HEAVY_FIRST"]}
+
+
+def _descriptor(t: torch.Tensor, rows: int) -> "TensorDescriptor":
+    """A 4-D (B, H, N, D) descriptor whose blocks are ``rows`` rows of one head."""
+    block = [1, 1, rows, t.shape[-1]]
+    dtype = gl.bfloat16 if t.dtype == torch.bfloat16 else gl.float16
+    layout = gl.NVMMASharedLayout.get_default_for(block, dtype)
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
+
+
+def gluon_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                 sm_scale: float, p: dict) -> torch.Tensor:
+    """The Gluon kernel with explicit launch parameters (``gluon_config``'s keys)."""
+    B, Hq, Nq, D = q.shape
+    Hkv, Nk = k.shape[1], k.shape[2]
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    block_m, block_n = p["BLOCK_M"], p["BLOCK_N"]
+    grid = (triton.cdiv(Nq, block_m), B * Hq)
+    if p["WS"]:
+        # 12 warps at 168 registers: the producer drops to 24, the consumers get 240.
+        _g_attn_fwd_ws[grid](
+            _descriptor(q, block_m // 2), _descriptor(k, block_n), _descriptor(v, block_n),
+            _descriptor(o, block_m // 2), sm_scale * _LOG2E, Hq, Hq // Hkv, Nq, Nk,
+            BLOCK_M=block_m, BLOCK_N=block_n, HEAD_D=D, STAGES=p["STAGES"], CAUSAL=causal,
+            HEAVY_FIRST=p["HEAVY_FIRST"] and causal, num_warps=4, maxnreg=168)
+        return o
+    _g_attn_fwd[grid](
+        _descriptor(q, block_m), _descriptor(k, block_n), _descriptor(v, block_n),
+        _descriptor(o, block_m), sm_scale * _LOG2E, Hq, Hq // Hkv, Nq, Nk,
+        BLOCK_M=block_m, BLOCK_N=block_n, HEAD_D=D, STAGES=p["STAGES"], CAUSAL=causal,
+        HEAVY_FIRST=p["HEAVY_FIRST"] and causal, num_warps=p["num_warps"])
+    return o
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+              sm_scale: float | None = None) -> torch.Tensor:
+    D = q.shape[-1]
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(D)
+    p = gluon_config(gluon_group(D, causal))
+    if p["GLUON"] and sm_scale > 0 and _gluon_ready(q, k, v):
+        return gluon_launch(q, k, v, causal, sm_scale, p)
+    return triton_launch(q, k, v, causal, sm_scale,
+                         triton_config(triton_group(D, causal, k.shape[2])))
