@@ -18,13 +18,14 @@ import shlex
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from .judge.checker import (Verdict, calibrate, check_case, check_timed, fault_verdict,
-                            harness_verdict)
+from .judge.checker import (Verdict, calibrate, check_case, check_repeatable, check_timed,
+                            fault_verdict, harness_verdict)
 from .judge import gpu_lock, kernel_cache
 from .judge.scan import scan_file
 from .options import REPLAY_FLAG, HarnessSettings, cascade_from, raw
@@ -34,6 +35,7 @@ from .tasks import BenchConfig, Call, Case, Task, get_task
 from .judge.timer import clock_name, time_in_process
 from .live import Live
 from .phases import Phases
+from .tunables import declared
 
 SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
 _ROOFLINE_KEY = pytest.StashKey[Roofline]()
@@ -408,7 +410,8 @@ def _timed_by_pytest_benchmark(request: pytest.FixtureRequest, benchmark: Any) -
 
 
 class BenchmarkItem(pytest.Function):
-    """One benchmark configuration: time the candidate, verify what it returned."""
+    """One benchmark configuration: time the candidate, verify what it returned (and, with
+    ``--avo-stress``, that it returns it again on the same inputs)."""
 
     def __init__(self, *, bench: BenchConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -462,9 +465,12 @@ class BenchmarkItem(pytest.Function):
         if verdict.wall_gap_s is not None:
             self.details.update(wall_gap_s=verdict.wall_gap_s, protocol_s=protocol_s)
         if not verdict.passed:
-            self.details.update(outcome="failed", rule=verdict.rule, message=verdict.message)
-            raise CaseFailure(case, verdict)
+            self._fail(verdict)
+        if file.settings.stress:
+            self._stress(file.settings.stress)
         self.details["outcome"] = "passed"
+        if verdict.precision is not None:
+            self.details["precision"] = verdict.precision
         with file.phases.measure("calibration", file.counters):
             baseline = _baseline(self.config, task, self.bench, file.device)
         if baseline is not None:
@@ -473,6 +479,22 @@ class BenchmarkItem(pytest.Function):
         self.clock.load(times)
         benchmark.pedantic(self.clock.advance, rounds=len(times), iterations=1)
         self._cascade(summary["tflops"])
+
+    def _stress(self, runs: int) -> None:
+        """``--avo-stress``: ``runs`` more calls on identical inputs must give the verified
+        output again, bit for bit unless the source declares ``DETERMINISTIC = False``."""
+        file = self.file
+        exact = declared(file.source, "DETERMINISTIC", True) is not False
+        with file.phases.measure("timing", file.counters):
+            verdict = check_repeatable(file.task, file.sandbox(), self.bench.case, file.device,
+                                       runs=runs, exact=exact, rng=_PRIVATE)
+        self.details["stress"] = {"runs": runs, "exact": exact}
+        if not verdict.passed:
+            self._fail(replace(verdict, message=f"{self.bench.name}: {verdict.message}"))
+
+    def _fail(self, verdict: Verdict) -> NoReturn:
+        self.details.update(outcome="failed", rule=verdict.rule, message=verdict.message)
+        raise CaseFailure(self.bench.case, verdict)
 
     def _cascade(self, tflops: float) -> None:
         """After a configuration passed: cut the rest if they cannot lift the candidate to
@@ -491,7 +513,9 @@ class BenchmarkItem(pytest.Function):
                      style: Any = None) -> str:
         exc = excinfo.value
         if isinstance(exc, CaseFailure):
-            return (f"{self.name}: the timed call's output is wrong (rule: {exc.verdict.rule})\n"
+            what = "the output changed on identical inputs" if \
+                exc.verdict.rule == "nondeterministic" else "the timed call's output is wrong"
+            return (f"{self.name}: {what} (rule: {exc.verdict.rule})\n"
                     f"  {exc.verdict.message}"
                     + (f"\n  candidate traceback:\n{exc.verdict.traceback}"
                        if exc.verdict.traceback else ""))

@@ -7,7 +7,8 @@ the phase they happened in, so the phases add up to the wall time of the items:
 - ``start``: starting the candidate's processes (the interpreter, torch, the import);
 - ``compile``: compiling its kernels, ahead in parallel or at first calls;
 - ``correctness``: boundary cases and examples, their references and checks;
-- ``timing``: the timed rounds, their input sets and the verification of every output;
+- ``timing``: the timed rounds, their input sets and the verification of every output
+  (and the runs of ``--avo-stress``);
 - ``calibration``: the harness's own measurements (the protocol's stand-in, the library
   baseline), made once per session and so only in its first candidate;
 - ``total``: the sum.

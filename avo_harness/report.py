@@ -9,12 +9,14 @@ Schema ``avo-harness/report/1`` (documented in docs/reference.md)::
          "phases_s": {"start", "compile", "correctness", "timing", "calibration", "total"},
          "correctness": {"outcome": "passed|failed|error|skipped", "examples": int,
                          "failure": {"rule", "message", "case", "replay", "max_abs_err",
-                                     "rel_err", "tolerance", "lowp_err", "worst_index",
-                                     "worst_value", "worst_expected", "n_exceeding",
-                                     "n_total", "n_nan", "n_inf", "traceback"}},
+                                     "rel_err", "rms_err", "tolerance", "lowp_err",
+                                     "worst_index", "worst_value", "worst_expected",
+                                     "n_exceeding", "n_total", "n_nan", "n_inf", "traceback"}},
          "benchmarks": {"<config>": {"outcome", "params", "clock", "floor_s", "rounds",
                                      "median_s", "iqr_s", "min_s", "mean_s", "tflops",
-                                     "wall_gap_s", "protocol_s", "rule", "message"}}}},
+                                     "wall_gap_s", "protocol_s", "stress", "rule", "message"}},
+         "precision": {"configs": {"<config>": {"max", "rms", "elements"}},
+                       "overall": {"max", "rms", "elements"}}}},
      "baselines": {"<config>": {"name", "clock", "rounds", "median_s", "iqr_s", "min_s",
                                 "mean_s", "tflops"}}}
 
@@ -25,6 +27,9 @@ the same run (for attention, torch SDPA). ``phases_s``: seconds per phase of the
 candidate's items (``phases.py`` says what each holds). ``wall_gap_s`` (GPU): the median seconds
 the parent's clock ran beyond the device time of a round; ``protocol_s``: the same for the
 harness's own stand-in (what the protocol costs), against which the first is judged.
+``stress`` (``--avo-stress``): ``{"runs", "exact"}``, the runs on identical inputs and whether
+they were compared bit for bit. ``precision`` (``checker.precision``): of each configuration
+that passed, and of all of them, the error over the tolerance of the verified timed outputs.
 
 The file is replaced atomically, so a reader never sees half a report.
 """
@@ -43,6 +48,7 @@ from typing import Any
 import pytest
 
 from .collector import BenchmarkItem, CandidateFile, CorrectnessItem
+from .judge.checker import merge_precision
 from .judge.timer import clock_name
 from .options import HarnessSettings
 
@@ -124,6 +130,11 @@ class Results:
             baseline = details.pop("baseline", None)
             if baseline is not None:
                 self.baselines[item.bench.name] = baseline
+            precision = details.pop("precision", None)
+            if precision is not None:
+                configs = entry.setdefault("precision", {"configs": {}})["configs"]
+                configs[item.bench.name] = precision
+                entry["precision"]["overall"] = merge_precision(list(configs.values()))
             entry["benchmarks"][item.bench.name] = details
         return report
 

@@ -1,4 +1,5 @@
-"""A candidate's tunables, read and rewritten as source text, never by importing it.
+"""A candidate's tunables (and other declarations), read and rewritten as source text,
+never by importing it.
 
 A candidate declares ``TUNABLES = {"NAME": {"value": v, "choices": [...]}, ...}`` (a
 literal) and optionally ``CONSTRAINTS = ["expr", ...]``: predicates over the tunable
@@ -69,11 +70,22 @@ def write_values(source: str, values: Values) -> str:
     return source[:start] + f"TUNABLES = {{\n{body},\n}}" + source[end:]
 
 
+def declared(source: str | bytes, name: str, default: Any) -> Any:
+    """The literal that ``source`` assigns to ``name`` at module level (``DETERMINISTIC =
+    False``), read as its tunables are, without importing it; ``default`` where it assigns
+    none, assigns something other than a literal, or does not parse."""
+    try:
+        node = _assignment(source, name)
+        return default if node is None else ast.literal_eval(node.value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return default
+
+
 def satisfies(expr: str, values: Values) -> bool:
     return bool(_evaluate(ast.parse(expr, mode="eval").body, values))
 
 
-def _assignment(source: str, name: str) -> ast.Assign | None:
+def _assignment(source: str | bytes, name: str) -> ast.Assign | None:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:

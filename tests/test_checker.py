@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from avo_harness.judge.checker import (FACTOR, Reference, Verdict, check_case, check_output,
-                                       check_timed)
+                                       check_timed, precision)
 from avo_harness.judge.sandbox import Sandbox, SandboxSettings
 from avo_harness.tasks import Call, Case, Task, get_task
 
@@ -150,6 +150,26 @@ def test_planted_errors_are_counted_and_the_worst_is_located() -> None:
     assert verdict.worst_value - verdict.worst_expected == pytest.approx(2.0, abs=0.01)
     assert verdict.n_nan == 0 and verdict.n_inf == 0
     assert verdict.rel_err is not None and verdict.rel_err > 0
+
+
+def test_precision_is_each_element_s_error_over_the_tolerance() -> None:
+    call = RMSNORM.make_inputs({**ROWS, "shape": [8, 64]}, "cpu")
+    truth = RMSNORM.reference(call, torch.float64)
+    ref = _ref(truth, RMSNORM.reference(call, torch.float16))
+    right = truth.half()
+    wrong = right.clone()
+    wrong[3, 5] += 1.0
+    verdicts = [check_output(RMSNORM, call, out, ref) for out in (right, wrong)]
+    ratios = [(out.double() - truth).abs() / verdicts[0].tolerance for out in (right, wrong)]
+    for verdict, ratio in zip(verdicts, ratios):
+        stats = precision([verdict])
+        assert stats == pytest.approx({"max": float(ratio.max()), "elements": ratio.numel(),
+                                       "rms": float(ratio.square().mean().sqrt())})
+        assert (stats["max"] <= 1) is verdict.passed  # the ratio the check holds at 1
+    both = torch.cat(ratios)
+    assert precision(verdicts) == pytest.approx({"max": float(both.max()), "elements": both.numel(),
+                                                 "rms": float(both.square().mean().sqrt())})
+    assert precision([]) is None
 
 
 def test_nan_and_inf_are_counted_as_wrong() -> None:

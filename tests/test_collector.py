@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
@@ -432,3 +434,53 @@ def test_an_import_that_fails_while_compiling_ahead_is_still_the_verdict(
     assert entry["correctness"]["failure"]["rule"] == "import"
     assert all(p["calls"] == 0 and p["fault"] == "CandidateFault"
                for p in entry["compile_ahead"]["processes"])
+
+
+def _rmsnorm_changing(honest_rmsnorm: str, change: str, declared: str = "") -> str:
+    """The honest rmsnorm with ``change`` (lines on ``y``, in float64) before it rounds."""
+    rounding = "    return y.to(x.dtype)\n"
+    assert rounding in honest_rmsnorm
+    return declared + "_seen = [0, None]\n" + honest_rmsnorm.replace(rounding, change + rounding)
+
+
+#: Every other call a hair larger (within the tolerance): some elements round the other way.
+FLICKER = "    _seen[0] += 1\n    y = y * (1 + (_seen[0] % 2) * 2.0 ** -14)\n"
+#: 10% larger whenever the inputs are those of the call before: far beyond the tolerance,
+#: though every call on fresh inputs is right.
+REPEAT_DRIFT = ("    key = (tuple(x.shape), float(x.double().sum()))\n"
+                "    y = y * 1.1 if key == _seen[1] else y\n"
+                "    _seen[1] = key\n")
+DECLARED = "DETERMINISTIC = False\n"
+
+
+def test_the_stress_check_compares_outputs_on_identical_inputs(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_rmsnorm: str) -> None:
+    sources = {"steady": honest_rmsnorm,
+               "flicker": _rmsnorm_changing(honest_rmsnorm, FLICKER),
+               "flicker_declared": _rmsnorm_changing(honest_rmsnorm, FLICKER, DECLARED),
+               "drift_declared": _rmsnorm_changing(honest_rmsnorm, REPEAT_DRIFT, DECLARED)}
+    for name, source in sources.items():
+        write_candidate(name, source, task="rmsnorm")
+    run = avo_run("--avo-stress", "3", examples=0)
+    first = get_task("rmsnorm").bench_configs(cuda=False)[0]
+    elements = math.prod(first.case["shape"])
+    entries = {name: run.candidate(name, task="rmsnorm")["benchmarks"] for name in sources}
+    for name in sources:
+        assert entries[name][first.name]["stress"] == {
+            "runs": 3, "exact": name in ("steady", "flicker")}, name
+    for name in ("steady", "flicker_declared"):
+        assert {b["outcome"] for b in entries[name].values()} == {"passed"}, run.text
+    for name in ("flicker", "drift_declared"):
+        assert {b["rule"] for b in entries[name].values()} == {"nondeterministic"}, run.text
+    message = entries["flicker"][first.name]["message"]
+    # Its calls alternate: runs 1 and 3 differ from the verified call, run 2 does not.
+    shown = re.match(rf"{first.name}: 2 of 3 runs on identical inputs did not match the "
+                     rf"verified output bit for bit: run 1 differed in \d+ of {elements} elements, "
+                     r"first at \(row=\d+, feature=\d+\): (\S+) then (\S+); \(row=", message)
+    assert shown is not None and shown[1] != shown[2], message
+    message = entries["drift_declared"][first.name]["message"]
+    assert re.search(rf"3 of 3 runs .* within the tolerance \S+: run 1 differed in \d+ of "
+                     rf"{elements} elements", message), message
+    assert f"benchmark[{first.name}]: the output changed on identical inputs " \
+           "(rule: nondeterministic)" in run.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ from avo_harness.tasks import get_task
 
 ENVIRONMENT = {"device", "cuda", "interpreter", "clock", "torch", "triton", "cuda_runtime",
                "python", "platform"}
-FAILURE = {"rule", "message", "case", "replay", "max_abs_err", "rel_err", "tolerance",
-           "lowp_err", "worst_index", "worst_value", "worst_expected", "n_exceeding", "n_total",
-           "n_nan", "n_inf"}
+FAILURE = {"rule", "message", "case", "replay", "max_abs_err", "rel_err", "rms_err",
+           "tolerance", "lowp_err", "worst_index", "worst_value", "worst_expected",
+           "n_exceeding", "n_total", "n_nan", "n_inf"}
 TIMING = {"outcome", "params", "clock", "rounds", "median_s", "iqr_s", "min_s", "mean_s",
           "tflops"}
 
@@ -85,6 +86,27 @@ def test_a_failing_candidate_has_its_review_and_no_timings(
     assert failure["max_abs_err"] > failure["tolerance"]
     for timing in entry["benchmarks"].values():
         assert timing["outcome"] == "skipped" and "correctness" in timing["reason"]
+
+
+def test_an_entry_has_the_precision_of_each_configuration_and_overall(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_rmsnorm: str) -> None:
+    write_candidate("honest", honest_rmsnorm, task="rmsnorm")
+    entry = avo_run(examples=0).candidate("honest", task="rmsnorm")
+    precision = entry["precision"]
+    configs = get_task("rmsnorm").bench_configs(cuda=False)
+    assert set(precision["configs"]) == {c.name for c in configs}
+    for config in configs:
+        stats = precision["configs"][config.name]
+        rounds = entry["benchmarks"][config.name]["rounds"]
+        # Every element of every verified timed output, each within its tolerance.
+        assert stats["elements"] == rounds * math.prod(config.case["shape"])
+        assert 0 < stats["rms"] <= stats["max"] <= 1
+    overall, parts = precision["overall"], precision["configs"].values()
+    assert overall["elements"] == sum(p["elements"] for p in parts)
+    assert overall["max"] == max(p["max"] for p in parts)
+    assert min(p["rms"] for p in parts) <= overall["rms"] <= max(p["rms"] for p in parts)
+    assert all("precision" not in b for b in entry["benchmarks"].values())  # said once
 
 
 def test_the_report_folder_is_created(pytester: pytest.Pytester) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from avo_harness.tunables import TunablesError, read_space, satisfies, write_values
+from avo_harness.tunables import TunablesError, declared, read_space, satisfies, write_values
 
 SEEDS = sorted((Path(__file__).parent.parent / "candidates").glob("*/seed.py"))
 SOURCE = '''"""A candidate."""
@@ -71,3 +71,14 @@ def test_missing_or_malformed_tunables() -> None:
         read_space("x = 1\n")
     with pytest.raises(TunablesError, match="documented shape"):
         read_space("TUNABLES = {'A': 3}\n")
+
+
+def test_a_declaration_is_read_as_a_literal_or_not_at_all() -> None:
+    assert declared("DETERMINISTIC = False\n" + SOURCE, "DETERMINISTIC", True) is False
+    assert declared(SOURCE, "DETERMINISTIC", True) is True
+    assert declared(SOURCE, "TUNABLES", None)["num_warps"]["value"] == 8
+    for source in ("import os\nDETERMINISTIC = os.environ == {}\n", "def f(:\n",
+                   "def f():\n    DETERMINISTIC = False\n"):
+        assert declared(source, "DETERMINISTIC", True) is True, source
+    latin1 = "# -*- coding: latin-1 -*-\nDETERMINISTIC = False  # é\n".encode("latin-1")
+    assert declared(latin1, "DETERMINISTIC", True) is False  # decoded as Python would

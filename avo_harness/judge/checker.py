@@ -11,6 +11,7 @@ inputs is caught on large ones.
 """
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -20,7 +21,7 @@ import torch
 
 from ..tasks import Call, Case, Task
 from .roofline import SLACK
-from .sandbox import CandidateFault, HarnessFault, Sandbox
+from .sandbox import Binding, CandidateFault, HarnessFault, Sandbox
 from .timer import Refresher, plan_for, run_schedule
 
 FACTOR = 2.0
@@ -51,6 +52,10 @@ class Verdict:
     traceback: str | None = None
     #: Timed rounds: the median seconds the parent waited beyond the device time it was given.
     wall_gap_s: float | None = None
+    #: The root mean square of the absolute error over the output's elements.
+    rms_err: float | None = None
+    #: Timed rounds that passed: how much of the tolerance their outputs used (``precision``).
+    precision: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -94,11 +99,11 @@ def check_output(task: Task, call: Call, out: object, ref: Reference) -> Verdict
     max_abs = float(err.reshape(-1)[flat])
     n_exceeding = int((err > tolerance).sum())
     ref_norm = float(truth.norm())
-    rel = float((out64 - truth).nan_to_num(nan=float("inf")).norm() / ref_norm) if ref_norm else max_abs
-    dims = task.output_dims if len(task.output_dims) == len(worst) else \
-        tuple(f"dim{i}" for i in range(len(worst)))
+    err_norm = float((out64 - truth).nan_to_num(nan=float("inf")).norm())
+    rel = err_norm / ref_norm if ref_norm else max_abs
+    dims = output_dims(task, len(worst))
     passed = n_exceeding == 0 and n_nan == 0 and n_inf == 0
-    where = ", ".join(f"{n}={i}" for n, i in zip(dims, worst))
+    where = _where(dims, worst)
     message = (f"max abs error {max_abs:.3e} {'<=' if passed else '>'} tolerance {tolerance:.3e} "
                f"({FACTOR:g} x {lowp_err:.3e} of a {str(dtype).removeprefix('torch.')} "
                f"reference + 1 ulp); worst at {where}: got {float(out64[tuple(worst)]):.6g}, "
@@ -107,7 +112,41 @@ def check_output(task: Task, call: Call, out: object, ref: Reference) -> Verdict
     return Verdict(passed, "ok" if passed else "tolerance", message, max_abs, rel, tolerance,
                    lowp_err, dict(zip(dims, worst)), float(out64[tuple(worst)]),
                    float(truth[tuple(worst)]), n_exceeding, err.numel(), n_nan, n_inf,
-                   None if passed else error_map(err, worst, dims))
+                   None if passed else error_map(err, worst, dims),
+                   rms_err=err_norm / math.sqrt(err.numel()))
+
+
+def output_dims(task: Task, ndim: int) -> tuple[str, ...]:
+    """The names of an output's dimensions: the task's, or positional ones."""
+    return task.output_dims if len(task.output_dims) == ndim else \
+        tuple(f"dim{i}" for i in range(ndim))
+
+
+def _where(dims: tuple[str, ...], index: list[int]) -> str:
+    return ", ".join(f"{n}={i}" for n, i in zip(dims, index))
+
+
+def precision(verdicts: list[Verdict]) -> dict[str, float] | None:
+    """How much of the tolerance the outputs of passing ``verdicts`` used, together.
+
+    Each element's error against the float64 truth is divided by its output's tolerance
+    (the one scalar ``check_output`` holds every element to, so an element passes iff its
+    ratio is at most 1): ``max`` is the largest ratio, ``rms`` the root mean square of the
+    ratios over all the outputs' ``elements``. Read from figures the check already
+    computed, so it costs nothing; None for no elements."""
+    return merge_precision([{"max": v.max_abs_err / v.tolerance, "rms": v.rms_err / v.tolerance,
+                             "elements": v.n_total} for v in verdicts if v.n_total])
+
+
+def merge_precision(parts: list[dict[str, float]]) -> dict[str, float] | None:
+    """``precision`` over the union of the elements of several such statistics (the
+    rounds of one configuration, the configurations of one candidate)."""
+    elements = sum(int(p["elements"]) for p in parts)
+    if not elements:
+        return None
+    return {"max": max(p["max"] for p in parts),
+            "rms": math.sqrt(sum(p["rms"] ** 2 * p["elements"] for p in parts) / elements),
+            "elements": elements}
 
 
 #: Rows of an error map; longer outputs are max-pooled down to this.
@@ -157,29 +196,99 @@ def check_case(task: Task, sandbox: Sandbox, case: Case, device: str) -> Verdict
     changed reference can hide a wrong output. The output slot must not change after
     the child answered (another stream, a thread, lazy work finishing late).
     """
+    return _run_case(task, sandbox, case, device)[0]
+
+
+def _run_case(task: Task, sandbox: Sandbox, case: Case, device: str
+              ) -> tuple[Verdict, tuple[Call, Binding, torch.Tensor] | None]:
+    """``check_case``'s verdict and, when it passed, the inputs written, their binding and
+    the parent's copy of the verified output."""
     try:
         call = task.make_inputs(case, device)
         shape, dtype = task.output_like(call)
     except _HARNESS_FAULTS as exc:
-        return harness_verdict(exc, "making the inputs")
+        return harness_verdict(exc, "making the inputs"), None
     try:
         binding, returned = sandbox.call(call, shape, dtype)
     except CandidateFault as fault:
-        return fault_verdict(fault)
+        return fault_verdict(fault), None
     except _HARNESS_FAULTS as exc:
-        return harness_verdict(exc, "laying out the inputs")
+        return harness_verdict(exc, "laying out the inputs"), None
     if returned.out is None:
-        return described_verdict(returned.described or {})
+        return described_verdict(returned.described or {}), None
     mutated = _mutated(binding.args, call.args)
     if mutated is not None:
-        return mutated
+        return mutated, None
     try:
         ref = references(task, call)
     except _HARNESS_FAULTS as exc:
-        return harness_verdict(exc, "computing the reference")
+        return harness_verdict(exc, "computing the reference"), None
     if not same_bits(binding.out, returned.out):
-        return _DEFERRED
-    return check_output(task, call, returned.out, ref)
+        return _DEFERRED, None
+    verdict = check_output(task, call, returned.out, ref)
+    return verdict, (call, binding, returned.out) if verdict.passed else None
+
+
+#: Elements of a changed output named in a ``nondeterministic`` failure.
+_SHOWN = 3
+
+
+def check_repeatable(task: Task, sandbox: Sandbox, case: Case, device: str, *, runs: int,
+                     exact: bool, rng: random.Random) -> Verdict:
+    """Verify one call of ``case`` on a fresh private input set, then call the candidate
+    ``runs`` more times on those very inputs and compare each output with the verified one.
+
+    Each call is a timed call's like: the inputs written again before it, checked after it,
+    the output slot copied by the parent as the child answers (the comparison is the
+    parent's, on what it copied). Outputs must match bit for bit, or, with ``exact`` false
+    (a candidate declaring ``DETERMINISTIC = False``: atomics whose order varies), differ
+    by at most the verified call's tolerance; otherwise ``nondeterministic`` (a race,
+    uninitialised memory, state carried between calls)."""
+    verdict, kept = _run_case(task, sandbox, {**case, "seed": rng.randrange(2**31)}, device)
+    if kept is None:
+        return verdict
+    call, binding, verified = kept
+    allowed = None if exact else verdict.tolerance
+    refresh = Refresher(device == "cuda")
+    changed: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    for run in range(1, runs + 1):
+        try:
+            refresh(binding.args, call.args)
+            returned = sandbox.invoke(binding)
+        except CandidateFault as fault:
+            return fault_verdict(fault)
+        except _HARNESS_FAULTS as exc:
+            return harness_verdict(exc, "repeating the call")
+        if returned.out is None:
+            return described_verdict(returned.described or {})
+        mutated = _mutated(binding.args, call.args)
+        if mutated is not None:
+            return mutated
+        if not same_bits(binding.out, returned.out):
+            return _DEFERRED
+        differs = _differs(verified, returned.out, allowed)
+        if bool(differs.any()):
+            changed.append((run, returned.out, differs))
+    how = "bit for bit" if allowed is None else f"within the tolerance {allowed:.3e}"
+    if not changed:
+        return Verdict(True, "ok", f"{runs} more runs on identical inputs matched the verified "
+                       f"output {how}")
+    run, again, differs = changed[0]
+    dims = output_dims(task, verified.dim())
+    # Nine digits tell apart any two float32 values (and so any of a narrower type).
+    shown = "; ".join(
+        f"({_where(dims, i)}): {float(verified[tuple(i)]):.9g} then {float(again[tuple(i)]):.9g}"
+        for i in torch.nonzero(differs)[:_SHOWN].tolist())
+    return Verdict(False, "nondeterministic", f"{len(changed)} of {runs} runs on identical "
+                   f"inputs did not match the verified output {how}: run {run} differed in "
+                   f"{int(differs.sum())} of {differs.numel()} elements, first at {shown}")
+
+
+def _differs(verified: torch.Tensor, again: torch.Tensor, allowed: float | None) -> torch.Tensor:
+    """Where ``again`` differs from ``verified``: in its bits, or by more than ``allowed``."""
+    if allowed is None:
+        return _bits(verified) != _bits(again)
+    return ~((again.to(torch.float64) - verified.to(torch.float64)).abs() <= allowed)
 
 
 _DEFERRED = Verdict(False, "deferred-write", "the output changed after the call returned "
@@ -226,8 +335,8 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
     q and k) can be reused. Only the current set and its reference are held, so several
     evaluations share one GPU without racing for memory. A timing under ``floor_s`` (the
     physical floor), or device time that the parent's clock does not account for (beyond
-    ``protocol_s``, what ``calibrate`` measured), is a fault. Returns the verdict and the
-    per-round seconds.
+    ``protocol_s``, what ``calibrate`` measured), is a fault. Returns the verdict (when it
+    passed, with the ``precision`` of the timed outputs) and the per-round seconds.
     """
     cuda = device == "cuda"
     try:
@@ -241,6 +350,7 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
     seconds: dict[int, float] = {}
     walls: dict[int, float] = {}
     failure: list[Verdict] = []
+    verified: list[Verdict] = []
 
     def one_round(index: int, timed: bool) -> float:
         if failure:
@@ -262,6 +372,8 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
             failure.append(replace(verdict, message=f"round {index + 1}: {verdict.message}"))
         elif not same_bits(binding.out, returned.out):
             failure.append(_DEFERRED)
+        elif verdict is not None:
+            verified.append(verdict)
         seconds[index] = returned.wall_s if returned.device_s is None else returned.device_s
         walls[index] = returned.wall_s
         return seconds[index]
@@ -275,7 +387,8 @@ def check_timed(task: Task, sandbox: Sandbox, case: Case, device: str, *, floor_
     times = [seconds[i] for i in timed if i in seconds]
     if failure:
         return failure[0], times
-    return _judge_clock(times, [walls[i] for i in timed], cuda, floor_s, protocol_s), times
+    verdict = _judge_clock(times, [walls[i] for i in timed], cuda, floor_s, protocol_s)
+    return (replace(verdict, precision=precision(verified)) if verdict.passed else verdict), times
 
 
 def _judge_clock(times: list[float], walls: list[float], cuda: bool, floor_s: float | None,
@@ -352,7 +465,11 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bitwise equality: NaN equals NaN, and -0.0 differs from 0.0."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    if a.is_floating_point():
-        bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-        return torch.equal(a.contiguous().view(bits), b.contiguous().view(bits))
-    return torch.equal(a, b)
+    return torch.equal(_bits(a), _bits(b))
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """A floating tensor's words as integers (other tensors as they are)."""
+    if not t.is_floating_point():
+        return t
+    return t.contiguous().view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
