@@ -412,3 +412,69 @@ def test_paired_rounds_are_off_in_the_interpreter_unless_asked_for(
     evolution.settings = replace(evolution.settings, paired_rounds=None)
     evolution.run()
     assert all(r.committed for r in lineage.records(evolution.run_id))
+
+
+class _Thoughtful(_Numbered):
+    """Takes a while per step, pays per call, and may run side by side with itself."""
+
+    name = "thoughtful"
+    concurrent_steps = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active, self.peak, self.shares = 0, 0, []
+        self.lock = threading.Lock()
+
+    def propose(self, context: VariationContext) -> Proposal:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.shares.append(context.cost_left_usd)
+        assert context.spend is not None
+        context.spend(100, 10, 0.5)
+        time.sleep(0.3)
+        with self.lock:
+            self.active -= 1
+        return replace(super().propose(context), tokens_in=100, tokens_out=10, cost_usd=0.5)
+
+
+def test_an_operator_whose_steps_may_overlap_gets_a_step_per_slot_and_a_budget_share(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluations(monkeypatch, 0.05)
+    evolution, out = _evolution(tmp_path, lineage, 5, workers=2)
+    operator = _Thoughtful()
+    evolution.operator = operator
+    evolution._parallel = 2
+    evolution._steps = scheduler.ThreadPoolExecutor(2)
+    evolution.settings = replace(evolution.settings, cost_budget_usd=10.0)
+    evolution.run()
+    records = lineage.records(evolution.run_id)
+    assert [r.generation for r in records] == list(range(6))  # no generation taken twice
+    assert operator.peak == 2
+    # Half of what the budget leaves, each (a step started later sees what others spent).
+    assert operator.shares[0] == 5.0 and all(share <= 5.0 for share in operator.shares)
+    assert operator.shares[-1] < 5.0
+    # Each step's calls were recorded once: as made, and not again at its end.
+    assert lineage.spent(evolution.run_id) == (500, 50, 2.5)
+    assert "generation budget reached (5)" in out.getvalue()
+
+
+def test_a_commit_is_refused_when_its_error_drifts_past_the_seeds(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    def report(rms: float) -> dict[str, Any]:
+        return {"candidates": {"x.py": {"precision": {"configs": {"c": {
+            "max": 4 * rms, "rms": rms, "elements": 1000}}}}}}
+
+    rms = {"seed": 0.01, "evo_r1_g001": 0.05, "evo_r1_g002": 0.015}
+
+    def evaluate(path: Path, settings: EvalSettings, **kwargs: Any) -> Evaluation:
+        rate = 1.0 + int(path.stem[-1:] if path.stem[-1:].isdigit() else 0)
+        return Evaluation(Fitness(True, None, {"c": rate}, rate), report(rms[path.stem]), 0.0)
+
+    monkeypatch.setattr(scheduler, "evaluate", evaluate)
+    evolution, _ = _evolution(tmp_path, lineage, 2, workers=1)
+    evolution.settings = replace(evolution.settings, precision_drift=2.0)
+    evolution.run()
+    _, drifted, fine = lineage.records(evolution.run_id)
+    assert (drifted.outcome, fine.outcome) == ("passed", "committed")
+    assert drifted.reason.startswith("precision-regression:") and "0.05" in drifted.reason

@@ -89,45 +89,70 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
     ``eval_timeout_s`` is a limit the candidate is failed for outliving. ``on_progress``
     is given where the evaluation is (``live.py``) about twice a second while it runs."""
     started = time.monotonic()
-    budget_cut = time_left_s is not None and time_left_s < settings.eval_timeout_s
-    limit = time_left_s if budget_cut else settings.eval_timeout_s
+    limit, budget_cut = limit_s(settings, time_left_s)
     with tempfile.TemporaryDirectory(prefix="avo-eval-", ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp)
-        (folder / "tmp").mkdir()
         report_path = folder / "report.json"
         cascade_path = None
         if cascade is not None:
             cascade_path = folder / "cascade.json"
             cascade_path.write_text(cascade.to_json())
-        package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
-        env = dict(os.environ, TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
-            p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-        env.update(placement.env)
         progress_path = folder / "progress.json" if on_progress is not None else None
         argv = command(path, settings, report_path, cascade_path, progress_path)
         if placement.gpu_lock is not None:
             from ..options import GPU_LOCK_FLAG
 
             argv += [GPU_LOCK_FLAG, str(placement.gpu_lock)]
-        proc = start(argv, cwd=settings.rootdir, env=env)
         try:
-            output = _wait(proc, limit, progress_path, on_progress)
-            _forget(proc)
-        except BaseException as exc:
-            _end(proc)
-            if not isinstance(exc, subprocess.TimeoutExpired):
-                raise
+            status, output = run_in(folder, argv, settings.rootdir, placement, limit,
+                                    progress_path, on_progress)
+        except subprocess.TimeoutExpired:
             fitness = (out_of_time(limit) if budget_cut else Fitness(
                 False, f"evaluation timed out after {limit:g} s", {}, 0.0))
             return Evaluation(fitness, None, time.monotonic() - started)
         if not report_path.exists():
             # The candidate runs in the sandbox's child, so this is the harness's own fault.
-            tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            return Evaluation(harness_fault(f"pytest exited with status {proc.returncode} "
-                                            f"and no report: {tail[0][:300]}"),
+            return Evaluation(harness_fault(f"pytest exited with status {status} and no "
+                                            f"report: {last_line(output)}"),
                               None, time.monotonic() - started)
         report = json.loads(report_path.read_text())
     return Evaluation(from_report(candidate_entry(report)), report, time.monotonic() - started)
+
+
+def limit_s(settings: EvalSettings, time_left_s: float | None) -> tuple[float, bool]:
+    """How long a harness process may run, and whether that limit is the run's time budget
+    (ending there is a cut) rather than ``eval_timeout_s`` (a failure)."""
+    if time_left_s is not None and time_left_s < settings.eval_timeout_s:
+        return time_left_s, True
+    return settings.eval_timeout_s, False
+
+
+def run_in(folder: Path, argv: list[str], rootdir: Path, placement: Placement, limit: float,
+           progress: Path | None = None,
+           on_progress: Callable[[dict[str, Any]], None] | None = None) -> tuple[int, bytes]:
+    """Run one harness process (an evaluation, a paired timing) to its end: its temporary
+    files under ``folder``, the harness importable, placed as the slot says; its exit status
+    and output. Killed whole on any interruption, and after ``limit`` seconds
+    (subprocess.TimeoutExpired)."""
+    (folder / "tmp").mkdir(exist_ok=True)
+    package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
+    env = dict(os.environ, TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    env.update(placement.env)
+    proc = start(argv, cwd=rootdir, env=env)
+    try:
+        output = _wait(proc, limit, progress, on_progress)
+    except BaseException:
+        _end(proc)
+        raise
+    _forget(proc)
+    return proc.returncode, output
+
+
+def last_line(output: bytes) -> str:
+    """The last line a harness process printed, for a one-line error."""
+    tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    return tail[0][:300]
 
 
 def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | None,

@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -42,6 +43,7 @@ from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDI
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
                         Proposal, StepAborted, VariationContext, available)
 from .progress import Progress
+from . import precision
 from .paired import commits
 from .scheduler import Done, Executor, Job, LocalExecutor, Pair, RayUnusable, Slot, executor_for
 
@@ -100,14 +102,19 @@ class Evolution:
         self.staging = staging / "candidates" / task.name
         self.progress = progress
         self.executor = executor or LocalExecutor([Slot("cpu0", Placement())])
-        #: The operator's thread: one step at a time, while evaluations run.
-        self._steps = ThreadPoolExecutor(1, thread_name_prefix="avo-step")
+        #: Steps in flight at once: one, or a slot's worth for an operator whose steps may
+        #: run side by side (``concurrent_steps = True``, e.g. one agent session each).
+        self._parallel = (self.executor.capacity if getattr(operator, "concurrent_steps", False)
+                          else 1)
+        self._steps = ThreadPoolExecutor(self._parallel, thread_name_prefix="avo-step")
         #: Evaluations judged by this process (what ``--avo-migration`` counts).
         self._finished = 0
         self.started = time.monotonic()
         self.failed = False
-        #: What the step in flight reported spending, call by call (``_spend``).
-        self._reported: tuple[int, int, float] = (0, 0, 0.0)
+        #: What each step in flight reported spending, call by call (``_spend``), by
+        #: generation; written from the step threads.
+        self._reported: dict[int, tuple[int, int, float]] = {}
+        self._reported_lock = threading.Lock()
         #: What each committed file of the task must hold; checked after every evaluation.
         self.committed_files: dict[Path, bytes] = {}
 
@@ -178,38 +185,44 @@ class Evolution:
         (so the next step's selection sees it). Stops proposing at the first budget reached
         and lets the evaluations in flight finish (the time budget ends them at its limit)."""
         in_flight: dict[Future[Done], Job] = {}
-        step: Future[_Step] | None = None
+        steps: dict[Future[_Step], int] = {}
         reason: str | None = None
         while True:
-            if reason is None and step is None and len(in_flight) < self.executor.capacity:
-                reason = self._budget_spent()
+            # Each step becomes one evaluation: never more of both than there are slots.
+            while (reason is None and len(steps) < self._parallel
+                   and len(in_flight) + len(steps) < self.executor.capacity):
+                reason = self._budget_spent(steps=len(steps))
                 if reason is None:
-                    step = self._start_step()
-            if step is None and not in_flight:
+                    future, generation = self._start_step(set(steps.values()))
+                    steps[future] = generation
+            if not steps and not in_flight:
                 return reason or "nothing left to do"
-            done, _ = wait([*in_flight, *([step] if step is not None else [])],
-                           return_when=FIRST_COMPLETED)
+            done, _ = wait([*in_flight, *steps], return_when=FIRST_COMPLETED)
             for future in done:
-                if future is step:
-                    step = None
+                if future in steps:
+                    del steps[future]
                     stop = self._end_step(future.result(), in_flight)
                     reason = reason or stop
                 else:
                     self._finish(future.result(), in_flight)
 
-    def _start_step(self) -> Future[_Step]:
-        generation = 1 + max(r.generation for r in self.lineage.records(self.run_id))
+    def _start_step(self, taken: set[int]) -> tuple[Future[_Step], int]:
+        """A step of the next generation free (``taken``: those of the steps in flight), with
+        its share of what the money and token budgets leave."""
+        generation = 1 + max({r.generation for r in self.lineage.records(self.run_id)} | taken)
         island = generation % self.settings.islands
         _, _, cost, tokens = self._spent()
         s = self.settings
         context = VariationContext(
             self.task, self._island_view(island),
             random.Random(f"{s.seed}:{self.run_id}:{generation}"), generation,
-            cost_left_usd=s.cost_budget_usd - cost if s.cost_budget_usd else None,
-            tokens_left=s.token_budget - tokens if s.token_budget else None,
+            cost_left_usd=(s.cost_budget_usd - cost) / self._parallel
+            if s.cost_budget_usd else None,
+            tokens_left=(s.token_budget - tokens) // self._parallel if s.token_budget else None,
             spend=functools.partial(self._spend, generation))
-        self._reported = (0, 0, 0.0)
-        return self._steps.submit(_run_step, self.operator, context, island)
+        with self._reported_lock:
+            self._reported[generation] = (0, 0, 0.0)
+        return self._steps.submit(_run_step, self.operator, context, island), generation
 
     def _end_step(self, step: _Step, in_flight: dict[Future[Done], Job]) -> str | None:
         """Record what the step proposed (and spent) and submit its evaluation; why the run
@@ -349,7 +362,6 @@ class Evolution:
         starting candidates' on the same configurations (precision.py)."""
         if not self.settings.precision_drift or evaluation.report is None:
             return None
-        from . import precision
         seeds = [candidate_entry(r.report) for r in self.lineage.records(self.run_id)
                  if r.operator == "seed" and r.status == PASSED]
         return precision.regression(candidate_entry(evaluation.report) or {},
@@ -514,14 +526,17 @@ class Evolution:
     def _spend(self, generation: int, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
         """One paid call of the step in flight, into the lineage at once."""
         self.lineage.add_spend(self.run_id, generation, tokens_in, tokens_out, cost_usd)
-        seen_in, seen_out, seen_cost = self._reported
-        self._reported = (seen_in + tokens_in, seen_out + tokens_out, seen_cost + cost_usd)
+        with self._reported_lock:
+            seen_in, seen_out, seen_cost = self._reported.get(generation, (0, 0, 0.0))
+            self._reported[generation] = (seen_in + tokens_in, seen_out + tokens_out,
+                                          seen_cost + cost_usd)
 
     def _settle_spend(self, generation: int, tokens_in: int, tokens_out: int,
                       cost_usd: float) -> None:
         """Record what a step's totals say it spent beyond what it reported call by call
         (all of it, for an operator that never reports)."""
-        seen_in, seen_out, seen_cost = self._reported
+        with self._reported_lock:
+            seen_in, seen_out, seen_cost = self._reported.pop(generation, (0, 0, 0.0))
         rest = (max(0, tokens_in - seen_in), max(0, tokens_out - seen_out),
                 max(0.0, cost_usd - seen_cost))
         if rest[0] or rest[1] or rest[2] > 1e-12:
@@ -550,11 +565,12 @@ class Evolution:
                     f"(the longest of this run's: {max(full):,.0f} s)")
         return None
 
-    def _budget_spent(self) -> str | None:
+    def _budget_spent(self, steps: int = 0) -> str | None:
+        """Why no step may start now; ``steps`` in flight count as generations."""
         generations, _, cost, tokens = self._spent()
         s = self.settings
-        if generations >= s.generations:
-            return f"generation budget reached ({generations})"
+        if generations + steps >= s.generations:
+            return f"generation budget reached ({generations + steps})"
         no_time = self._no_time()
         if no_time is not None:
             return no_time

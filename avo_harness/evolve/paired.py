@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -35,9 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import avo_harness
 
-from .evaluate import EvalSettings, _end, _forget, _wait, start
+from .evaluate import EvalSettings, Placement, last_line, limit_s, run_in
 from .fitness import geomean
 
 STATISTIC = ("g_r = geomean over configurations of t_best/t_candidate per round; estimate = "
@@ -92,38 +90,27 @@ def compare(candidate: Path, best: Path, settings: EvalSettings, rounds: int, *,
     if rounds < 1:
         raise ValueError(f"rounds: expected an integer >= 1, got {rounds}")
     started = time.monotonic()
-    budget_cut = time_left_s is not None and time_left_s < settings.eval_timeout_s
-    limit = time_left_s if budget_cut else settings.eval_timeout_s
+    limit, budget_cut = limit_s(settings, time_left_s)
     with tempfile.TemporaryDirectory(prefix="avo-paired-", ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp)
-        (folder / "tmp").mkdir()
         out = folder / "paired.json"
-        package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
-        environ = dict(os.environ, TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
-            p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-        environ.update(env)
-        proc = start(command(candidate, best, settings, rounds, out, gpu_lock),
-                     cwd=settings.rootdir, env=environ)
         try:
-            output = _wait(proc, limit, None, None)
-            _forget(proc)
-        except BaseException as exc:
-            _end(proc)
-            if not isinstance(exc, subprocess.TimeoutExpired):
-                raise
+            status, output = run_in(folder, command(candidate, best, settings, rounds, out,
+                                                    gpu_lock),
+                                    settings.rootdir, Placement(env, gpu_lock), limit)
+        except subprocess.TimeoutExpired:
             why = (("time budget", "the run's time budget ended it") if budget_cut else
                    ("timeout", "it timed out"))
             return failed(rounds, margin, {"who": None, "stage": "controller", "rule": why[0],
-                                            "message": f"{why[1]} after {limit:g} s; its "
-                                            "processes were killed"}, time.monotonic() - started)
+                                           "message": f"{why[1]} after {limit:g} s; its "
+                                           "processes were killed"}, time.monotonic() - started)
         try:
             doc = json.loads(out.read_text())
         except (OSError, ValueError):
-            tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             return failed(rounds, margin, {
                 "who": "harness", "stage": "controller", "rule": "harness-error",
-                "message": f"the paired timing exited with status {proc.returncode} and no "
-                f"measurement: {tail[0][:300]}"}, time.monotonic() - started)
+                "message": f"the paired timing exited with status {status} and no "
+                f"measurement: {last_line(output)}"}, time.monotonic() - started)
     return from_measurement(doc, margin, wall_s=time.monotonic() - started)
 
 
