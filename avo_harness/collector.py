@@ -615,9 +615,26 @@ def _baseline(config: pytest.Config, task: Task, bench: BenchConfig,
     if bench.name not in baselines:
         if task.baseline_name is None:
             return None
+        cuda = device == "cuda"
         call = task.make_inputs({**bench.case, "seed": _PRIVATE.randrange(2**31)}, device)
-        times = time_in_process(lambda args: task.baseline(Call(args, call.kwargs)), call.args,
-                                cuda=device == "cuda")
-        baselines[bench.name] = {"name": task.baseline_name, "clock": clock_name(device == "cuda"),
-                                 **summarize(times, task.flops(bench.case))}
+
+        def timed(run: Any) -> dict[str, Any]:
+            times = time_in_process(lambda args: run(Call(args, call.kwargs)), call.args,
+                                    cuda=cuda)
+            return summarize(times, task.flops(bench.case))
+
+        entry = {"name": task.baseline_name, "clock": clock_name(cuda), **timed(task.baseline)}
+        # The other libraries, on the same inputs and clock: each one timed, or why not.
+        others: dict[str, dict[str, Any]] = {}
+        for name, run in task.extra_baselines(bench.case, device).items():
+            try:
+                others[name] = {"absent": run} if isinstance(run, str) else timed(run)
+            except Exception as exc:  # a library's failure is no candidate's: say it, go on
+                others[name] = {"absent": f"failed here ({type(exc).__name__}: "
+                                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"}
+        if others:
+            entry["others"] = others
+            entry["best_tflops"] = max([entry["tflops"], *(o["tflops"] for o in others.values()
+                                                           if "tflops" in o)])
+        baselines[bench.name] = entry
     return baselines[bench.name]

@@ -18,12 +18,15 @@ Schema ``avo-harness/report/1`` (documented in docs/reference.md)::
          "precision": {"configs": {"<config>": {"max", "rms", "elements"}},
                        "overall": {"max", "rms", "elements"}}}},
      "baselines": {"<config>": {"name", "clock", "rounds", "median_s", "iqr_s", "min_s",
-                                "mean_s", "tflops"}}}
+                                "mean_s", "tflops", "best_tflops",
+                                "others": {"<library>": {"rounds", ..., "tflops"} | {"absent"}}}}}
 
 A correctness failure also carries ``error_map`` (see ``checker.error_map``): the
 absolute error over the last two output dimensions where the worst element is.
 ``baselines`` holds the task's library implementation timed by the same clock in
-the same run (for attention, torch SDPA). ``phases_s``: seconds per phase of the
+the same run (for attention, torch SDPA); ``others`` the task's other libraries on the same
+inputs and clock (for attention, FlashAttention-4 where it imports and applies, else the
+one line why not), and ``best_tflops`` the fastest of them all. ``phases_s``: seconds per phase of the
 candidate's items (``phases.py`` says what each holds). ``wall_gap_s`` (GPU): the median seconds
 the parent's clock ran beyond the device time of a round; ``protocol_s``: the same for the
 harness's own stand-in (what the protocol costs), against which the first is judged.

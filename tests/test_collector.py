@@ -484,3 +484,20 @@ def test_the_stress_check_compares_outputs_on_identical_inputs(
                      rf"{elements} elements", message), message
     assert f"benchmark[{first.name}]: the output changed on identical inputs " \
            "(rule: nondeterministic)" in run.text
+
+
+def test_the_other_libraries_are_timed_beside_the_baseline_or_say_why_not(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    task = get_task("attention")
+    monkeypatch.setattr(type(task), "extra_baselines", lambda self, case, device: {
+        "absent-lib": "not built for this machine", "sdpa-again": self.baseline,
+        "broken-lib": lambda call: 1 / 0})
+    write_candidate("honest", honest_attention)
+    report = avo_run(examples=0).report
+    for entry in report["baselines"].values():
+        others = entry["others"]
+        assert others["absent-lib"] == {"absent": "not built for this machine"}
+        assert others["broken-lib"]["absent"].startswith("failed here (ZeroDivisionError")
+        assert others["sdpa-again"]["tflops"] > 0
+        assert entry["best_tflops"] == max(entry["tflops"], others["sdpa-again"]["tflops"])

@@ -631,3 +631,12 @@ def test_a_step_the_api_failed_spends_but_uses_no_generation(
     assert [r.operator for r in lineage.records(run)] == ["seed", "paying"]
     assert lineage.spent(run) == (6_500, 600, pytest.approx(0.065))  # nothing counted twice
     assert "generation budget reached (1)" in out.getvalue()
+
+
+def test_an_evaluation_is_asked_for_its_stress_runs(tmp_path: Path) -> None:
+    settings = EvalSettings("cuda", 2, 5.0, 60.0, 3.0, tmp_path, stress=3)
+    argv = command(tmp_path / "a.py", settings, tmp_path / "r.json", None)
+    assert argv[argv.index("--avo-stress") + 1] == "3"
+    plain = command(tmp_path / "a.py", EvalSettings("cpu", 2, 5.0, 60.0, 3.0, tmp_path),
+                    tmp_path / "r.json", None)
+    assert plain[plain.index("--avo-stress") + 1] == "0"

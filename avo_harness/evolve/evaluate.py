@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from .cascade import Cascade
 
 
+#: The fewest ``--avo-stress`` runs a search's evaluation makes on a GPU.
+SEARCH_STRESS = 3
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     device: str
@@ -47,6 +51,9 @@ class EvalSettings:
     #: Where the run's evaluations keep the harness's measurements of the machine
     #: (``--avo-calibration``): measured by the first, reused by the others.
     calibration: Path | None = None
+    #: ``--avo-stress`` of each evaluation: warp-specialised kernels race, and a race must
+    #: fail before a commit, so the search asks for at least 3 runs on a GPU.
+    stress: int = 0
 
 
 def settings_from(config: pytest.Config) -> EvalSettings:
@@ -61,7 +68,8 @@ def settings_from(config: pytest.Config) -> EvalSettings:
         examples=int(examples) if examples is not None else (100 if harness.cuda else 20),
         call_timeout_s=harness.timeout_s,
         eval_timeout_s=read_evolve_settings(config).eval_timeout_s,
-        memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=config.rootpath)
+        memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=config.rootpath,
+        stress=max(harness.stress, SEARCH_STRESS if harness.cuda else 0))
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,7 @@ def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | No
             "--avo-device", settings.device, "--avo-examples", str(settings.examples),
             "--avo-timeout", str(settings.call_timeout_s),
             "--avo-memory-limit", str(settings.memory_limit_gib),
+            "--avo-stress", str(settings.stress),
             *([CASCADE_FLAG, str(cascade)] if cascade is not None else []),
             *([CALIBRATION_FLAG, str(settings.calibration)] if settings.calibration else []),
             *([PROGRESS_FLAG, str(progress)] if progress is not None else [])]

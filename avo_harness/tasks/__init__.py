@@ -11,7 +11,7 @@ import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
     import torch
@@ -94,6 +94,12 @@ class Task(ABC):
     def baseline(self, call: Call) -> torch.Tensor | None:
         """The library implementation on ``call``, timed next to candidates; None if none."""
         return None
+
+    def extra_baselines(self, case: Case,
+                        device: str) -> dict[str, Callable[[Call], torch.Tensor] | str]:
+        """More libraries timed beside :meth:`baseline` on ``case``, by report name: each
+        one's forward, or one line saying why it is absent there. None by default."""
+        return {}
 
     def output_like(self, call: Call) -> tuple[tuple[int, ...], torch.dtype]:
         """Shape and dtype the output must have; by default those of the first argument."""
