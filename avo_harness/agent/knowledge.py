@@ -1,9 +1,15 @@
 """The knowledge base: markdown files in ``avo_harness/knowledge/``, read by the agent one
 section at a time through a table of contents, a search, or a section's id.
 
+A step's knowledge base is its task's own files (``knowledge/<task>/*.md``: its contract, its
+notes, its measured baselines), the files every task shares (``knowledge/*.md``: Triton,
+Hopper, the harness) and the Triton language reference of the installed version
+(``triton-api``, ``triton_api.py``); no other task's material. The search ranks the task's own
+sections first where they match about as well.
+
 A section is a ``## `` heading and what follows it up to the next one; its id is
-``<file stem>#<slug of the heading>`` (the text before the first ``## `` is ``<stem>#intro``).
-Reading a bare file stem gives the whole file.
+``<file>#<slug of the heading>`` (the text before the first ``## `` is ``<file>#intro``), a
+task's file being named ``<task>/<stem>``. Reading a bare file name gives the whole file.
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from .triton_api import reference
 
 _WORD = re.compile(r"[a-z0-9_]+")
 
@@ -44,21 +52,38 @@ def _sections(stem: str, text: str) -> list[Section]:
     return sections
 
 
+#: How much more a section of the task's own files counts in the search than a shared one.
+OWN_BOOST = 1.5
+
+
 class Knowledge:
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = dict(sorted(files.items()))
+    def __init__(self, files: dict[str, str], task: str | None = None) -> None:
+        self.task = task
+        self.files = dict(sorted(files.items(), key=lambda item: (not self._own(item[0]),
+                                                                    item[0])))
         self.sections = [s for stem, text in self.files.items() for s in _sections(stem, text)]
         # Inverse document frequencies for the search, over sections.
         counts = Counter(w for s in self.sections for w in set(_WORD.findall(s.text.lower())))
         n = len(self.sections)
         self._idf = {w: math.log(1 + n / c) for w, c in counts.items()}
 
+    def _own(self, name: str) -> bool:
+        return self.task is not None and name.startswith(f"{self.task}/")
+
     @classmethod
-    def load(cls, folder: Path | None = None) -> Knowledge:
-        """The package's knowledge base, or the markdown files of ``folder``."""
+    def load(cls, task: str, folder: Path | None = None) -> Knowledge:
+        """The knowledge base of ``task``: the package's, or that of ``folder``."""
         root = folder if folder is not None else resources.files("avo_harness") / "knowledge"
-        return cls({p.name.removesuffix(".md"): p.read_text(encoding="utf-8")
-                    for p in root.iterdir() if p.name.endswith(".md")})
+        files = {p.name.removesuffix(".md"): p.read_text(encoding="utf-8")
+                 for p in root.iterdir() if p.name.endswith(".md")}
+        own = root / task
+        if own.is_dir():
+            files.update({f"{task}/{p.name.removesuffix('.md')}": p.read_text(encoding="utf-8")
+                          for p in own.iterdir() if p.name.endswith(".md")})
+        api = reference()
+        if api is not None:
+            files["triton-api"] = api
+        return cls(files, task)
 
     def contents(self) -> str:
         """One line per section: its id and title."""
@@ -84,6 +109,7 @@ class Knowledge:
                         for t in terms if counts[t])
             score += sum(2 * self._idf.get(t, 0.0) for t in terms if t in section.id)
             if score > 0:
-                scored.append((score / math.log(10 + sum(counts.values())), section))
+                boost = OWN_BOOST if self._own(section.id) else 1.0
+                scored.append((boost * score / math.log(10 + sum(counts.values())), section))
         scored.sort(key=lambda pair: -pair[0])
         return [section for _, section in scored[:limit]]
