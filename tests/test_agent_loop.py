@@ -1,9 +1,11 @@
 """``pytest --avo-evolve --avo-operator anthropic`` end to end, in real processes, against the
 fake Messages API: the missing key, a whole offline generation from the command-line server,
-and a run through retries, a step without a candidate, the supervisor and the token budget."""
+a run through retries, a step without a candidate, the supervisor and the token budget, and
+one in which the model uses every workbench tool, a helper module and the notebook."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -211,3 +213,66 @@ def test_what_a_step_spent_survives_a_kill_and_the_resumed_run_counts_it(
     resumed = evolve(project, "--avo-resume", "--avo-token-budget", "30000")
     output = "\n".join(resumed.outlines + resumed.errlines)
     assert "token budget reached (41,000)" in output, output
+
+
+@pytest.mark.slow
+def test_every_workbench_tool_once_then_the_next_step_reads_notes_and_helpers(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, honest_attention: str) -> None:
+    """On a CPU, through the loop: the model drafts a candidate with a helper module, runs it
+    on one configuration, times it against the best, asks for compile facts and a profile
+    (a CPU answers both in a line), writes a note, evaluates and submits; the lineage keeps
+    the note and the helper with the candidate, the next step's first message carries the
+    note, the candidate's helper comes back with it, and the HTML report shows the note."""
+    scaled = "from _scale import scale\n" + honest_attention.replace(
+        "(sm_scale or q.shape[-1] ** -0.5)", "scale(q, sm_scale)")
+    helper = "def scale(q, s):\n    return q.shape[-1] ** -0.5 if s is None else s\n"
+    note = "the helper costs nothing: 1.0x on interp-d64-n128-causal"
+
+    def use(tool: str, expect: str | None = None, **args: Any) -> dict[str, Any]:
+        return {"reply": [{"type": "tool_use", "name": tool, "input": args}],
+                **({"expect": expect} if expect else {})}
+
+    script = [use("read_lineage"),
+              use("write_candidate", "committed", source=scaled),
+              use("write_candidate", "attempt 1 saved", source=helper, file="_scale.py"),
+              use("run_case", "attempt 2 saved", config="interp-d64-n128"),
+              use("time_config", "attempt 2 on interp-d64-n128 (seed=",
+                  configs=["interp-d64-n128-causal"]),
+              use("compile_info", "attempt / best: "),
+              use("profile", "Triton's interpreter, which compiles nothing", case={"Nq": 64}),
+              use("write_notes", "there is nothing to profile", text=note),
+              use("write_candidate", "noted", source="# plain\n" + honest_attention),
+              use("evaluate_candidate", "attempt 3 saved"),
+              use("submit_candidate", "correctness PASSED", attempt=3, rationale="a comment"),
+              use("read_candidate", note, id=2),
+              {"expect": "=== _scale.py ===\n" + helper, "stop_reason": "refusal",
+               "reply": [{"type": "text", "text": "Nothing more to try."}]}]
+    with FakeMessagesAPI(script) as api:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        result = evolve(project, "--avo-generations", "2")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret == 0, output
+    assert api.left == 0, output
+    said = {block["tool_use_id"]: block["content"] for request in api.requests
+            for message in request["messages"] for block in message["content"]
+            if block.get("type") == "tool_result"}
+    run_case = next(text for text in said.values() if text.startswith("attempt 2 on interp"))
+    assert ": correct (" in run_case and "physical floor" in run_case  # the helper was there
+    assert all(re.search(r"\[\d+\.\d s of this step's time; [\d,]+ s left\]$", said[k])
+               for k in said if said[k].startswith(("attempt 2 on", "attempt 2 against")))
+    _, child, nothing = rows(project.path, "candidates")
+    assert child["status"] == "passed" and child["source"] == "# plain\n" + honest_attention
+    assert nothing["source"] == "" and "declined" in nothing["reason"]
+    events = {e["kind"]: json.loads(e["detail"]) for e in rows(project.path, "events")}
+    assert events["notebook"]["generation"] == 1 and events["notebook"]["text"] == note
+    assert events["helpers"]["generation"] == 1
+    assert events["helpers"]["files"] == {"_scale.py": helper}
+    assert f"gen   1 notebook: {note}" in output
+    opening = api.requests[11]["messages"][0]["content"][0]["text"]
+    assert f"The run's notebook, written by its earlier steps (oldest first):\n- g1: {note}" \
+        in opening
+    shown = project.runpytest_subprocess("-p", "avo_harness.plugin", "--avo-html", "report")
+    assert shown.ret == 0
+    page = (project.path / "report" / "index.html").read_text()
+    notebook = page[page.index('<h2 id="notebook">'):page.index('<h2 id="candidates">')]
+    assert "<td>g1</td>" in notebook and note in notebook

@@ -1,5 +1,7 @@
 """The operator: one agent step per propose, what it returns or raises at each kind of end,
-with the spend and the supervisor's events always carried to the loop."""
+with the spend and the events (the supervisor's, the notebook's, a submission's helpers)
+always carried to the loop, and the run's notebook and the helpers read back from the
+lineage."""
 from __future__ import annotations
 
 import os
@@ -19,7 +21,7 @@ from avo_harness.agent.operator import AgentOperator
 from avo_harness.agent.pricing import PRICES
 from avo_harness.agent.settings import AgentSettings
 from avo_harness.evolve.evaluate import EvalSettings
-from avo_harness.evolve.lineage import Record, source_hash
+from avo_harness.evolve.lineage import Lineage, Record, source_hash
 from avo_harness.evolve.operators import (NoCandidate, OperatorBudgetExceeded, StepAborted,
                                           VariationContext)
 from avo_harness.options import resolve_operator
@@ -52,7 +54,7 @@ def propose(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
         operator = AgentOperator(settings, MessagesClient(settings.model, log=lambda s: None),
                                  PRICES[settings.model],
                                  EvalSettings("cpu", 2, 60, 120, 8, tmp_path),
-                                 tmp_path / "scratch", Knowledge.load(), lambda line: None)
+                                 tmp_path / ".avo", Knowledge.load("attention"), lambda line: None)
         records = [record(1, honest_attention, True, 1e-4, "seed")]
         records += [record(2 + i, f"# {i}\n" + honest_attention, False, None, "anthropic")
                     for i in range(failed_steps)]
@@ -150,3 +152,53 @@ def test_auto_picks_the_agent_only_when_a_key_is_set(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
     assert resolve_operator("auto") == "anthropic"
     assert resolve_operator("builtin") == "builtin"
+
+
+def test_notes_and_helpers_go_to_the_lineage_and_come_back(propose: Any, tmp_path: Path,
+                                                         honest_attention: str) -> None:
+    """What a step writes in the notebook, and a submission's helper modules, are events of
+    its generation; the next step reads the run's notebook in its first message and a
+    candidate's helpers with its source (a seed's from the files beside it)."""
+    helper = "SCALE = None\n"
+    (tmp_path / "candidates" / "attention").mkdir(parents=True)
+    (tmp_path / "candidates" / "attention" / "_beside.py").write_text(helper)
+    script = [call("write_notes", text="a one-pass variant is 1.2x slower: 3 loads per row"),
+              {**call("read_candidate", id=1), "expect": "noted"},
+              {**call("write_candidate", source=honest_attention, candidate_id=1),
+               "expect": "=== _beside.py"},
+              {**call("write_candidate", source="X = 1\n", file="_extra.py"), "expect": "saved"},
+              call("evaluate_candidate"),
+              {**call("submit_candidate", attempt=2, rationale="helpers"),
+               "expect": "correctness PASSED"}]
+    proposal, _ = propose(script)
+    assert proposal.source == honest_attention
+    notebook, helpers = proposal.events
+    assert (notebook.kind, notebook.detail) == (
+        "notebook", {"text": "a one-pass variant is 1.2x slower: 3 loads per row"})
+    # The seed's helper came with it (written whole with #1's other files), and the new one.
+    assert helpers.kind == "helpers" and helpers.detail == {
+        "files": {"_beside.py": helper, "_extra.py": "X = 1\n"}}
+
+    # The loop keeps them as events of the generation (as loop._record_events writes them).
+    lineage = Lineage(tmp_path / ".avo")
+    run = lineage.start_run("attention", {})
+    for event in proposal.events:
+        lineage.add_event(run, event.kind, {"generation": 1, "summary": event.summary,
+                                            **event.detail})
+    lineage.close()
+    script = [{**call("read_candidate", id=2), "expect": "a one-pass variant is 1.2x slower"},
+              {**call("read_lineage"), "expect": "=== _extra.py ===\nX = 1"}]
+    exc, api = propose(script, turns=2, failed_steps=1)
+    assert isinstance(exc, NoCandidate) and api.left == 0
+    opening = api.requests[0]["messages"][0]["content"][0]["text"]
+    assert "The run's notebook, written by its earlier steps (oldest first):\n- g1: a one-pass" \
+        in opening
+
+
+def test_a_step_without_a_candidate_keeps_its_notes(propose: Any) -> None:
+    exc, api = propose([call("write_notes", text="nothing passed: the tail mask is wrong")],
+                       turns=1)
+    assert isinstance(exc, NoCandidate)
+    (event,) = exc.events
+    assert event.kind == "notebook" and event.detail["text"].endswith("tail mask is wrong")
+    assert "The run's notebook is empty" in api.requests[0]["messages"][0]["content"][0]["text"]

@@ -47,13 +47,14 @@ def session(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
                       source_hash(honest_attention), "passed", True, None, None, 1e-4, None,
                       0.0, 0.0)
         settings = EvalSettings("cpu", 2, 60, 120, 8, tmp_path)
-        workspace = Workspace(task, [seed], settings, tmp_path / "scratch", Knowledge.load(),
-                              "g001", lambda line: None)
+        knowledge = Knowledge.load("attention")
+        workspace = Workspace(task, [seed], settings, tmp_path / "scratch", knowledge, "g001",
+                              lambda line: None)
         # What the session prints goes through a real console, as in a run.
         printed = io.StringIO()
         log = Progress(Console(file=printed, width=400)).line
         agent = Session(MessagesClient("claude-opus-5-5", log=log),
-                        system_prompt(task, Knowledge.load()), workspace, Meter(OPUS, limits),
+                        system_prompt(task, knowledge, False), workspace, Meter(OPUS, limits),
                         log, **({"window": window} if window else {}))
         agent.printed = printed  # type: ignore[attr-defined]
         return agent, api

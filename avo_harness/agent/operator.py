@@ -6,19 +6,25 @@ step's own limits run out first, the fastest version that passed is submitted fo
 none passed, the step ends without a candidate (the loop records its cost and goes on); so
 does a step whose call the step's time or the context window cut short. When
 the run's budget runs out, the run ends cleanly; what the step spent is recorded either way.
+
+What outlives a step goes to the lineage as events of its generation, however it ends: the
+entries it wrote in the run's notebook (``notebook``, read by every later step of the run)
+and the helper modules of its submission (``helpers``, read back as that candidate's).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
 from ..evolve.evaluate import EvalSettings, settings_from
+from ..evolve.lineage import Lineage, Record
 from ..evolve.operators import (Event, NoCandidate, OperatorBudgetExceeded, Proposal,
                                 StepAborted, VariationContext)
 from ..evolve.progress import Progress
 from ..options import read_evolve_settings
+from ..tasks import Task
 from .budget import Limits, Meter, OutOfBudget
 from .client import APIFailure, MessagesClient, StepEnd, Unavailable
 from .context import window_of
@@ -44,22 +50,23 @@ def build(config: pytest.Config) -> AgentOperator:
     if not known:
         log(f"avo: no price known for {settings.model}; costs are counted at the dearest "
             "known rates, so budgets stop early")
-    return AgentOperator(settings, client, price, settings_from(config),
-                         read_evolve_settings(config).store / "staging" / "agent",
-                         Knowledge.load(), log)
+    evolve = read_evolve_settings(config)
+    return AgentOperator(settings, client, price, settings_from(config), evolve.store,
+                         Knowledge.load(evolve.task), log)
 
 
 class AgentOperator:
     name = "anthropic"
 
     def __init__(self, settings: AgentSettings, client: MessagesClient, price: Price,
-                 eval_settings: EvalSettings, scratch: Path, knowledge: Knowledge,
+                 eval_settings: EvalSettings, store: Path, knowledge: Knowledge,
                  log: Callable[[str], None]) -> None:
         self.settings = settings
         self.client = client
         self.price = price
         self.eval_settings = eval_settings
-        self.scratch = scratch
+        self.store = store
+        self.scratch = store / "staging" / "agent"
         self.knowledge = knowledge
         self.log = log
         self.supervisor = Supervisor(client, self.name, settings.stagnation)
@@ -70,35 +77,72 @@ class AgentOperator:
                         context.cost_left_usd, context.tokens_left)
         meter = Meter(self.price, limits, on_spend=context.spend)
         events: list[Event] = []
+        notebook, helpers = self._history(context.task, context.records)
         workspace = Workspace(context.task, context.records, self.eval_settings, self.scratch,
-                              self.knowledge, f"g{context.generation:03d}", self.log)
-        session = Session(self.client, system_prompt(context.task, self.knowledge), workspace,
-                          meter, self.log, window_of(self.client.model))
+                              self.knowledge, f"g{context.generation:03d}", self.log,
+                              helpers=helpers, deadline=meter.deadline)
+        prompt = system_prompt(context.task, self.knowledge, self.eval_settings.device == "cuda")
+        session = Session(self.client, prompt, workspace, meter, self.log,
+                          window_of(self.client.model))
         self.log(f"gen {context.generation:>3} agent ({self.client.model}) at work")
+
+        def kept() -> tuple[Event, ...]:
+            """The step's events: the supervisor's, and the notes it wrote."""
+            return tuple(events) + tuple(
+                Event("notebook", " ".join(text.split())[:120], {"text": text})
+                for text in workspace.notes)
+
         try:
             event = self.supervisor.steer(context.records, meter)
             events += [event] if event is not None else []
             submission = session.run(opening(context.generation, context.records, limits,
-                                             self.supervisor.directive))
+                                             self.supervisor.directive, notebook))
         except (OutOfBudget, StepEnd) as exc:
             submission = self._fallback(workspace, session, str(exc))
             if submission is None:
                 run = isinstance(exc, OutOfBudget) and exc.run
                 kind = OperatorBudgetExceeded if run else NoCandidate
                 raise kind(f"{exc}; no version passed in this step", **meter.spent(),
-                           events=tuple(events)) from None
+                           events=kept()) from None
         except Declined as exc:
-            raise NoCandidate(str(exc), **meter.spent(), events=tuple(events)) from None
+            raise NoCandidate(str(exc), **meter.spent(), events=kept()) from None
         except APIFailure as exc:
-            raise StepAborted(str(exc), **meter.spent(), events=tuple(events)) from None
+            raise StepAborted(str(exc), **meter.spent(), events=kept()) from None
         except KeyboardInterrupt:
             # What the step spent is kept: the loop records it before the run stops.
             raise StepAborted("interrupted (Ctrl-C) in the middle of an agent step",
-                              **meter.spent(), events=tuple(events)) from None
+                              **meter.spent(), events=kept()) from None
         finally:
             workspace.close()
+        files = submission.helpers
+        stored = (Event("helpers", f"{len(files)} helper modules: {', '.join(files)}",
+                        {"files": files}),) if files else ()
         return Proposal(submission.source, submission.parents, submission.rationale,
-                        **meter.spent(), events=tuple(events))
+                        **meter.spent(), events=kept() + stored)
+
+    def _history(self, task: Task, records: list[Record]
+                 ) -> tuple[list[dict[str, Any]], dict[int, dict[str, str]]]:
+        """This run's notebook, and the helper modules of the lineage's candidates: a seed's
+        are the ``_*.py`` files beside it in ``candidates/<task>/``, a proposal's are the
+        ``helpers`` event of its generation."""
+        beside = {p.name: p.read_text() for p in sorted(
+            (self.eval_settings.rootdir / "candidates" / task.name).glob("_*.py"))}
+        helpers = {r.id: beside for r in records if r.operator == "seed" and beside}
+        if not (self.store / "lineage.sqlite").exists():
+            return [], helpers
+        lineage = Lineage(self.store)
+        try:
+            for run_id in sorted({r.run_id for r in records}):
+                stored = {e.get("generation"): e.get("files") for e in
+                          lineage.events(run_id, "helpers")}
+                helpers.update({r.id: stored[r.generation] for r in records
+                                if r.run_id == run_id and isinstance(stored.get(r.generation),
+                                                                     dict)})
+            run = lineage.latest_run(task.name)
+            notebook = lineage.events(run, "notebook") if run is not None else []
+        finally:
+            lineage.close()
+        return notebook, helpers
 
     @staticmethod
     def _fallback(workspace: Workspace, session: Session, why: str) -> Submission | None:
@@ -113,5 +157,6 @@ class AgentOperator:
                      f"{evaluation.fitness.geomean:.4g})")
         if session.notes:
             rationale += "; the agent's last note: " + " ".join(session.notes[-1].split())[:400]
-        return Submission(workspace.attempts[number - 1], [best.id] if best is not None else [],
-                          rationale, number)
+        attempt = workspace.attempts[number - 1]
+        return Submission(attempt.source, [best.id] if best is not None else [], rationale,
+                          number, dict(attempt.helpers))

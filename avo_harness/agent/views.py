@@ -153,7 +153,7 @@ def _bench_line(name: str, bench: dict[str, Any], best: Record | None,
     tflops = bench.get("tflops") or 0.0
     line = (f"{name}: median {bench.get('median_s', 0) * 1e3:.4g} ms, IQR "
             f"{bench.get('iqr_s', 0) * 1e3:.2g} ms, {bench.get('rounds')} rounds, "
-            f"{tflops:.4g} TFLOP/s")
+            f"{tflops:.4g} TFLOP/s; {floor_text(bench.get('floor_s'), bench.get('median_s'))}")
     if best is not None and (best.scores or {}).get(name):
         theirs = (best.scores or {})[name]
         line += f"; best #{best.id}: {theirs:.4g} ({tflops / theirs:.3f}x)"
@@ -161,6 +161,15 @@ def _bench_line(name: str, bench: dict[str, Any], best: Record | None,
         line += (f"; {baseline.get('name')}: {baseline['tflops']:.4g} "
                  f"({tflops / baseline['tflops']:.3f}x)")
     return line
+
+
+def floor_text(floor_s: float | None, median_s: float | None) -> str:
+    """The physical floor of a configuration (its FLOPs at the machine's measured matrix rate
+    or its bytes at the measured copy bandwidth, whichever is longer) and how much of it a
+    median reaches: 100% would be the machine's limit."""
+    if not floor_s or not median_s:
+        return "physical floor unknown"
+    return f"physical floor {floor_s * 1e3:.4g} ms, {100 * floor_s / median_s:.3g}% of it reached"
 
 
 def _verdict(geomean: float, best: Record | None) -> str:
