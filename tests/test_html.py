@@ -233,3 +233,18 @@ def test_a_cut_candidate_shows_its_label_reason_partial_scores_and_phases(
     # A report without phases (all of them before phases_s) shows the time alone.
     seed_section = page[page.index(f'id="c{seed}"'):page.index(f'id="c{cid}"')]
     assert "<td>1 s</td>" in seed_section
+
+
+def test_the_agent_s_notebook_is_a_section_of_its_own() -> None:
+    from avo_harness.html.render import render
+
+    def notebook(page: str) -> str:
+        return page[page.index('<h2 id="notebook">'):page.index('<h2 id="candidates">')]
+
+    empty = notebook(render(RunView("attention", 1, [], {})))
+    assert "The agent wrote no notes in this run." in empty
+    entry = {"generation": 3, "at": "2026-12-02T05:00:00+00:00", "text": "acc[/N] <b>x</b>"}
+    shown = notebook(render(RunView("attention", 1, [], {}, [entry])))
+    assert "<td>g3</td><td>2026-12-02T05:00:00</td>" in shown
+    # Model text is text: never markup.
+    assert '<pre class="note">acc[/N] &lt;b&gt;x&lt;/b&gt;</pre>' in shown

@@ -7,7 +7,7 @@ operator may pick parents from them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..evolve.fitness import geomean
@@ -53,6 +53,9 @@ class RunView:
     records: list[Record]
     #: Every record of the task, by id: parents may come from earlier runs.
     known: dict[int, Record]
+    #: The run's notebook: what the agent wrote for its later steps, oldest first (events of
+    #: kind ``notebook``: ``generation``, ``text``, ``at``).
+    notebook: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def latest(cls, lineage: Lineage, task: str) -> RunView | None:
@@ -60,7 +63,8 @@ class RunView:
         if run_id is None:
             return None
         known = {r.id: r for r in lineage.records(task=task)}
-        return cls(task, run_id, [r for r in known.values() if r.run_id == run_id], known)
+        return cls(task, run_id, [r for r in known.values() if r.run_id == run_id], known,
+                   lineage.events(run_id, "notebook"))
 
     @property
     def judged(self) -> list[Record]:

@@ -73,6 +73,7 @@ def render(view: RunView) -> str:
         lineage=(_img(plots.lineage_tree(view), "lineage tree by operator") + _tree(view)
                  if view.records else "<p>No candidate yet.</p>"),
         comparison=_comparison(view),
+        notebook=_notebook(view),
         candidates="\n".join(_candidate(view, r) for r in view.records),
     )
 
@@ -129,6 +130,15 @@ def _comparison(view: RunView) -> str:
     note = (f"{base.name} was timed in the same pytest run as the best version"
             if base is not None else "the best version's report has no baseline timing")
     return table + f'<p class="muted">{_e(view.rate_label())}; {_e(note)}.</p>'
+
+
+def _notebook(view: RunView) -> str:
+    """What the agent wrote for its later steps, by generation, as plain text."""
+    if not view.notebook:
+        return "<p>The agent wrote no notes in this run.</p>"
+    rows = [[_e(f"g{entry.get('generation', '?')}"), _e(str(entry.get("at", ""))[:19]),
+             f'<pre class="note">{_e(entry.get("text", ""))}</pre>'] for entry in view.notebook]
+    return _table(["generation", "written", "note"], rows)
 
 
 def _candidate(view: RunView, record: Record) -> str:
