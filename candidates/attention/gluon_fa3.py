@@ -34,6 +34,7 @@ Gluon on the H200, so those groups start on Triton and a search can hand them ba
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -878,12 +879,34 @@ def gluon_config(name: str) -> dict:
             "num_warps": _CFG[f"{name}_WARPS"], "HEAVY_FIRST": _CFG["HEAVY_FIRST"]}
 
 
-def _descriptor(t: torch.Tensor, rows: int) -> "TensorDescriptor":
-    """A 4-D (B, H, N, D) descriptor whose blocks are ``rows`` rows of one head."""
-    block = [1, 1, rows, t.shape[-1]]
-    dtype = gl.bfloat16 if t.dtype == torch.bfloat16 else gl.float16
-    layout = gl.NVMMASharedLayout.get_default_for(block, dtype)
-    return TensorDescriptor(t, list(t.shape), list(t.stride()), block, layout)
+@functools.lru_cache(maxsize=16)
+def _smem_layout(rows: int, head_d: int, bf16: bool) -> "gl.NVMMASharedLayout":
+    return gl.NVMMASharedLayout.get_default_for([1, 1, rows, head_d],
+                                                gl.bfloat16 if bf16 else gl.float16)
+
+
+#: Descriptors of the inputs, by everything a descriptor encodes (address, dtype, shape,
+#: strides, block). Building one in Python costs about as much as a short kernel's launch, and
+#: the harness's clock, which waits for the GPU before each call, sees all of it. A descriptor
+#: is only where and how to read: the data are read afresh by every launch.
+_INPUT_DESCRIPTORS: dict[tuple, "TensorDescriptor"] = {}
+
+
+def _descriptor(t: torch.Tensor, rows: int, *, keep: bool = False) -> "TensorDescriptor":
+    """A 4-D (B, H, N, D) descriptor whose blocks are ``rows`` rows of one head; ``keep``:
+    an input's, kept for the next call on the same tensor (an output is new every call, and
+    a kept descriptor would keep it alive)."""
+    key = (t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()), rows)
+    found = _INPUT_DESCRIPTORS.get(key) if keep else None
+    if found is None:
+        block = [1, 1, rows, t.shape[-1]]
+        found = TensorDescriptor(t, list(t.shape), list(t.stride()), block,
+                                 _smem_layout(rows, t.shape[-1], t.dtype == torch.bfloat16))
+        if keep:
+            if len(_INPUT_DESCRIPTORS) >= 6:  # holds at most two calls' inputs alive
+                _INPUT_DESCRIPTORS.clear()
+            _INPUT_DESCRIPTORS[key] = found
+    return found
 
 
 def gluon_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
@@ -897,14 +920,14 @@ def gluon_launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
     if p["WS"]:
         # 12 warps at 168 registers: the producer drops to 24, the consumers get 240.
         _g_attn_fwd_ws[grid](
-            _descriptor(q, block_m // 2), _descriptor(k, block_n), _descriptor(v, block_n),
-            _descriptor(o, block_m // 2), sm_scale * _LOG2E, Hq, Hq // Hkv, Nq, Nk,
+            _descriptor(q, block_m // 2, keep=True), _descriptor(k, block_n, keep=True),
+            _descriptor(v, block_n, keep=True), _descriptor(o, block_m // 2), sm_scale * _LOG2E, Hq, Hq // Hkv, Nq, Nk,
             BLOCK_M=block_m, BLOCK_N=block_n, HEAD_D=D, STAGES=p["STAGES"], CAUSAL=causal,
             HEAVY_FIRST=p["HEAVY_FIRST"] and causal, num_warps=4, maxnreg=168)
         return o
     _g_attn_fwd[grid](
-        _descriptor(q, block_m), _descriptor(k, block_n), _descriptor(v, block_n),
-        _descriptor(o, block_m), sm_scale * _LOG2E, Hq, Hq // Hkv, Nq, Nk,
+        _descriptor(q, block_m, keep=True), _descriptor(k, block_n, keep=True),
+        _descriptor(v, block_n, keep=True), _descriptor(o, block_m), sm_scale * _LOG2E, Hq, Hq // Hkv, Nq, Nk,
         BLOCK_M=block_m, BLOCK_N=block_n, HEAD_D=D, STAGES=p["STAGES"], CAUSAL=causal,
         HEAVY_FIRST=p["HEAVY_FIRST"] and causal, num_warps=p["num_warps"])
     return o
