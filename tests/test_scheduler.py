@@ -478,3 +478,36 @@ def test_a_commit_is_refused_when_its_error_drifts_past_the_seeds(
     _, drifted, fine = lineage.records(evolution.run_id)
     assert (drifted.outcome, fine.outcome) == ("passed", "committed")
     assert drifted.reason.startswith("precision-regression:") and "0.05" in drifted.reason
+
+
+def test_a_proposal_s_helper_modules_are_staged_beside_it_and_committed_with_it(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avo_harness.evolve.operators import Event
+
+    seen: dict[str, set[str]] = {}
+
+    def evaluate(path: Path, settings: EvalSettings, **kwargs: Any) -> Evaluation:
+        seen[path.stem] = {p.name for p in path.parent.glob("_*.py")}
+        rate = 2.0 if path.stem != "seed" else 1.0
+        return Evaluation(Fitness(True, None, {"c": rate}, rate), None, 0.0)
+
+    class _WithHelpers(_Numbered):
+        def propose(self, context: VariationContext) -> Proposal:
+            files = {"_tiles.py": "BLOCK = 64\n", "../escape.py": "x", "_x.sh": "y"}
+            return replace(super().propose(context), events=(
+                Event("helpers", "3 helper modules", {"files": files}),))
+
+    monkeypatch.setattr(scheduler, "evaluate", evaluate)
+    evolution, _ = _evolution(tmp_path, lineage, 1, workers=1)
+    evolution.operator = _WithHelpers()
+    evolution.run()
+    assert seen["evo_r1_g001"] == {"_tiles.py"}
+    folder = tmp_path / "candidates" / "rmsnorm"
+    assert (folder / "_tiles.py").read_text() == "BLOCK = 64\n"
+    assert not (tmp_path / "candidates" / "escape.py").exists()
+    assert not list(tmp_path.rglob("_x.sh"))
+    # A kill that lost the helper: the next run of the store writes it back.
+    (folder / "_tiles.py").unlink()
+    again, _ = _evolution(tmp_path, lineage, 0, workers=1)
+    again.run()
+    assert (folder / "_tiles.py").read_text() == "BLOCK = 64\n"

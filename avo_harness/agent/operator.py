@@ -13,6 +13,7 @@ and the helper modules of its submission (``helpers``, read back as that candida
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,8 +21,14 @@ import pytest
 
 from ..evolve.evaluate import EvalSettings, settings_from
 from ..evolve.lineage import Lineage, Record
-from ..evolve.operators import (Event, NoCandidate, OperatorBudgetExceeded, Proposal,
-                                StepAborted, VariationContext)
+from ..evolve.operators import (
+    Event,
+    NoCandidate,
+    OperatorBudgetExceeded,
+    Proposal,
+    StepAborted,
+    VariationContext,
+)
 from ..evolve.progress import Progress
 from ..options import read_evolve_settings
 from ..tasks import Task
@@ -57,6 +64,9 @@ def build(config: pytest.Config) -> AgentOperator:
 
 class AgentOperator:
     name = "anthropic"
+    #: Each step has its own meter, workspace, session and scratch folder (by generation),
+    #: so the loop may run one per free slot; the supervisor, shared, is steered under a lock.
+    concurrent_steps = True
 
     def __init__(self, settings: AgentSettings, client: MessagesClient, price: Price,
                  eval_settings: EvalSettings, store: Path, knowledge: Knowledge,
@@ -70,6 +80,7 @@ class AgentOperator:
         self.knowledge = knowledge
         self.log = log
         self.supervisor = Supervisor(client, self.name, settings.stagnation)
+        self._steering = threading.Lock()
 
     def propose(self, context: VariationContext) -> Proposal:
         s = self.settings
@@ -93,10 +104,12 @@ class AgentOperator:
                 for text in workspace.notes)
 
         try:
-            event = self.supervisor.steer(context.records, meter)
+            with self._steering:
+                event = self.supervisor.steer(context.records, meter)
+                directive = self.supervisor.directive
             events += [event] if event is not None else []
             submission = session.run(opening(context.generation, context.records, limits,
-                                             self.supervisor.directive, notebook))
+                                             directive, notebook))
         except (OutOfBudget, StepEnd) as exc:
             submission = self._fallback(workspace, session, str(exc))
             if submission is None:

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import os
 import random
+import re
 import shutil
 import tempfile
 import threading
@@ -308,8 +309,12 @@ class Evolution:
             report=None if tampered else evaluation.report, eval_s=evaluation.wall_s,
             harness_error=fitness.harness_error, cut=fitness.cut, worker=done.worker,
             started_at=done.started_at)
+        helpers = {} if seed else self._helpers(record)
         if commit:
             committed = self.candidates_dir / f"{record.name}.py"
+            for name, text in helpers.items():  # first: the module imports them
+                _write_atomically(self.candidates_dir / name, text)
+                self.committed_files[self.candidates_dir / name] = text.encode()
             if not seed:
                 _write_atomically(committed, record.source)
             self.committed_files[committed] = record.source.encode()
@@ -376,8 +381,21 @@ class Evolution:
                 return path
         else:
             path = self.staging / f"{record.name}.py"
+            for name, text in self._helpers(record).items():
+                _write_atomically(path.parent / name, text)
         _write_atomically(path, record.source)
         return path
+
+    def _helpers(self, record: Record) -> dict[str, str]:
+        """The helper modules (``_*.py``) a proposal came with: its generation's ``helpers``
+        event. Only plain ``_name.py`` names count: a name is never a path."""
+        found: dict[str, str] = {}
+        for event in self.lineage.events(record.run_id, "helpers"):
+            files = event.get("files")
+            if event.get("generation") == record.generation and isinstance(files, dict):
+                found.update({name: text for name, text in files.items()
+                              if isinstance(text, str) and _HELPER.fullmatch(str(name))})
+        return found
 
     def _record_aborted_step(self, generation: int, exc: StepAborted, operator_s: float) -> None:
         """A step without a candidate still cost something: keep that (its spend is in the
@@ -422,6 +440,12 @@ class Evolution:
         # The latest committed record of a name wins (a seed may be committed by every run).
         latest = {self.candidates_dir / f"{r.name}.py": r
                   for r in self.lineage.records(task=self.task.name) if r.committed}
+        for record in [r for r in latest.values() if r.operator != "seed"]:
+            for name, text in self._helpers(record).items():  # as the module needs them
+                if not (self.candidates_dir / name).exists():
+                    _write_atomically(self.candidates_dir / name, text)
+                self.committed_files[self.candidates_dir / name] = (
+                    self.candidates_dir / name).read_bytes()
         for path, record in latest.items():
             if not path.exists():
                 _write_atomically(path, record.source)
@@ -655,6 +679,10 @@ def print_lineage(config: pytest.Config) -> int:
     finally:
         lineage.close()
     return 0
+
+
+#: What a helper module beside a candidate may be called.
+_HELPER = re.compile(r"_[A-Za-z0-9_]+\.py")
 
 
 def _tampering(kind: str) -> Fitness:
