@@ -248,3 +248,23 @@ def test_the_agent_s_notebook_is_a_section_of_its_own() -> None:
     assert "<td>g3</td><td>2026-12-02T05:00:00</td>" in shown
     # Model text is text: never markup.
     assert '<pre class="note">acc[/N] &lt;b&gt;x&lt;/b&gt;</pre>' in shown
+
+
+def test_islands_and_workers_show_when_the_run_had_them(tmp_path: Path) -> None:
+    from avo_harness.evolve.lineage import now
+    from avo_harness.html.render import render
+
+    lineage = Lineage(tmp_path)
+    run = lineage.start_run("attention", {})
+    seed = _record(lineage, run, 0, [], geomean=2.0, committed=True, operator="seed")
+    cid = lineage.add_pending(run, 1, "g1", [seed], "builtin", "why", "x = 1\n", 0.0, island=1)
+    lineage.record_evaluation(cid, passed=True, committed=True, reason=None, scores={"a": 3.0},
+                              geomean=3.0, report=None, eval_s=30.0, worker="gpu0.1",
+                              started_at=now())
+    page = render(RunView.latest(lineage, "attention"))
+    lineage.close()
+    assert "<th>island</th>" in page
+    section = page[page.index(f'id="c{cid}"'):]
+    assert "1 / 1 (island 1)" in section and " on gpu0.1, from " in section
+    plain = render(RunView("attention", run, [], {}))
+    assert "<th>island</th>" not in plain

@@ -67,6 +67,11 @@ class RunView:
                    lineage.events(run_id, "notebook"))
 
     @property
+    def islands(self) -> bool:
+        """Whether the run evolved several islands (``--avo-islands``)."""
+        return any(r.island for r in self.records)
+
+    @property
     def judged(self) -> list[Record]:
         return [r for r in self.records if r.status != "pending"]
 

@@ -101,10 +101,13 @@ def _tree(view: RunView) -> str:
             note = f" from {_ref(view, record.parents[0])}"
         if record.parents[1:]:
             note += " crossed with " + ", ".join(_ref(view, p) for p in record.parents[1:])
+        island = [str(record.island)] if view.islands else []
         rows.append([f'<span style="padding-left:{1.4 * depth:.1f}em">{"└ " if depth else ""}'
-                     f"{_link(record)}</span>{note}", _e(record.operator), _badge(record),
-                     _num(record.geomean), _ratio(record.geomean, seed), _e(record.rationale)])
-    return _table(["candidate", "operator", "status", "geomean", "vs seed", "rationale"], rows)
+                     f"{_link(record)}</span>{note}", *island, _e(record.operator),
+                     _badge(record), _num(record.geomean), _ratio(record.geomean, seed),
+                     _e(record.rationale)])
+    return _table(["candidate", *(["island"] if view.islands else []), "operator", "status",
+                   "geomean", "vs seed", "rationale"], rows)
 
 
 def _comparison(view: RunView) -> str:
@@ -146,14 +149,17 @@ def _candidate(view: RunView, record: Record) -> str:
     cut = record.status in (CUT_SLOWER, CUT_TIME)
     took = phases(record)
     facts = [
-        ("run / generation", f"{record.run_id} / {record.generation}"),
+        ("run / generation", f"{record.run_id} / {record.generation}"
+         + (f" (island {record.island})" if view.islands else "")),
         ("operator", _e(record.operator)),
         ("parents", ", ".join(_ref(view, p) for p in record.parents)
          or "none (starting population)"),
         ("rationale", _e(record.rationale)),
         ("operator cost", f"{record.tokens_in} tokens in, {record.tokens_out} out, "
                           f"${record.cost_usd:.4f}, {_num(record.operator_s)} s"),
-        ("evaluation", f"{_num(record.eval_s)} s" + (f" ({_e(took)})" if took else "")),
+        ("evaluation", f"{_num(record.eval_s)} s" + (f" ({_e(took)})" if took else "")
+         + (f" on {_e(record.worker)}, from {_e(str(record.eval_started_at)[11:19])} to "
+            f"{_e(str(record.evaluated_at)[11:19])} UTC" if record.worker else "")),
         ("geomean", "- (not every configuration was timed)" if cut else
          _num(record.geomean) + _speedups(record.geomean, view.references(record))),
     ]
