@@ -445,7 +445,6 @@ def test_an_operator_whose_steps_may_overlap_gets_a_step_per_slot_and_a_budget_s
     operator = _Thoughtful()
     evolution.operator = operator
     evolution._parallel = 2
-    evolution._steps = scheduler.ThreadPoolExecutor(2)
     evolution.settings = replace(evolution.settings, cost_budget_usd=10.0)
     evolution.run()
     records = lineage.records(evolution.run_id)
@@ -511,3 +510,27 @@ def test_a_proposal_s_helper_modules_are_staged_beside_it_and_committed_with_it(
     again, _ = _evolution(tmp_path, lineage, 0, workers=1)
     again.run()
     assert (folder / "_tiles.py").read_text() == "BLOCK = 64\n"
+
+
+def test_ctrl_c_stops_the_run_without_waiting_for_a_step_and_keeps_its_spend(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluations(monkeypatch, 0.01)
+
+    class _Pondering(_Numbered):
+        def propose(self, context: VariationContext) -> Proposal:
+            assert context.spend is not None
+            context.spend(1000, 100, 0.25)
+            time.sleep(60)
+            return super().propose(context)
+
+    evolution, _ = _evolution(tmp_path, lineage, 3, workers=1)
+    evolution.operator = _Pondering()
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        evolution.run()
+    timer.join()
+    assert time.monotonic() - started < 10
+    assert lineage.spent(evolution.run_id) == (1000, 100, 0.25)
+    assert [r.operator for r in lineage.records(evolution.run_id)] == ["seed"]

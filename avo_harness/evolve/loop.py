@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,6 @@ class Evolution:
         #: run side by side (``concurrent_steps = True``, e.g. one agent session each).
         self._parallel = (self.executor.capacity if getattr(operator, "concurrent_steps", False)
                           else 1)
-        self._steps = ThreadPoolExecutor(self._parallel, thread_name_prefix="avo-step")
         #: Evaluations judged by this process (what ``--avo-migration`` counts).
         self._finished = 0
         self.started = time.monotonic()
@@ -137,7 +136,6 @@ class Evolution:
             raise
         finally:
             self.executor.close()
-            self._steps.shutdown(wait=False, cancel_futures=True)
         self.lineage.finish_run(self.run_id, reason)
         self._summary(reason)
         # A candidate the harness failed to judge leaves the run incomplete until --avo-resume.
@@ -223,7 +221,7 @@ class Evolution:
             spend=functools.partial(self._spend, generation))
         with self._reported_lock:
             self._reported[generation] = (0, 0, 0.0)
-        return self._steps.submit(_run_step, self.operator, context, island), generation
+        return _in_a_thread(_run_step, self.operator, context, island), generation
 
     def _end_step(self, step: _Step, in_flight: dict[Future[Done], Job]) -> str | None:
         """Record what the step proposed (and spent) and submit its evaluation; why the run
@@ -650,6 +648,19 @@ class _Step:
     seconds: float
     proposal: Proposal | None = None
     error: BaseException | None = None
+
+
+def _in_a_thread(fn: Callable[..., _Step], *args: Any) -> Future[_Step]:
+    """Run a step in a daemon thread: on Ctrl-C the run stops without waiting for a step in
+    flight (a model call may take minutes); what it spent is in the lineage already, call by
+    call, and its generation is left for --avo-resume."""
+    future: Future[_Step] = Future()
+
+    def work() -> None:
+        future.set_result(fn(*args))
+
+    threading.Thread(target=work, name="avo-step", daemon=True).start()
+    return future
 
 
 def _run_step(operator: Operator, context: VariationContext, island: int) -> _Step:
