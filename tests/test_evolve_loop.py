@@ -640,3 +640,17 @@ def test_an_evaluation_is_asked_for_its_stress_runs(tmp_path: Path) -> None:
     plain = command(tmp_path / "a.py", EvalSettings("cpu", 2, 5.0, 60.0, 3.0, tmp_path),
                     tmp_path / "r.json", None)
     assert plain[plain.index("--avo-stress") + 1] == "0"
+
+
+def test_folders_a_killed_controller_left_are_swept_and_live_ones_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluate_module.tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / f"avo-eval-{dead}-abc").mkdir()
+    (tmp_path / f"avo-paired-{dead}-def").mkdir()
+    (tmp_path / "avo-ray-123-x").mkdir()  # not a harness process's folder: left alone
+    with evaluate_module.harness_folder("eval") as mine:
+        assert evaluate_module.sweep() == 2
+        assert Path(mine).is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["avo-ray-123-x"]

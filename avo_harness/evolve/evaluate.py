@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
     is given where the evaluation is (``live.py``) about twice a second while it runs."""
     started = time.monotonic()
     limit, budget_cut = limit_s(settings, time_left_s)
-    with tempfile.TemporaryDirectory(prefix="avo-eval-", ignore_cleanup_errors=True) as tmp:
+    with harness_folder("eval") as tmp:
         folder = Path(tmp)
         report_path = folder / "report.json"
         cascade_path = None
@@ -125,6 +126,31 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
                               None, time.monotonic() - started)
         report = json.loads(report_path.read_text())
     return Evaluation(from_report(candidate_entry(report)), report, time.monotonic() - started)
+
+
+def harness_folder(kind: str) -> tempfile.TemporaryDirectory[str]:
+    """The temporary folder of one harness process, named for the controller that owns it
+    (``avo-<kind>-<pid>-...``), so that ``sweep`` can tell what a killed controller left."""
+    return tempfile.TemporaryDirectory(prefix=f"avo-{kind}-{os.getpid()}-",
+                                       ignore_cleanup_errors=True)
+
+
+def sweep() -> int:
+    """Remove the harness folders of controllers no longer alive (``kill -9`` leaves its
+    evaluations' folders behind); how many went."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob("avo-*-*-*"):
+        parts = folder.name.split("-")
+        if not (folder.is_dir() and parts[1] in ("eval", "paired") and parts[2].isdigit()):
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
 
 
 def limit_s(settings: EvalSettings, time_left_s: float | None) -> tuple[float, bool]:

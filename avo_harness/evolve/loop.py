@@ -37,7 +37,7 @@ import pytest
 from ..options import EvolveSettings, read_evolve_settings
 from ..tasks import Task, get_task, is_candidate
 from .cascade import from_lineage
-from .evaluate import EvalSettings, Evaluation, Placement, end_all, settings_from
+from .evaluate import EvalSettings, Evaluation, Placement, end_all, settings_from, sweep
 from .fitness import Fitness, accepts, candidate_entry, commit_bar
 from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDING, Lineage,
                       Record)
@@ -61,6 +61,7 @@ def main(config: pytest.Config) -> int:
     store = settings.store
     eval_settings = settings_from(config)
     task = get_task(settings.task)
+    sweep()  # what an earlier controller killed with kill -9 left in the temporary folder
     with contextlib.ExitStack() as cleanup:
         # The GPUs' lock files, out of every candidate's reach (a sandbox has its own /tmp).
         locks = tempfile.mkdtemp(prefix="avo-locks-")
@@ -85,7 +86,12 @@ def main(config: pytest.Config) -> int:
         evolution = Evolution(task, settings, eval_settings, lineage, run_id, operator,
                               rootdir / "candidates" / task.name, store / "staging", Progress(),
                               executor)
-        evolution.run()
+        try:
+            evolution.run()
+        except KeyboardInterrupt:
+            evolution.progress.line("avo: interrupted (Ctrl-C): what was judged is kept; "
+                                    "--avo-resume evaluates what was in flight")
+            return int(pytest.ExitCode.INTERRUPTED)
     return 1 if evolution.failed else 0
 
 

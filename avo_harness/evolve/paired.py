@@ -27,7 +27,6 @@ import math
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 
-from .evaluate import EvalSettings, Placement, last_line, limit_s, run_in
+from .evaluate import EvalSettings, Placement, harness_folder, last_line, limit_s, run_in
 from .fitness import geomean
 
 STATISTIC = ("g_r = geomean over configurations of t_best/t_candidate per round; estimate = "
@@ -91,7 +90,7 @@ def compare(candidate: Path, best: Path, settings: EvalSettings, rounds: int, *,
         raise ValueError(f"rounds: expected an integer >= 1, got {rounds}")
     started = time.monotonic()
     limit, budget_cut = limit_s(settings, time_left_s)
-    with tempfile.TemporaryDirectory(prefix="avo-paired-", ignore_cleanup_errors=True) as tmp:
+    with harness_folder("paired") as tmp:
         folder = Path(tmp)
         out = folder / "paired.json"
         try:
