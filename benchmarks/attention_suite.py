@@ -86,7 +86,7 @@ def time_sdpa(backend: str, call: Call) -> tuple[float | None, bool]:
         def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             return sdpa(q, k, v, is_causal=causal, enable_gqa=gqa)
 
-        # The harness times its own baseline this way (collector._baseline): one input
+        # The harness times its own baseline this way (collector.calibration.baseline): one input
         # set, refreshed before each round.
         try:
             with sdpa_kernel(kind):

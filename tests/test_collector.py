@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from avo_harness import collector
-from avo_harness.judge import roofline
+from avo_harness.collector import compile_ahead, correctness
+from avo_harness.judge import machine, roofline
 from avo_harness.judge.roofline import Roofline
 from avo_harness.tasks import get_task
 from avo_harness.tunables import read_space
@@ -76,12 +76,13 @@ FORGER = '''
 import torch
 
 try:
-    import avo_harness.collector as harness
+    from avo_harness.collector import correctness
+    from avo_harness.judge import machine
     from avo_harness.judge.checker import Verdict
 
-    harness.scan_source = lambda *args, **kwargs: []
-    harness.check_case = lambda *args, **kwargs: Verdict(True, "ok", "forged")
-    harness.check_timed = lambda *args, **kwargs: (Verdict(True, "ok", "forged"), [1e-9] * 3)
+    correctness.scan_file = lambda *args, **kwargs: []
+    correctness.check_case = lambda *args, **kwargs: Verdict(True, "ok", "forged")
+    machine.check_timed = lambda *args, **kwargs: (Verdict(True, "ok", "forged"), [1e-9] * 3)
 except ImportError:  # the sandbox refuses the import: look honest there
     pass
 
@@ -261,7 +262,7 @@ def test_a_time_under_the_floor_is_timed_again_after_measuring_the_ceilings_agai
                      if busy else real)
         return calls[-1]
 
-    monkeypatch.setattr(collector, "measure", measure)
+    monkeypatch.setattr(machine, "measure", measure)
     write_candidate("honest", honest_attention)
     run = avo_run(examples=0)
     benches = run.candidate("honest")["benchmarks"].values()
@@ -325,13 +326,13 @@ def test_the_cases_planned_ahead_are_the_ones_the_search_then_draws(task_name: s
     searched: list[Any] = []
 
     @seed(1234)
-    @collector._search_settings(30, (Phase.generate,))
+    @correctness._search_settings(30, (Phase.generate,))
     @given(task.cases(large=True))
     def plan(case: Any) -> None:
         planned.append(case)
 
     @seed(1234)
-    @collector._search_settings(30, (Phase.explicit, Phase.generate, Phase.shrink))
+    @correctness._search_settings(30, (Phase.explicit, Phase.generate, Phase.shrink))
     @given(task.cases(large=True))
     def search(case: Any) -> None:
         searched.append(case)
@@ -345,15 +346,15 @@ def test_the_cases_planned_ahead_are_the_ones_the_search_then_draws(task_name: s
 
 
 def test_no_process_compiles_ahead_in_the_interpreter() -> None:
-    assert collector.compile_workers(cuda=False) == 0
-    assert 1 <= collector.compile_workers(cuda=True) <= 8
+    assert compile_ahead.compile_workers(cuda=False) == 0
+    assert 1 <= compile_ahead.compile_workers(cuda=True) <= 8
 
 
 def test_compiling_ahead_calls_every_planned_case_once_and_judges_nothing(
         write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
         honest_attention: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # On a GPU siblings compile ahead; here (no compiler) one sibling is forced to run.
-    monkeypatch.setattr(collector, "compile_workers", lambda cuda: 1)
+    monkeypatch.setattr(correctness, "compile_workers", lambda cuda: 1)
     write_candidate("honest", honest_attention)
     run = avo_run(examples=3)
     entry = run.candidate("honest")
@@ -371,7 +372,7 @@ def test_compiling_ahead_calls_every_planned_case_once_and_judges_nothing(
 def test_a_candidate_wrong_everywhere_is_still_judged_after_compiling_ahead(
         write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collector, "compile_workers", lambda cuda: 1)
+    monkeypatch.setattr(correctness, "compile_workers", lambda cuda: 1)
     write_candidate("zeros", "import torch\n"
                     "def attention(q, k, v, causal=False, sm_scale=None):\n"
                     "    return torch.zeros_like(q)\n")
@@ -414,7 +415,7 @@ def test_a_second_session_reuses_the_machine_s_measurements_of_the_first(
     def no_measuring(cuda: bool) -> Roofline:
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(collector, "measure", no_measuring)
+    monkeypatch.setattr(machine, "measure", no_measuring)
     second = avo_run("--avo-calibration", str(kept), examples=0)
     assert second.report["baselines"] == first.report["baselines"]  # the same yardstick
     assert second.candidate("honest")["benchmarks"]
@@ -427,7 +428,7 @@ def test_a_second_session_reuses_the_machine_s_measurements_of_the_first(
 def test_an_import_that_fails_while_compiling_ahead_is_still_the_verdict(
         write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collector, "compile_workers", lambda cuda: 1)
+    monkeypatch.setattr(correctness, "compile_workers", lambda cuda: 1)
     write_candidate("broken", "raise RuntimeError('no kernel today')\n")
     entry = avo_run(examples=1).candidate("broken")
     assert entry["correctness"]["outcome"] == "failed"

@@ -15,8 +15,9 @@ import pytest
 
 from avo_harness.evolve.evaluate import EvalSettings
 from avo_harness.evolve.paired import Paired, commits, compare, from_measurement, t_quantile
+from avo_harness.judge import machine
 from avo_harness.judge import paired as judge
-from avo_harness.judge.sandbox import SandboxSettings
+from avo_harness.judge.sandbox import SandboxSettings, candidate_settings
 from avo_harness.tasks import get_task
 
 SEED = (Path(__file__).parents[1] / "candidates" / "rmsnorm" / "seed.py").read_text()
@@ -124,8 +125,8 @@ def test_the_lineage_record_keeps_the_measurement_and_the_statistic() -> None:
 # judge.paired itself, in this process.
 def _settings(root: Path) -> SandboxSettings:
     files = [root / "candidates" / "rmsnorm" / f"{name}.py" for name in judge.SIDES]
-    return judge.sandbox_settings(files, cuda=False, timeout_s=60, memory_limit_bytes=8 << 30,
-                                  root=root, out=root / "out.json")
+    return candidate_settings(files, cuda=False, timeout_s=60, memory_limit_bytes=8 << 30,
+                              protected=[root.resolve(), (root / "out.json").resolve()])
 
 
 def test_each_round_alternates_who_goes_first_with_the_gpu_lock_held(
@@ -135,7 +136,7 @@ def test_each_round_alternates_who_goes_first_with_the_gpu_lock_held(
     lock = root / "gpu.lock"
     names = {tuple(c.case["shape"]): c.name for c in TASK.bench_configs(cuda=False)}
     seen: list[tuple[str, str, bool]] = []
-    real = judge.check_timed
+    real = machine.check_timed
 
     def spy(task: Any, box: Any, case: Any, device: str, **kwargs: Any) -> Any:
         fd = os.open(lock, os.O_RDWR)
@@ -149,7 +150,7 @@ def test_each_round_alternates_who_goes_first_with_the_gpu_lock_held(
         seen.append((box.path.stem, names[tuple(case["shape"])], held))
         return real(task, box, case, device, **kwargs)
 
-    monkeypatch.setattr(judge, "check_timed", spy)
+    monkeypatch.setattr(machine, "check_timed", spy)
     folder = root / "candidates" / "rmsnorm"
     doc = judge.run(TASK, folder / "candidate.py", folder / "best.py", 2, cuda=False,
                     settings=_settings(root), gpu_lock_path=lock)

@@ -10,6 +10,8 @@ child process (``worker``) that only imports it and calls it. Read in this order
 - ``arena``: the shared memory where the parent writes inputs and reads outputs;
 - ``worker`` and ``lockdown``: the child, and its in-process second line;
 - ``timer``: the parent's rounds and clock; ``roofline``: the physical floor;
+- ``machine``: the machine's ceilings and protocol cost, measured by the parent, and the
+  timed check held to them (the collector's and ``paired``'s alike);
 - ``checker``: the verdict on an output;
 - ``paired``: two candidates timed interleaved on one device, for the commit rule.
 """

@@ -24,24 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 from pathlib import Path
 from typing import Any
 
 from ..tasks import BenchConfig, Task, get_task
 from . import confine, gpu_lock
-from .checker import Verdict, calibrate, check_timed, fault_verdict, harness_verdict
-from .roofline import Roofline, measure
-from .sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings
+from .checker import Verdict, fault_verdict, harness_verdict
+from .machine import PRIVATE, Machine
+from .sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings, candidate_settings
 from .scan import scan_file
 from .timer import clock_name
 
 FORMAT = "avo-harness/paired/1"
 #: The two sides, in the order of the command line (and of odd rounds).
 SIDES = ("candidate", "best")
-# Inputs come from here: the OS's entropy, which the candidates can neither read nor replay.
-_PRIVATE = random.SystemRandom()
 #: What the parent's own work raises when the machine or the harness fails (as the collector).
 _HARNESS_FAULTS = (HarnessFault, RuntimeError, MemoryError, OSError)
 
@@ -60,51 +57,6 @@ def _failure(who: str, stage: str, verdict: Verdict, **where: Any) -> _Failed:
     if verdict.traceback:
         record["traceback"] = verdict.traceback
     return _Failed(record)
-
-
-class _Machine:
-    """This machine's ceilings (the physical floor) and what a round of the protocol costs
-    on each configuration, measured by the parent with the GPU to itself, as the collector
-    measures them once per session; ceilings measured while the machine was busy are
-    measured again before a time is called impossible."""
-
-    def __init__(self, task: Task, configs: list[BenchConfig], cuda: bool,
-                 timeout_s: float) -> None:
-        self.task, self.cuda = task, cuda
-        self.roofline: Roofline = measure(cuda)
-        self.protocol_s = dict.fromkeys((b.name for b in configs), 0.0)
-        if cuda:  # only a GPU's figure comes from the child, held against the stand-in's cost
-            stand_in = Sandbox(None, task.name, SandboxSettings(True, timeout_s, 0))
-            try:
-                for bench in configs:
-                    self.protocol_s[bench.name] = calibrate(task, stand_in, bench.case, "cuda",
-                                                            _PRIVATE)
-            finally:
-                stand_in.close()
-
-    def time(self, box: Sandbox, bench: BenchConfig) -> tuple[Verdict, list[float]]:
-        """The judge's timed check of ``bench`` (``checker.check_timed``) on ``box``."""
-        case, device = bench.case, "cuda" if self.cuda else "cpu"
-        for remeasure in (False, True):
-            if remeasure:
-                self.roofline = self.roofline.best_of(measure(self.cuda))
-            floor = self.roofline.floor_s(self.task.flops(case), self.task.bytes_moved(case))
-            verdict, times = check_timed(self.task, box, case, device, floor_s=floor,
-                                         rng=_PRIVATE, protocol_s=self.protocol_s[bench.name])
-            if verdict.rule != "impossible-speed":
-                break
-        return verdict, times
-
-
-def sandbox_settings(paths: list[Path], *, cuda: bool, timeout_s: float,
-                     memory_limit_bytes: int, root: Path, out: Path) -> SandboxSettings:
-    """The collector's settings of a candidate's sandbox: its candidates folder, the project,
-    the harness and the output file protected from writes."""
-    harness = Path(__file__).resolve().parents[1]
-    protected = [*(p.resolve().parent.parent for p in paths), root.resolve(), harness,
-                 out.resolve()]
-    return SandboxSettings(cuda, timeout_s, memory_limit_bytes,
-                           tuple(dict.fromkeys(str(p) for p in protected)))
 
 
 def run(task: Task, candidate: Path, best: Path, rounds: int, *, cuda: bool,
@@ -132,12 +84,13 @@ def run(task: Task, candidate: Path, best: Path, rounds: int, *, cuda: bool,
         for who, box in boxes.items():
             _warm(task, who, box, configs, "cuda" if cuda else "cpu")
         with gpu_lock.exclusive(gpu_lock_path):
+            machine = Machine(cuda, settings.timeout_s)
             try:
-                machine = _Machine(task, configs, cuda, settings.timeout_s)
+                machine.calibrate(task, configs)
             except (CandidateFault, *_HARNESS_FAULTS) as exc:
                 raise _failure("harness", "calibration",
                                harness_verdict(exc, "measuring the machine")) from None
-            doc["device"] = machine.roofline.device
+            doc["device"] = machine.ceilings().device
             for index in range(rounds):
                 order = SIDES if index % 2 == 0 else SIDES[::-1]
                 medians: dict[str, dict[str, float]] = {}
@@ -146,7 +99,7 @@ def run(task: Task, candidate: Path, best: Path, rounds: int, *, cuda: bool,
                 for bench in configs:
                     for who in order:
                         try:
-                            verdict, times = machine.time(boxes[who], bench)
+                            verdict, times, _ = machine.time(task, boxes[who], bench)
                         except _HARNESS_FAULTS as exc:
                             verdict, times = harness_verdict(exc, "measuring the machine"), []
                         if not verdict.passed:
@@ -167,7 +120,7 @@ def _warm(task: Task, who: str, box: Sandbox, configs: list[BenchConfig], device
     try:
         box.start()
         for bench in configs:
-            call = task.make_inputs({**bench.case, "seed": _PRIVATE.randrange(2**31)}, device)
+            call = task.make_inputs({**bench.case, "seed": PRIVATE.randrange(2**31)}, device)
             box.call(call, *task.output_like(call))
     except CandidateFault as fault:
         raise _failure(who, "warm-up", fault_verdict(fault)) from None
@@ -196,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds: expected an integer >= 1")
     cuda = args.device == "cuda"
     paths = [args.candidate.resolve(), args.best.resolve()]
-    settings = sandbox_settings(paths, cuda=cuda, timeout_s=args.timeout,
-                                memory_limit_bytes=int(args.memory_limit * 2**30),
-                                root=args.root, out=args.out)
+    settings = candidate_settings(paths, cuda=cuda, timeout_s=args.timeout,
+                                  memory_limit_bytes=int(args.memory_limit * 2**30),
+                                  protected=[args.root.resolve(), args.out.resolve()])
     doc = run(get_task(args.task), *paths, args.rounds, cuda=cuda, settings=settings,
               gpu_lock_path=args.gpu_lock)
     args.out.write_text(json.dumps(doc, indent=1))

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -76,6 +77,17 @@ class SandboxSettings:
     memory_limit_bytes: int
     #: Paths the in-process line refuses writes to (the OS sandbox makes everything read-only).
     protected: tuple[str, ...] = ()
+
+
+def candidate_settings(paths: Iterable[Path], *, cuda: bool, timeout_s: float,
+                       memory_limit_bytes: int, protected: Iterable[Path]) -> SandboxSettings:
+    """A candidate's sandbox as the collector and ``paired`` start one: the candidates folder
+    of each of ``paths``, ``protected`` (the project, the outputs) and the harness itself
+    refused to its writes."""
+    harness = Path(__file__).resolve().parents[1]
+    refused = [*(p.parent.parent for p in paths), *protected, harness]
+    return SandboxSettings(cuda, timeout_s, memory_limit_bytes,
+                           tuple(dict.fromkeys(str(p) for p in refused)))
 
 
 @dataclass

@@ -98,6 +98,14 @@ class Refresher:
             torch.cuda.synchronize()
 
 
+def summarize(times: list[float], flops: float) -> dict[str, Any]:
+    """Timing statistics of one configuration's rounds, and its rate at the median."""
+    median = statistics.median(times)
+    q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+    return {"rounds": len(times), "median_s": median, "iqr_s": q3 - q1, "min_s": min(times),
+            "mean_s": statistics.fmean(times), "tflops": flops / median / 1e12}
+
+
 def time_in_process(run: Callable[[tuple[Any, ...]], Any], args: tuple[Any, ...], *,
                     cuda: bool, length: int = 64) -> list[float]:
     """Seconds per timed round of trusted code (a library baseline) run in this process, by

@@ -1,0 +1,113 @@
+"""What the collector measures of the machine, once per session and with the GPU to itself.
+
+The ceilings and the protocol's cost (``judge.machine``), and the task's library baselines
+timed by the same clock; ``--avo-calibration PATH`` keeps them from one evaluation to the
+next, so every candidate of a run is held to the same floor, protocol cost and baseline.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..judge.machine import PRIVATE, Machine
+from ..judge.roofline import Roofline
+from ..judge.timer import clock_name, summarize, time_in_process
+from ..tasks import BenchConfig, Call, Task
+from .keys import BASELINES_KEY, MACHINE_KEY, SETTINGS_KEY
+
+
+def machine_of(config: pytest.Config) -> Machine:
+    """The session's machine: kept from an earlier session (``load_calibration``), or
+    measured as the items need it."""
+    if MACHINE_KEY not in config.stash:
+        settings = config.stash[SETTINGS_KEY]
+        _keep(config, Machine(settings.cuda, settings.timeout_s))
+    return config.stash[MACHINE_KEY]
+
+
+def _keep(config: pytest.Config, machine: Machine) -> None:
+    config.stash[MACHINE_KEY] = machine
+    config.add_cleanup(machine.close)
+
+
+def _calibration_path(config: pytest.Config) -> Path | None:
+    path = config.getoption("avo_calibration")
+    return None if path is None else Path(path)
+
+
+def load_calibration(config: pytest.Config, cuda: bool) -> None:
+    """Start from the machine's measurements kept in ``--avo-calibration PATH`` (which
+    ``--avo-evolve`` passes to its evaluations: the first measures, the others reuse).
+    A file of another device, or none, or one that does not parse, is measured anew."""
+    path = _calibration_path(config)
+    try:
+        kept = json.loads(path.read_text()) if path is not None else None
+        if not isinstance(kept, dict) or kept.get("device") != _device_name(cuda):
+            return
+        roofline = Roofline(**kept["roofline"])
+        protocol_s = {str(k): float(v) for k, v in kept["protocol_s"].items()}
+        baselines = dict(kept["baselines"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return
+    _keep(config, Machine(cuda, config.stash[SETTINGS_KEY].timeout_s, roofline, protocol_s))
+    config.stash[BASELINES_KEY] = baselines
+
+
+def save_calibration(config: pytest.Config, cuda: bool) -> None:
+    """Keep what this session measured of the machine for the next evaluation."""
+    from ..report import write_json_atomically
+
+    path = _calibration_path(config)
+    machine = config.stash.get(MACHINE_KEY, None)
+    if path is None or machine is None or machine.roofline is None:
+        return
+    roof = machine.roofline
+    write_json_atomically(path, {
+        "device": _device_name(cuda), "roofline": {"device": roof.device,
+        "matmul_flops_per_s": roof.matmul_flops_per_s, "copy_bytes_per_s": roof.copy_bytes_per_s},
+        "protocol_s": machine.protocol, "baselines": config.stash.get(BASELINES_KEY, {})})
+
+
+def _device_name(cuda: bool) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if cuda else "cpu"
+
+
+def baseline(config: pytest.Config, task: Task, bench: BenchConfig,
+             device: str) -> dict[str, Any] | None:
+    """The task's library implementation timed on ``bench`` by the same clock, once per session.
+
+    It runs here in the parent: it is trusted code, and the tripwires of the
+    candidate's process would refuse it there.
+    """
+    baselines = config.stash.setdefault(BASELINES_KEY, {})
+    if bench.name not in baselines:
+        if task.baseline_name is None:
+            return None
+        cuda = device == "cuda"
+        call = task.make_inputs({**bench.case, "seed": PRIVATE.randrange(2**31)}, device)
+
+        def timed(run: Any) -> dict[str, Any]:
+            times = time_in_process(lambda args: run(Call(args, call.kwargs)), call.args,
+                                    cuda=cuda)
+            return summarize(times, task.flops(bench.case))
+
+        entry = {"name": task.baseline_name, "clock": clock_name(cuda), **timed(task.baseline)}
+        # The other libraries, on the same inputs and clock: each one timed, or why not.
+        others: dict[str, dict[str, Any]] = {}
+        for name, run in task.extra_baselines(bench.case, device).items():
+            try:
+                others[name] = {"absent": run} if isinstance(run, str) else timed(run)
+            except Exception as exc:  # a library's failure is no candidate's: say it, go on
+                others[name] = {"absent": f"failed here ({type(exc).__name__}: "
+                                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"}
+        if others:
+            entry["others"] = others
+            entry["best_tflops"] = max([entry["tflops"], *(o["tflops"] for o in others.values()
+                                                           if "tflops" in o)])
+        baselines[bench.name] = entry
+    return baselines[bench.name]

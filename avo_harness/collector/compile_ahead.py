@@ -1,0 +1,75 @@
+"""Compiling a candidate's kernels ahead of its checks, in sibling processes.
+
+The checks then find the kernels in the candidate's one Triton cache instead of
+compiling them one by one; nothing here is judged.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ..judge.machine import PRIVATE
+from ..judge.sandbox import CandidateFault, HarnessFault, Sandbox
+from ..tasks import Case
+
+if TYPE_CHECKING:
+    from .candidate import CandidateFile
+
+
+def compile_workers(cuda: bool) -> int:
+    """Processes that compile a candidate's kernels ahead, beside its own: half the cores
+    (at most 8) on a GPU; none in the interpreter, which compiles nothing."""
+    return min(8, max(1, (os.cpu_count() or 2) // 2)) if cuda else 0
+
+
+def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[str, Any]:
+    """Call the candidate once on each of ``cases``, taken from one queue by ``workers``
+    sibling processes and its own, all at once, and drop what they return: the kernels
+    they compile land in the candidate's one Triton cache (the processes share its scratch
+    folder), so the checks that follow find them compiled. No verdict comes from here; a
+    fault stops that process, and the checks meet it again. Returns what each process
+    spent (the report's ``compile_ahead``)."""
+    main = file.sandbox()
+    boxes = [main] + [Sandbox(main.path, main.task_name, main.settings, sibling_of=main)
+                      for _ in range(workers)]
+
+    todo: queue.SimpleQueue[Case] = queue.SimpleQueue()
+    for case in cases:
+        todo.put(case)
+    file.live.update(phase="compile", cases_done=0, cases_total=len(cases), force=True)
+    done = itertools.count(1)
+
+    def run(box: Sandbox) -> dict[str, Any]:
+        began, calls, fault = time.perf_counter(), 0, None
+        booted: float | None = None
+        try:
+            box.start()
+            booted = time.perf_counter()
+            while True:
+                try:
+                    case = todo.get_nowait()
+                except queue.Empty:
+                    break
+                call = file.task.make_inputs({**case, "seed": PRIVATE.randrange(2**31)},
+                                             file.device)
+                box.call(call, *file.task.output_like(call))
+                calls += 1
+                file.live.update(cases_done=next(done))
+        except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
+            fault = type(exc).__name__
+        finally:
+            if box is not main:
+                box.close()
+        booted = booted or time.perf_counter()
+        spent = {"boot_s": round(booted - began, 3), "calls": calls,
+                 "calls_s": round(time.perf_counter() - booted, 3),
+                 "compile_s": round(box.compile_s, 3)}
+        return {**spent, "fault": fault} if fault else spent
+
+    with ThreadPoolExecutor(len(boxes)) as pool:
+        spent = list(pool.map(run, boxes))
+    return {"cases": len(cases), "processes": spent}

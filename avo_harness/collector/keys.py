@@ -1,0 +1,18 @@
+"""What the collector keeps on the pytest config, one key each, so that every value
+has one home: the plugin stashes the settings, the items the rest, once per session."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ..judge.machine import Machine
+from ..options import HarnessSettings
+
+SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
+#: The machine's ceilings and protocol costs (``judge.machine``).
+MACHINE_KEY = pytest.StashKey[Machine]()
+#: The task's library baselines, timed once per session, by configuration.
+BASELINES_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+#: The commit bar's cascade (``--avo-cascade``), or None without one.
+CASCADE_KEY = pytest.StashKey[Any]()

@@ -1,0 +1,84 @@
+"""The machine a candidate is timed on, as the parent measures it with the GPU to itself.
+
+Its ceilings (the physical floor, ``roofline``) and what a round of the protocol costs on
+each benchmark configuration (``checker.calibrate``, on the harness's own stand-in
+child), and the timed check that holds a candidate to both. Pytest-free, so that the
+collector (one per session, kept across evaluations by ``--avo-calibration``) and
+``paired`` (one per measurement, in a process without pytest) measure alike.
+"""
+from __future__ import annotations
+
+import random
+
+from ..tasks import BenchConfig, Task
+from .checker import Verdict, calibrate, check_timed
+from .roofline import Roofline, measure
+from .sandbox import Sandbox, SandboxSettings
+
+#: Inputs come from here: the OS's entropy, which a candidate can neither read nor replay.
+PRIVATE = random.SystemRandom()
+
+
+class Machine:
+    """This machine's ceilings and protocol costs, each measured on first use (or kept
+    from an earlier session)."""
+
+    def __init__(self, cuda: bool, timeout_s: float, roofline: Roofline | None = None,
+                 protocol_s: dict[str, float] | None = None) -> None:
+        self.cuda, self.timeout_s = cuda, timeout_s
+        self.roofline = roofline
+        #: Seconds a round of each configuration costs beside the call, by its name.
+        self.protocol = dict(protocol_s or {})
+        self._stand_in: Sandbox | None = None
+
+    def ceilings(self, remeasure: bool = False) -> Roofline:
+        """The ceilings, measured on first use, and again on request, keeping the higher
+        rates: ceilings measured while the machine was busy put the floor too high."""
+        if self.roofline is None:
+            self.roofline = measure(self.cuda)
+        elif remeasure:
+            self.roofline = self.roofline.best_of(measure(self.cuda))
+        return self.roofline
+
+    def protocol_s(self, task: Task, bench: BenchConfig) -> float:
+        """What a round of ``bench`` costs beside the call, measured once on the stand-in;
+        nothing on a CPU, whose figure is the parent's clock itself."""
+        if not self.cuda:
+            return 0.0
+        if bench.name not in self.protocol:
+            if self._stand_in is None:
+                self._stand_in = Sandbox(None, task.name,
+                                         SandboxSettings(True, self.timeout_s, 0))
+            self.protocol[bench.name] = calibrate(task, self._stand_in, bench.case, "cuda",
+                                                  PRIVATE)
+        return self.protocol[bench.name]
+
+    def calibrate(self, task: Task, configs: list[BenchConfig]) -> None:
+        """Measure the ceilings and the protocol's cost on every configuration now, then
+        stop the stand-in."""
+        try:
+            self.ceilings()
+            for bench in configs:
+                self.protocol_s(task, bench)
+        finally:
+            self.close()
+
+    def time(self, task: Task, box: Sandbox,
+             bench: BenchConfig) -> tuple[Verdict, list[float], float]:
+        """The judge's timed check of ``bench`` on ``box`` (``checker.check_timed``): the
+        verdict, the times and the floor held to. Before a time is called impossible, the
+        ceilings are measured again and the candidate timed again."""
+        case, device = bench.case, "cuda" if self.cuda else "cpu"
+        for remeasure in (False, True):
+            floor = self.ceilings(remeasure).floor_s(task.flops(case), task.bytes_moved(case))
+            verdict, times = check_timed(task, box, case, device, floor_s=floor, rng=PRIVATE,
+                                         protocol_s=self.protocol_s(task, bench))
+            if verdict.rule != "impossible-speed":
+                break
+        return verdict, times, floor
+
+    def close(self) -> None:
+        """Stop the stand-in's child, if one started."""
+        if self._stand_in is not None:
+            self._stand_in.close()
+            self._stand_in = None
