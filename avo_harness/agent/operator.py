@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pytest
 
 from ..evolve.evaluate import EvalSettings, settings_from
-from ..evolve.lineage import Lineage, Record
+from ..evolve.lineage import Lineage, Record, best_committed
 from ..evolve.operators import (
     Event,
     NoCandidate,
@@ -42,7 +42,6 @@ from .session import Declined, Session
 from .settings import AgentSettings, read_agent_settings
 from .supervisor import Supervisor
 from .tools import Submission, Workspace
-from .views import best_committed
 
 
 def build(config: pytest.Config) -> AgentOperator:

@@ -10,11 +10,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..evolve.lineage import Record
+from ..evolve.lineage import Record, best_committed
 from ..tasks import Task
 from .budget import Limits
 from .knowledge import Knowledge
-from .views import best_committed
 
 SYSTEM = """\
 You are the variation operator of an evolutionary search over GPU kernels (AVO, agentic \

@@ -14,12 +14,11 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from ..evolve.lineage import Record
+from ..evolve.lineage import Record, best_committed
 from ..evolve.operators import Event
 from .budget import Meter
 from .client import MessagesClient
 from .prompts import SUPERVISOR, trajectory
-from .views import best_committed
 
 _SAME_RATIONALE = 0.6
 _SAME_CHANGE = 0.8

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..evolve.evaluate import EvalSettings, Evaluation, evaluate
-from ..evolve.lineage import Record, source_hash
+from ..evolve.lineage import Record, best_committed, source_hash
 from ..judge.scan import scan_source
 from ..tasks import Case, Task
 from .bench import (ASM_CHARS, MAX_ASM_CHARS, MAX_CASE_BYTES, Bench, BenchError, case_text,
                     compile_text, profile_text, profile_unavailable, time_text)
 from .knowledge import Knowledge
-from .views import best_committed, candidate_text, lineage_text, report_text
+from .views import candidate_text, lineage_text, report_text
 
 #: A helper module's file name: beside the candidate, never collected as one.
 HELPER = re.compile(r"_[a-z][a-z0-9_]{0,40}\.py")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..collector import format_failure
 from ..evolve.fitness import from_report
-from ..evolve.lineage import Record
+from ..evolve.lineage import Record, best_committed
 
 _FAILURE_LINES = 40
 
@@ -19,11 +19,6 @@ _FAILURE_LINES = 40
 def _clock(record: Record | None) -> str | None:
     report = record.report if record is not None else None
     return ((report or {}).get("environment") or {}).get("clock")
-
-
-def best_committed(records: list[Record]) -> Record | None:
-    scored = [r for r in records if r.committed and r.geomean]
-    return max(scored, key=lambda r: r.geomean or 0.0) if scored else None
 
 
 def status(record: Record) -> str:

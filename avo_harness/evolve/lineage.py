@@ -144,6 +144,13 @@ class Record:
         return "committed" if self.committed else self.status
 
 
+def best_committed(records: list[Record]) -> Record | None:
+    """The committed record of the highest geomean among ``records`` (the commit rule's
+    reference, and every view's "best")."""
+    scored = [r for r in records if r.committed and r.geomean]
+    return max(scored, key=lambda r: r.geomean or 0.0) if scored else None
+
+
 class LineageError(Exception):
     """The store cannot be opened as one; it is left as it is."""
 

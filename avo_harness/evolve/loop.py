@@ -40,7 +40,7 @@ from .cascade import from_lineage
 from .evaluate import EvalSettings, Evaluation, Placement, end_all, settings_from, sweep
 from .fitness import Fitness, accepts, candidate_entry, commit_bar
 from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDING, Lineage,
-                      Record)
+                      Record, best_committed)
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
                         Proposal, StepAborted, VariationContext, available)
 from .progress import Progress
@@ -506,17 +506,15 @@ class Evolution:
     def _best(self, island: int | None = None) -> float | None:
         """The best committed geomean of the run, or of one island (the commit bar's
         reference for its candidates)."""
+        best = self._best_record(island)
+        return best.geomean if best is not None else None
+
+    def _best_record(self, island: int | None = None) -> Record | None:
+        """The run's (or the island's) best committed record: also the paired timing's
+        rival."""
         records = (self.lineage.records(self.run_id) if island is None
                    else self._island_view(island))
-        scores = [r.geomean for r in records
-                  if r.run_id == self.run_id and r.committed and r.geomean]
-        return max(scores) if scores else None
-
-    def _best_record(self, island: int) -> Record | None:
-        """The island's committed record of the best geomean (the paired timing's rival)."""
-        committed = [r for r in self._island_view(island)
-                     if r.run_id == self.run_id and r.committed and r.geomean]
-        return max(committed, key=lambda r: r.geomean or 0.0) if committed else None
+        return best_committed([r for r in records if r.run_id == self.run_id])
 
     def _migrate(self) -> None:
         """Every ``--avo-migration`` evaluations, the run's best committed candidate joins
