@@ -4,7 +4,10 @@ and the kernels a profile asks for."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,30 +16,42 @@ from avo_harness.agent.bench import error_map_text, jit_names, ncu_rows, profile
 from avo_harness.agent.workbench import kernels_in
 
 
+_COMPILE = """
+import os, sys
+os.environ["TRITON_CACHE_DIR"] = sys.argv[1]
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+
+@triton.jit
+def scaled_sum(x, y, o, n, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    a = tl.load(x + i, mask=i < n)
+    b = tl.load(y + i, mask=i < n)
+    tl.store(o + i, a * b + tl.sum(a, 0) * b, mask=i < n)
+
+
+signature = {"x": "*fp32", "y": "*fp32", "o": "*fp32", "n": "i32", "BLOCK": "constexpr"}
+for options in ({"num_warps": 4}, {"num_warps": 1, "maxnreg": 32}):
+    triton.compile(ASTSource(scaled_sum, signature, {"BLOCK": 2048}),
+                   target=GPUTarget("cuda", 90, 32), options=options)
+"""
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Triton cache holding one kernel compiled twice for sm90: as Triton picks, and held
     to 32 registers (so that it spills)."""
-    import triton
-    import triton.language as tl
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     folder = tmp_path_factory.mktemp("triton")
-
-    @triton.jit
-    def scaled_sum(x, y, o, n, BLOCK: tl.constexpr):
-        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        a = tl.load(x + i, mask=i < n)
-        b = tl.load(y + i, mask=i < n)
-        tl.store(o + i, a * b + tl.sum(a, 0) * b, mask=i < n)
-
-    signature = {"x": "*fp32", "y": "*fp32", "o": "*fp32", "n": "i32", "BLOCK": "constexpr"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRITON_CACHE_DIR", str(folder))
-        for options in ({"num_warps": 4}, {"num_warps": 1, "maxnreg": 32}):
-            triton.compile(ASTSource(scaled_sum, signature, {"BLOCK": 2048}),
-                           target=GPUTarget("cuda", 90, 32), options=options)
+    # In a process of its own: where this session runs candidates in Triton's interpreter
+    # (TRITON_INTERPRET=1 is set before triton is imported), nothing compiles for real.
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = tmp_path_factory.mktemp("compile") / "compile.py"  # triton.jit reads the source
+    script.write_text(_COMPILE)
+    subprocess.run([sys.executable, str(script), str(folder)], env=env, check=True,
+                   timeout=300)
     return folder
 
 
