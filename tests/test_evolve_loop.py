@@ -323,6 +323,41 @@ def test_what_an_evaluation_does_to_candidates_is_undone(
     assert sorted(p.name for p in folder.iterdir()) == ["evo_r1_g002.py", "other.py", "seed.py"]
 
 
+class _Prefixed:
+    """Proposes the committed seed's source with a comment, as a built-in mutation does: a
+    source and nothing else."""
+
+    name = "prefixed"
+
+    def propose(self, context: VariationContext) -> Proposal:
+        parent = context.committed()[0]
+        return Proposal(f"# generation {context.generation}\n{parent.source}", [parent.id],
+                        "prefixed")
+
+
+def test_a_mutation_of_a_seed_is_staged_with_the_seeds_helpers_and_they_are_guarded(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    helper = CHUNKED.replace("TUNABLES = {", "_UNUSED = {").replace("CONSTRAINTS", "_C")
+    root = _project(tmp_path, seed="from _chunked import attention  # noqa: F401\n"
+                    "TUNABLES = {}\n", _chunked=helper)
+    folder = root / "candidates" / "attention"
+    beside: list[str | None] = []
+
+    def staged(path: Path) -> Fitness:
+        helper_file = path.parent / "_chunked.py"
+        beside.append(helper_file.read_text() if helper_file.exists() else None)
+        (folder / "_chunked.py").write_text("hijacked = True\n")
+        return PASSING
+
+    _script(monkeypatch, {"evo_r1_g001": staged})
+    evolution, out = _evolution(root, lineage, 1, operator=_Prefixed())
+    evolution.run()
+    assert beside == [helper]
+    assert ("restored candidates/attention/_chunked.py: its contents changed during the "
+            "evaluation of evo_r1_g001") in out.getvalue()
+    assert (folder / "_chunked.py").read_text() == helper
+
+
 def test_a_candidate_that_rewrites_its_own_file_is_failed_for_tampering(
         tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _project(tmp_path, seed=CHUNKED, rewrites=CHUNKED + "\n")

@@ -385,10 +385,17 @@ class Evolution:
                 return path
         else:
             path = self.staging / f"{record.name}.py"
-            for name, text in self._helpers(record).items():
+            # What its parents import beside them (a seed's helpers, a committed one's), then
+            # the helpers it came with: a built-in operator's mutation comes with none.
+            for name, text in (self._beside() | self._helpers(record)).items():
                 _write_atomically(path.parent / name, text)
         _write_atomically(path, record.source)
         return path
+
+    def _beside(self) -> dict[str, str]:
+        """The helper modules in candidates/<task>/ now, by name."""
+        return {p.name: p.read_text() for p in sorted(self.candidates_dir.glob("_*.py"))
+                if _HELPER.fullmatch(p.name) and p.is_file()}
 
     def _helpers(self, record: Record) -> dict[str, str]:
         """The helper modules (``_*.py``) a proposal came with: its generation's ``helpers``
@@ -444,6 +451,9 @@ class Evolution:
         # The latest committed record of a name wins (a seed may be committed by every run).
         latest = {self.candidates_dir / f"{r.name}.py": r
                   for r in self.lineage.records(task=self.task.name) if r.committed}
+        for name in self._beside():  # the seeds' helpers: guarded as their modules are
+            self.committed_files[self.candidates_dir / name] = (
+                self.candidates_dir / name).read_bytes()
         for record in [r for r in latest.values() if r.operator != "seed"]:
             for name, text in self._helpers(record).items():  # as the module needs them
                 if not (self.candidates_dir / name).exists():
