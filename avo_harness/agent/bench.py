@@ -27,7 +27,7 @@ from typing import Any
 
 import avo_harness
 
-from ..evolve.evaluate import EvalSettings, start
+from ..evolve.evaluate import EvalSettings, Placement, start
 from ..tasks import Case, Task
 from .views import floor_text
 
@@ -58,6 +58,9 @@ ASM_CHARS, MAX_ASM_CHARS = 4_000, 40_000
 _MAP_ROWS, _MAP_COLS = 16, 16
 
 
+_NO_ANSWER = "the workbench process ended without an answer: "
+
+
 class BenchError(Exception):
     """The request could not be answered; the message is one line for the model."""
 
@@ -68,6 +71,10 @@ class Bench:
     settings: EvalSettings
     #: The step's own folder: the machine's ceilings measured once are kept there.
     folder: Path
+    #: The GPU the workbench runs on and its lock (``evolve.evaluate.Placement``, a slot's):
+    #: what it times or profiles, it does holding the lock the evaluations on that GPU
+    #: hold while they time.
+    placement: Placement = Placement()
 
     @property
     def cuda(self) -> bool:
@@ -86,32 +93,50 @@ class Bench:
         return self._run({"op": "compile", "case": case, "asm": asm, "asm_chars": chars},
                          {"attempt": files}, limit_s)
 
-    def profile(self, files: dict[str, str], case: Case, limit_s: float) -> list[dict[str, str]]:
+    def profile(self, files: dict[str, str], case: Case, limit_s: float
+                ) -> tuple[list[dict[str, str]], float]:
         """Nsight Compute's metrics of the attempt's kernels on ``case``, one dict per
-        kernel launch profiled (metric name to value as ncu prints it)."""
+        kernel launch profiled (metric name to value as ncu prints it), and the seconds
+        waited for the GPU's lock. The attempt runs once outside the profiler first (in the
+        same scratch folder and Triton cache), so that nothing is compiled under ncu."""
         tool = ncu()
         assert tool is not None and self.cuda, profile_unavailable(self.cuda)
         names = jit_names(files.values())
         with tempfile.TemporaryDirectory(prefix="avo-ncu-") as tmp:
             report = Path(tmp) / "profile"
-            wrap = [tool, "--target-processes", "all", "--metrics", ",".join(NCU_METRICS),
+            # The clocks as the judge times them (METHOD: ncu's default locks them to base).
+            wrap = [tool, "--target-processes", "all", "--clock-control", "none",
+                    "--metrics", ",".join(NCU_METRICS),
                     "--launch-count", "64", "--export", str(report), "--force-overwrite",
                     *(["--kernel-name", f"regex:^({'|'.join(names)})$"] if names else [])]
-            answer = self._run({"op": "profile", "case": case}, {"attempt": files}, limit_s,
-                               wrap=wrap)
+            try:
+                answer = self._run({"op": "profile", "case": case}, {"attempt": files},
+                                   limit_s, wrap=wrap)
+            except BenchError as exc:
+                text = str(exc)
+                if text.startswith(_NO_ANSWER):  # ncu, or the process under it, failed
+                    text = (f"ncu's run ended without an answer ({text[len(_NO_ANSWER):]}); "
+                            "compile_info, run_case and time_config still answer")
+                raise BenchError(f"profile: {text}") from None
+            messages = answer["messages"][:300] or "no message from ncu"
             if "fault" in answer:
                 raise BenchError(f"profile: the attempt failed on this input ({answer['fault']}); "
                                  "run_case says where")
+            if "profiled_fault" in answer:
+                raise BenchError("profile: the attempt ran outside the profiler but failed "
+                                 f"under Nsight Compute ({answer['profiled_fault'][:240]}; "
+                                 f"{messages}); compile_info, run_case and time_config still "
+                                 "answer")
             rep = report.with_suffix(".ncu-rep")
             if not rep.exists():
-                raise BenchError(f"profile: ncu wrote no report: {answer['messages'][:300]}")
+                raise BenchError(f"profile: ncu wrote no report ({messages})")
             csv_text = _limited([tool, "--import", str(rep), "--csv", "--page", "raw"], 120,
                                 cwd=Path(tmp), env=dict(os.environ)).decode(errors="replace")
         rows = [r for r in ncu_rows(csv_text) if r.get("Process ID") != str(answer["pid"])]
         if not rows:
-            raise BenchError("profile: ncu profiled no kernel of the candidate's process "
-                             f"({answer['messages'][:300] or 'no message'})")
-        return rows
+            raise BenchError(f"profile: ncu profiled no kernel of the candidate's process "
+                             f"({messages})")
+        return rows, float(answer.get("lock_wait_s", 0.0))
 
     def _run(self, request: dict[str, Any], files: dict[str, dict[str, str]], limit_s: float,
              wrap: list[str] | None = None) -> dict[str, Any]:
@@ -134,20 +159,29 @@ class Bench:
                            protected=[str(self.settings.rootdir), str(work / "attempt"),
                                       str(Path(avo_harness.__file__).parent)],
                            roofline=str(self.folder / f"roofline-{self.settings.device}.json"),
+                           gpu_lock=(str(self.placement.gpu_lock)
+                                     if self.placement.gpu_lock is not None else None),
                            result=str(work / "result.json"))
             self.folder.mkdir(parents=True, exist_ok=True)
             (work / "request.json").write_text(json.dumps(request))
             package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+            env.update(self.placement.env)
             env.update(TMPDIR=str(work / "tmp"), PYTHONPATH=os.pathsep.join(
                 p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
             argv = [*(wrap or []), sys.executable, "-m", "avo_harness.agent.workbench",
                     str(work / "request.json")]
-            output = _limited(argv, limit_s, cwd=self.settings.rootdir, env=env)
+            try:
+                output = _limited(argv, limit_s, cwd=self.settings.rootdir, env=env)
+            except BenchError as exc:
+                if (work / "waiting").exists():  # the workbench's mark while it waits
+                    raise BenchError(f"{exc}, waiting for the GPU's lock: an evaluation was "
+                                     "timing on this GPU, so nothing was timed") from None
+                raise
             result = work / "result.json"
             if not result.exists():
                 tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-                raise BenchError(f"the workbench process ended without an answer: {tail[0][:300]}")
+                raise BenchError(f"{_NO_ANSWER}{tail[0][:300]}")
             answer = json.loads(result.read_text())
         if "error" in answer:
             raise BenchError(f"the harness failed: {answer['error']}")
@@ -228,7 +262,7 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def profile_text(label: str, rows: list[dict[str, str]]) -> str:
+def profile_text(label: str, rows: list[dict[str, str]], waited_s: float = 0.0) -> str:
     """One paragraph per kernel (its last launch profiled)."""
     last = {row.get("Kernel Name", "?"): row for row in rows}
     lines = [f"{label}: Nsight Compute, {len(rows)} launches profiled, {len(last)} kernels"]
@@ -263,7 +297,7 @@ def profile_text(label: str, rows: list[dict[str, str]]) -> str:
             "  stalls (% of active warps' cycles): "
             + (", ".join(f"{k} {v:.1f}" for k, v in stalls[:6]) or "-"),
         ]
-    return "\n".join(lines)
+    return "\n".join(lines + waited_text(waited_s))
 
 
 def case_text(label: str, answer: dict[str, Any]) -> str:
@@ -279,7 +313,15 @@ def case_text(label: str, answer: dict[str, Any]) -> str:
             lines += error_map_text(verdict["error_map"], verdict.get("tolerance") or 0.0)
     if "timing" in answer:
         lines.append("  timed: " + timing_text(answer["timing"]))
-    return "\n".join(lines)
+    return "\n".join(lines + waited_text(answer.get("lock_wait_s")))
+
+
+def waited_text(waited_s: float | None) -> list[str]:
+    """A line saying how long the workbench waited for the GPU's lock, if it did."""
+    if not waited_s:
+        return []
+    return [f"  (waited {waited_s:.1f} s for the GPU's lock: an evaluation was timing on this "
+            "GPU, and timings never overlap)"]
 
 
 def timing_text(timed: dict[str, Any]) -> str:
@@ -306,7 +348,7 @@ def time_text(label: str, answer: dict[str, Any], best: str) -> str:
     if len(ratios) == len(answer["configs"]) and ratios:
         lines.append(f"geomean of the ratios over these configurations: "
                      f"{math.prod(ratios) ** (1 / len(ratios)):.3f}x")
-    return "\n".join(lines)
+    return "\n".join(lines + waited_text(answer.get("lock_wait_s")))
 
 
 def compile_text(label: str, answer: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..evolve.evaluate import EvalSettings, Evaluation, evaluate
+from ..evolve.evaluate import EvalSettings, Evaluation, Placement, evaluate
 from ..evolve.lineage import Record, best_committed, source_hash
 from ..judge.scan import scan_source
 from ..tasks import Case, Task
@@ -152,6 +152,10 @@ class Workspace:
     helpers: dict[int, dict[str, str]] = field(default_factory=dict)
     #: When the step ends (``time.monotonic()``); None: no limit.
     deadline: float | None = None
+    #: Where the step's tools run and time (a slot's GPU and its lock, ``judge/gpu_lock.py``):
+    #: the workbench and evaluate_candidate hold that GPU's lock while they time, as the
+    #: search's evaluations on it do.
+    placement: Placement = Placement()
     attempts: list[Attempt] = field(default_factory=list)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by attempt digest
     notes: list[str] = field(default_factory=list)
@@ -174,7 +178,7 @@ class Workspace:
 
     @property
     def bench(self) -> Bench:
-        return Bench(self.task, self.eval_settings, self.scratch)
+        return Bench(self.task, self.eval_settings, self.scratch, self.placement)
 
     def time_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
@@ -442,7 +446,8 @@ def _evaluate_candidate(ws: Workspace, args: dict[str, Any]) -> str:
         ws.log(f"  evaluating attempt {number} ...")
         left = ws.time_left()
         evaluation = evaluate(folder / next(iter(files)), ws.eval_settings,
-                              time_left_s=left if left < float("inf") else None)
+                              time_left_s=left if left < float("inf") else None,
+                              placement=ws.placement)
         shutil.rmtree(folder.parent.parent, ignore_errors=True)
         ws.evaluations[attempt.digest] = evaluation
     fitness = evaluation.fitness
@@ -451,12 +456,19 @@ def _evaluate_candidate(ws: Workspace, args: dict[str, Any]) -> str:
     return report_text(label, evaluation.report, fitness.reason, best_committed(ws.records))
 
 
-def _run_case(ws: Workspace, args: dict[str, Any]) -> str:
+def _on_case(ws: Workspace, args: dict[str, Any], tool: str
+             ) -> tuple[str, dict[str, str], Case]:
+    """What a workbench tool on one input runs: its label (the attempt and the input),
+    the attempt's files, and the case (``Workspace.case``); logged."""
     number, attempt = ws.attempt(args.get("attempt"))
     shown, case = ws.case(args)
-    ws.log(f"  run_case: attempt {number} on {shown}")
-    answer = ws.bench.case(attempt.files(ws.stem(number)), case, ws.limit())
-    return case_text(f"attempt {number} on {shown}", answer)
+    ws.log(f"  {tool}: attempt {number} on {shown}")
+    return f"attempt {number} on {shown}", attempt.files(ws.stem(number)), case
+
+
+def _run_case(ws: Workspace, args: dict[str, Any]) -> str:
+    label, files, case = _on_case(ws, args, "run_case")
+    return case_text(label, ws.bench.case(files, case, ws.limit()))
 
 
 def _time_config(ws: Workspace, args: dict[str, Any]) -> str:
@@ -481,26 +493,21 @@ def _compile_info(ws: Workspace, args: dict[str, Any]) -> str:
         return ("compile_info: no compiled kernel here: on a CPU the kernels run in Triton's "
                 "interpreter, which compiles nothing (no registers, spills, shared memory, "
                 "IR or SASS to read); compile_info answers on a GPU")
-    number, attempt = ws.attempt(args.get("attempt"))
-    shown, case = ws.case(args)
     chars = args.get("chars", ASM_CHARS)
     if not 0 < chars <= MAX_ASM_CHARS:
         raise ToolError(f"chars must be 1 to {MAX_ASM_CHARS:,}")
-    ws.log(f"  compile_info: attempt {number} on {shown}")
-    answer = ws.bench.compile(attempt.files(ws.stem(number)), case, args.get("asm", []), chars,
-                              ws.limit())
-    return compile_text(f"attempt {number} on {shown}", answer)
+    label, files, case = _on_case(ws, args, "compile_info")
+    return compile_text(label, ws.bench.compile(files, case, args.get("asm", []), chars,
+                                                ws.limit()))
 
 
 def _profile(ws: Workspace, args: dict[str, Any]) -> str:
     unavailable = profile_unavailable(ws.bench.cuda)
     if unavailable is not None:
         return unavailable
-    number, attempt = ws.attempt(args.get("attempt"))
-    shown, case = ws.case(args)
-    ws.log(f"  profile: attempt {number} on {shown}")
-    rows = ws.bench.profile(attempt.files(ws.stem(number)), case, ws.limit())
-    return profile_text(f"attempt {number} on {shown}", rows)
+    label, files, case = _on_case(ws, args, "profile")
+    rows, waited_s = ws.bench.profile(files, case, ws.limit())
+    return profile_text(label, rows, waited_s)
 
 
 def _write_notes(ws: Workspace, args: dict[str, Any]) -> str:

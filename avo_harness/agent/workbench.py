@@ -11,33 +11,40 @@ Requests (``op``): ``case`` checks one case and, if it is right, times it; ``tim
 benchmark configurations for the attempt and the best committed candidate, interleaved, in
 this one process; ``compile`` runs one case in a child with an empty Triton cache and reads
 what Triton compiled there (``kernels_in``); ``profile`` calls the attempt a few times for
-Nsight Compute, which runs this process (``bench.profile``).
+Nsight Compute, which runs this process (``bench.profile``), once compiled outside it.
+
+Timing is the judge's own (``judge.machine.Machine``, as a benchmark item times), and it
+holds the lock of the GPU (``judge/gpu_lock.py``, the request's ``gpu_lock``) that the
+evaluations on that GPU hold while they time: an agent's timing and an evaluation's never
+overlap. So does a profile's run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import random
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..collector import summarize
-from ..judge.checker import calibrate, check_case, check_timed
-from ..judge.roofline import Roofline, measure
+from ..judge import gpu_lock
+from ..judge.checker import check_case
+from ..judge.machine import PRIVATE, Machine
+from ..judge.roofline import Roofline
 from ..judge.sandbox import CandidateFault, Sandbox, SandboxSettings
 from ..judge.timer import clock_name
-from ..tasks import Case, Task, get_task
+from ..tasks import BenchConfig, Case, Task, get_task
 
-#: The inputs' seeds come from here, as the judge's do: the candidate cannot know them.
-_PRIVATE = random.SystemRandom()
 #: The most one kernel's metadata, IR or SASS may take (a hostile child writes the cache).
 _MAX_FILE = 64 << 20
-#: Calls of the attempt a profile makes: the first compiles, both are profiled.
+#: Calls of the attempt a profile makes, both profiled (an unprofiled one compiles first).
 _PROFILED_CALLS = 2
 _RESOURCES = re.compile(r"\b(REG|STACK|LOCAL):(\d+)")
 
@@ -54,6 +61,18 @@ def main(argv: list[str]) -> int:
 
 def _run(request: dict[str, Any]) -> dict[str, Any]:
     task = get_task(request["task"])
+    gpu = _Lock(request)
+    machine = _machine(request)
+    try:
+        answer = _answer(request, task, machine, gpu)
+    finally:
+        machine.close()
+        _keep(request, machine)
+    return {**answer, "lock_wait_s": gpu.waited_s} if gpu.waited_s else answer
+
+
+def _answer(request: dict[str, Any], task: Task, machine: Machine,
+            gpu: _Lock) -> dict[str, Any]:
     cuda = bool(request["cuda"])
     device = "cuda" if cuda else "cpu"
     op = request["op"]
@@ -62,17 +81,24 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
             verdict = check_case(task, box, request["case"], device)
             answer: dict[str, Any] = {"verdict": verdict.to_json()}
             if verdict.passed:
-                answer["timing"] = _timed(request, task, box, request["case"])
+                case = request["case"]
+                bench = BenchConfig(json.dumps(case, sort_keys=True), case)
+                with gpu.held():
+                    answer["timing"] = _timed(task, box, bench, machine)
         return answer
     if op == "time":
         rows = []
         with _box(request, "attempt") as mine, _box(request, "best") as best:
             for i, config in enumerate(request["configs"]):
+                bench = BenchConfig(config["name"], config["case"])
                 # Interleaved, the order alternating: drift of the machine hits both alike.
                 order = [("attempt", mine), ("best", best)][::1 if i % 2 == 0 else -1]
+                for _, box in order if cuda else ():  # (the interpreter compiles nothing)
+                    _warm(task, box, bench.case, device)  # compiled before the GPU is held
                 row = {"name": config["name"]}
-                for who, box in order:
-                    row[who] = _timed(request, task, box, config["case"])
+                with gpu.held():
+                    for who, box in order:
+                        row[who] = _timed(task, box, bench, machine)
                 rows.append(row)
         return {"configs": rows}
     if op == "compile":
@@ -86,14 +112,46 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         # The inputs are made on the CPU, so that this process launches no kernel of its
         # own: what the profiler sees is the child's.
         call = task.make_inputs(request["case"], "cpu")
-        with _box(request, "attempt", profiled=True) as box:
+        with _box(request, "attempt") as warm:
             try:
-                for _ in range(_PROFILED_CALLS):
-                    box.call(call, *task.output_like(call))
+                # First outside the profiler (this child's environment has none of its
+                # variables): its kernels, and the C launchers and utilities Triton builds
+                # with the system's compiler, land in the scratch folder's Triton cache, so
+                # that the profiled child, sharing that folder, builds nothing under ncu.
+                warm.call(call, *task.output_like(call))
             except CandidateFault as fault:
                 return {"pid": os.getpid(), "fault": f"{fault.kind}: {fault}"[:400]}
+            try:
+                with _box(request, "attempt", profiled=True, sibling_of=warm) as box:
+                    box.start()  # (its start needs the GPU to itself no more than a compile)
+                    with gpu.held():
+                        for _ in range(_PROFILED_CALLS):
+                            box.call(call, *task.output_like(call))
+            except CandidateFault as fault:  # it ran outside the profiler: ncu's doing
+                return {"pid": os.getpid(), "profiled_fault": f"{fault.kind}: {fault}"[:400]}
         return {"pid": os.getpid()}
     raise ValueError(f"unknown request {op!r}")
+
+
+class _Lock:
+    """The lock of the GPU this process times on (``judge/gpu_lock.py``), the one its
+    evaluations hold while they time (the request's ``gpu_lock``; None: no lock). While
+    another holds it, a file ``waiting`` beside the result says so (the tool that started
+    this process reads it if it has to stop it); the seconds waited are counted."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.path = request.get("gpu_lock")
+        self.marker = Path(request["result"]).with_name("waiting")
+        self.waited_s = 0.0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        began = time.monotonic()
+        with gpu_lock.exclusive(self.path, waiting=self.marker.touch):
+            if self.marker.exists():
+                self.marker.unlink()
+                self.waited_s += time.monotonic() - began
+            yield
 
 
 class _Profiled(Sandbox):
@@ -107,44 +165,60 @@ class _Profiled(Sandbox):
         return env
 
 
-def _box(request: dict[str, Any], who: str, profiled: bool = False) -> closing[Sandbox]:
+def _box(request: dict[str, Any], who: str, profiled: bool = False,
+         sibling_of: Sandbox | None = None) -> closing[Sandbox]:
     """The candidate ``who`` (the attempt, or the best committed) in a sandbox of its own,
-    closed (its child and scratch gone) whatever happens."""
+    closed (its child and scratch gone) whatever happens; ``sibling_of``: in that one's
+    scratch folder (its Triton cache)."""
     settings = SandboxSettings(bool(request["cuda"]), float(request["timeout_s"]),
                                int(request["memory_limit_bytes"]),
                                tuple(request.get("protected", ())))
     kind = _Profiled if profiled else Sandbox
-    return closing(kind(Path(request[who]), request["task"], settings))
+    return closing(kind(Path(request[who]), request["task"], settings, sibling_of=sibling_of))
 
 
-def _timed(request: dict[str, Any], task: Task, box: Sandbox, case: Case) -> dict[str, Any]:
-    """Timed rounds of ``case`` exactly as a benchmark item times them: fresh private inputs
-    every round, every timed output verified, the floor and (on a GPU) the protocol's cost."""
-    cuda = bool(request["cuda"])
-    device = "cuda" if cuda else "cpu"
-    floor = _roofline(request).floor_s(task.flops(case), task.bytes_moved(case))
-    protocol_s = 0.0
-    if cuda:
-        stand_in = Sandbox(None, task.name, SandboxSettings(True, float(request["timeout_s"]), 0))
-        try:
-            protocol_s = calibrate(task, stand_in, case, device, _PRIVATE)
-        finally:
-            stand_in.close()
-    verdict, times = check_timed(task, box, case, device, floor_s=floor, rng=_PRIVATE,
-                                 protocol_s=protocol_s)
-    timed = summarize(times, task.flops(case)) if times else {}
-    return {"verdict": verdict.to_json(), "clock": clock_name(cuda), "floor_s": floor, **timed}
-
-
-def _roofline(request: dict[str, Any]) -> Roofline:
-    """This machine's ceilings: measured once per step (the request's file keeps them)."""
-    path = Path(request["roofline"])
+def _warm(task: Task, box: Sandbox, case: Case, device: str) -> None:
+    """One untimed call, so that the attempt compiles before the GPU is held; whatever goes
+    wrong here goes wrong again in the timed check, which reports it."""
     try:
-        return Roofline(**json.loads(path.read_text()))
+        call = task.make_inputs({**case, "seed": PRIVATE.randrange(2**31)}, device)
+        box.call(call, *task.output_like(call))
+    except CandidateFault:
+        pass
+
+
+def _timed(task: Task, box: Sandbox, bench: BenchConfig, machine: Machine) -> dict[str, Any]:
+    """Timed rounds of ``bench`` exactly as a benchmark item times them
+    (``judge.machine.Machine.time``): fresh private inputs every round, every timed output
+    verified, held to the physical floor (measured again, and the attempt timed again,
+    before a time is called impossible) and, on a GPU, to the protocol's cost."""
+    verdict, times, floor = machine.time(task, box, bench)
+    timed = summarize(times, task.flops(bench.case)) if times else {}
+    return {"verdict": verdict.to_json(), "clock": clock_name(machine.cuda), "floor_s": floor,
+            **timed}
+
+
+def _machine(request: dict[str, Any]) -> Machine:
+    """This machine as the step knows it: its ceilings measured once per step (the request's
+    ``roofline`` file keeps them), or now."""
+    try:
+        roof: Roofline | None = Roofline(**json.loads(Path(request["roofline"]).read_text()))
     except (OSError, ValueError, TypeError):
-        roof = measure(bool(request["cuda"]))
-        path.write_text(json.dumps(asdict(roof)))
-        return roof
+        roof = None
+    return Machine(bool(request["cuda"]), float(request["timeout_s"]), roofline=roof)
+
+
+def _keep(request: dict[str, Any], machine: Machine) -> None:
+    """The ceilings for the step's later requests, if this one measured them (again)."""
+    if machine.roofline is None:
+        return
+    path = Path(request["roofline"])
+    text = json.dumps(asdict(machine.roofline))
+    try:
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    except OSError:
+        pass
 
 
 def kernels_in(cache: Path, asm: list[str], chars: int) -> list[dict[str, Any]]:

@@ -11,18 +11,25 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def exclusive(path: str | os.PathLike[str] | None) -> Iterator[None]:
-    """Hold ``path``'s lock for the block; no lock when ``path`` is None."""
+def exclusive(path: str | os.PathLike[str] | None,
+              waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold ``path``'s lock for the block; no lock when ``path`` is None. ``waiting`` is
+    called once, before this waits, if another process holds the lock."""
     if path is None:
         yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
