@@ -26,15 +26,17 @@ absolute error over the last two output dimensions where the worst element is.
 ``baselines`` holds the task's library implementation timed by the same clock in
 the same run (for attention, torch SDPA); ``others`` the task's other libraries on the same
 inputs and clock (for attention, FlashAttention-4 where it imports and applies, else the
-one line why not), and ``best_tflops`` the fastest of them all. ``phases_s``: seconds per phase of the
-candidate's items (``phases.py`` says what each holds). ``wall_gap_s`` (GPU): the median seconds
-the parent's clock ran beyond the device time of a round; ``protocol_s``: the same for the
-harness's own stand-in (what the protocol costs), against which the first is judged.
+one line why not), and ``best_tflops`` the fastest of them all. ``phases_s``: seconds per
+phase of the candidate's items (``phases.py`` says what each holds). ``wall_gap_s`` (GPU): the
+median seconds the parent's clock ran beyond the device time of a round; ``protocol_s``: the
+same for the harness's own stand-in (what the protocol costs), against which the first is
+judged.
 ``stress`` (``--avo-stress``): ``{"runs", "exact"}``, the runs on identical inputs and whether
 they were compared bit for bit. ``precision`` (``checker.precision``): of each configuration
 that passed, and of all of them, the error over the tolerance of the verified timed outputs.
 
-The file is replaced atomically, so a reader never sees half a report.
+The file is replaced atomically, so a reader never sees half a report. Readers read it
+through ``results.py`` (``Report.from_json``), which types this schema.
 """
 from __future__ import annotations
 
@@ -54,8 +56,10 @@ from .collector import BenchmarkItem, CandidateFile, CorrectnessItem
 from .judge.checker import merge_precision
 from .judge.timer import clock_name
 from .options import HarnessSettings
+from .results import SCHEMA
 
-SCHEMA = "avo-harness/report/1"
+__all__ = ["SCHEMA", "JSONReport", "Results", "environment", "item_details",
+           "write_json_atomically"]
 
 
 def environment(cuda: bool) -> dict[str, Any]:

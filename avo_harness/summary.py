@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import PurePosixPath
-from typing import Any
 
 import pytest
 
 from .evolve.fitness import Fitness, from_report, geomean
 from .report import Results
 from .judge.timer import clock_name
-from .phases import describe
+from .results import Baseline, CandidateResult
 
 SEED_NAME = "seed.py"
 
@@ -31,23 +30,24 @@ class TerminalSummary:
         self.results = results
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        entries = self.results.candidates
+        entries = {nodeid: CandidateResult.from_json(entry)
+                   for nodeid, entry in self.results.candidates.items()}
         if not entries:
             return
-        seeds = {entry["task"]: from_report(entry) for nodeid, entry in entries.items()
+        seeds = {entry.task: from_report(entry) for nodeid, entry in entries.items()
                  if PurePosixPath(nodeid).name == SEED_NAME}
         terminalreporter.write_sep("=", "avo-harness candidates")
         for nodeid, entry in entries.items():
-            terminalreporter.write_line(f"{nodeid}: " + self.line(entry, seeds.get(entry["task"])))
-            if entry.get("phases_s"):
-                terminalreporter.write_line("    " + describe(entry["phases_s"]))
+            terminalreporter.write_line(f"{nodeid}: " + self.line(entry, seeds.get(entry.task)))
+            if entry.phases_s is not None and entry.phases_s.to_json():
+                terminalreporter.write_line("    " + entry.phases_s.describe())
         if not self.cuda:
             terminalreporter.write_line(f"(rates: {clock_name(False)}, the Triton interpreter's "
                                         "wall clock: they say nothing about GPU speed)")
 
-    def line(self, entry: dict[str, Any], seed: Fitness | None) -> str:
+    def line(self, entry: CandidateResult, seed: Fitness | None) -> str:
         fit = from_report(entry)
-        if not entry["benchmarks"] and entry["correctness"].get("outcome") == "passed":
+        if not entry.benchmarks and entry.correctness.passed:
             return "passed correctness; no benchmark timed"  # --avo-replay, -k, --benchmark-skip
         if not fit.passed:
             # The failures section above has the whole review; this line only names it.
@@ -59,9 +59,11 @@ class TerminalSummary:
         vs_seed = f"{fit.geomean / seed.geomean:.2f}x seed" if seed and seed.passed else "- seed"
         return f"passed; geomean {fit.geomean:.4g} {unit}; {vs_baseline}; {vs_seed}"
 
-    def baseline(self, entry: dict[str, Any]) -> tuple[str, float] | None:
+    def baseline(self, entry: CandidateResult) -> tuple[str, float] | None:
         """The library baseline's name and geomean over the entry's configurations."""
-        timed = [self.results.baselines.get(name) for name in entry["benchmarks"]]
-        if not timed or any(t is None for t in timed):
+        found = self.results.baselines
+        timed = [Baseline.from_json(found[name]) if name in found else None
+                 for name in entry.benchmarks]
+        if not timed or any(t is None or not t.tflops for t in timed):
             return None
-        return timed[0]["name"], geomean(t["tflops"] for t in timed)  # type: ignore[index]
+        return str(timed[0].name), geomean(t.tflops for t in timed)  # type: ignore[union-attr]

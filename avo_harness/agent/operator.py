@@ -139,7 +139,7 @@ class AgentOperator:
         ``helpers`` event of its generation."""
         beside = {p.name: p.read_text() for p in sorted(
             (self.eval_settings.rootdir / "candidates" / task.name).glob("_*.py"))}
-        helpers = {r.id: beside for r in records if r.operator == "seed" and beside}
+        helpers = {r.id: beside for r in records if r.starting and beside}
         if not (self.store / "lineage.sqlite").exists():
             return [], helpers
         lineage = Lineage(self.store)

@@ -55,7 +55,7 @@ def steps_without_improvement(records: list[Record]) -> int:
     for r in records:
         improved = r.committed and (r.geomean or 0.0) > best
         best = max(best, r.geomean or 0.0) if r.committed else best
-        if r.operator != "seed":
+        if not r.starting:
             since = 0 if improved else since + 1
     return since
 
@@ -100,7 +100,7 @@ class Supervisor:
 
     def steer(self, records: list[Record], meter: Meter) -> Event | None:
         """Review and steer if the search stalls or cycles; the event of the intervention."""
-        steps = sum(r.operator != "seed" for r in records)
+        steps = sum(not r.starting for r in records)
         best = best_committed(records)
         if self.directive and best is not None and (best.geomean or 0.0) > self._best_at_issue:
             self.directive = None  # it paid off, or something else did: the steps are free

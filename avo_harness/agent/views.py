@@ -6,25 +6,25 @@ significant digits, one line per candidate, tracebacks cut to their ends.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..collector import format_failure
 from ..evolve.fitness import from_report
-from ..evolve.lineage import Record, best_committed
+from ..evolve.lineage import FAILED, NOT_FASTER, PASSED, Record, best_committed
+from ..results import Baseline, BenchResult, Report
 
 _FAILURE_LINES = 40
 
 
 def _clock(record: Record | None) -> str | None:
-    report = record.report if record is not None else None
-    return ((report or {}).get("environment") or {}).get("clock")
+    return record.result.environment.clock if record is not None else None
 
 
 def status(record: Record) -> str:
     if not record.source:
         return "no candidate"
-    return {"passed": "passed, not faster"}.get(record.outcome, record.outcome)
+    return NOT_FASTER if record.outcome == PASSED else record.outcome
 
 
 def change(record: Record, by_id: dict[int, Record]) -> str:
@@ -50,7 +50,7 @@ def lineage_text(records: list[Record], last: int) -> str:
     by_id = {r.id: r for r in records}
     best = best_committed(records)
     shown = records[-last:] if last > 0 else records
-    failed = sum(r.status == "failed" for r in records)
+    failed = sum(r.status == FAILED for r in records)
     committed = sum(r.committed for r in records)
     lines = [f"{len(records)} candidates: {committed} committed, {failed} failed"
              + (f"; showing the latest {len(shown)}" if len(shown) < len(records) else "")]
@@ -62,11 +62,11 @@ def lineage_text(records: list[Record], last: int) -> str:
     for r in shown:
         ratio = f" ({r.geomean / best.geomean:.3f}x)" if r.geomean and best and best.geomean \
             else ""
-        why = f" [{r.reason}]" if r.reason and r.status == "failed" else ""
+        why = f" [{r.reason}]" if r.reason and r.status == FAILED else ""
         lines.append(f"#{r.id} {r.name} r{r.run_id}/g{r.generation} {r.operator} {status(r)} "
                      f"{r.geomean or 0:.4g}{ratio} {change(r, by_id)} | "
                      f"{' '.join(r.rationale.split())[:240]}{why}")
-    passing = [r for r in shown if r.status == "passed" and r.scores]
+    passing = [r for r in shown if r.status == PASSED and r.scores]
     if passing:
         lines.append("TFLOP/s per benchmark configuration of the passing ones:")
         for r in passing:
@@ -95,42 +95,41 @@ def candidate_text(record: Record, records: list[Record], view: str,
     return f"{head}\n" + ("\n".join(diff) or "(identical sources)")
 
 
-def report_text(label: str, report: dict[str, Any] | None, reason: str | None,
+def report_text(label: str, report: Report | Mapping[str, Any] | None, reason: str | None,
                 best: Record | None, recorded: str | None = None) -> str:
     """One evaluation: the correctness outcome (with the minimal failing input and the error
     statistics when wrong), each configuration's median time and TFLOP/s against the best
     committed candidate, and whether the loop would commit it; for a lineage candidate,
-    ``recorded``, what the loop did with it (whether it would now is beside the point)."""
-    entries = list((report or {}).get("candidates", {}).values())
-    if not entries:
+    ``recorded``, what the loop did with it (whether it would now is beside the point).
+    ``report``: the report, or its JSON (as an evaluation brings it back)."""
+    report = Report.of(report)
+    entry = report.entry
+    if entry is None:
         return f"{label}: the evaluation failed before any check ran: {reason}"
-    entry = entries[0]
     fitness = from_report(entry)
-    correctness = entry.get("correctness", {})
-    outcome = correctness.get("outcome")
+    correctness = entry.correctness
+    outcome = correctness.outcome
     lines = [f"{label}: correctness {str(outcome).upper()} "
-             f"({correctness.get('examples', 0)} inputs checked)"]
-    failure = correctness.get("failure")
+             f"({correctness.examples or 0} inputs checked)"]
+    failure = correctness.failure
     if failure:
-        text = format_failure(Path(label), failure).splitlines()
+        text = failure.review(Path(label)).splitlines()
         if len(text) > _FAILURE_LINES:
             text = text[:8] + ["  ..."] + text[-(_FAILURE_LINES - 9):]
         lines += text
-    elif outcome != "passed":
-        message = correctness.get("message") or reason
+    elif not correctness.passed:
         # An error outside the checks carries the last lines of pytest's report as a list.
-        lines.append("  " + (" ".join(message) if isinstance(message, list) else str(message)))
-    clock = ((report or {}).get("environment") or {}).get("clock", "unknown")
-    benchmarks = entry.get("benchmarks", {})
-    if outcome != "passed":
+        lines.append("  " + str(correctness.message_text() or reason))
+    clock = report.environment.clock or "unknown"
+    benchmarks = entry.benchmarks
+    if not correctness.passed:
         lines.append("benchmarks: not timed (a candidate is timed only once it is correct)")
     elif benchmarks:
         note = (" (timings of Python emulating the kernel on a CPU, not GPU speed)"
                 if clock == "interpreter-wall" else "")
         lines.append(f"benchmarks, clock {clock}{note}:")
-        baselines = (report or {}).get("baselines") or {}
         for name, bench in benchmarks.items():
-            lines.append("  " + _bench_line(name, bench, best, baselines.get(name)))
+            lines.append("  " + _bench_line(name, bench, best, report.baselines.get(name)))
     if fitness.passed:
         lines.append(_verdict(fitness.geomean, best) if recorded is None else
                      f"geomean {fitness.geomean:.4g} TFLOP/s; in the lineage: {recorded}")
@@ -139,22 +138,22 @@ def report_text(label: str, report: dict[str, Any] | None, reason: str | None,
     return "\n".join(lines)
 
 
-def _bench_line(name: str, bench: dict[str, Any], best: Record | None,
-                baseline: dict[str, Any] | None) -> str:
-    if bench.get("outcome") != "passed":
-        why = bench.get("message") or bench.get("reason") or ""
-        rule = f" (rule: {bench['rule']})" if bench.get("rule") else ""
-        return f"{name}: {bench.get('outcome')}{rule} {' '.join(str(why).split())[:300]}"
-    tflops = bench.get("tflops") or 0.0
-    line = (f"{name}: median {bench.get('median_s', 0) * 1e3:.4g} ms, IQR "
-            f"{bench.get('iqr_s', 0) * 1e3:.2g} ms, {bench.get('rounds')} rounds, "
-            f"{tflops:.4g} TFLOP/s; {floor_text(bench.get('floor_s'), bench.get('median_s'))}")
+def _bench_line(name: str, bench: BenchResult, best: Record | None,
+                baseline: Baseline | None) -> str:
+    if not bench.passed:
+        why = bench.message or bench.reason or ""
+        rule = f" (rule: {bench.rule})" if bench.rule else ""
+        return f"{name}: {bench.outcome}{rule} {' '.join(str(why).split())[:300]}"
+    tflops = bench.tflops or 0.0
+    line = (f"{name}: median {(bench.median_s or 0) * 1e3:.4g} ms, IQR "
+            f"{(bench.iqr_s or 0) * 1e3:.2g} ms, {bench.rounds} rounds, "
+            f"{tflops:.4g} TFLOP/s; {floor_text(bench.floor_s, bench.median_s)}")
     if best is not None and (best.scores or {}).get(name):
         theirs = (best.scores or {})[name]
         line += f"; best #{best.id}: {theirs:.4g} ({tflops / theirs:.3f}x)"
-    if baseline and baseline.get("tflops"):
-        line += (f"; {baseline.get('name')}: {baseline['tflops']:.4g} "
-                 f"({tflops / baseline['tflops']:.3f}x)")
+    if baseline and baseline.tflops:
+        line += (f"; {baseline.name}: {baseline.tflops:.4g} "
+                 f"({tflops / baseline.tflops:.3f}x)")
     return line
 
 

@@ -1,7 +1,7 @@
 """The correctness item: hypothesis over the task's whole input space, boundary cases first.
 
 A wrong candidate fails with the smallest wrong input hypothesis can shrink to, the
-error it made there and a replay command (``format_failure``); a replay
+error it made there and a replay command (``results.Failure.review``); a replay
 (``--avo-replay``) checks that one input alone.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ..judge.machine import PRIVATE
 from ..judge.sandbox import CandidateFault, HarnessFault
 from ..judge.scan import scan_file
 from ..options import REPLAY_FLAG
+from ..results import format_failure
 from ..tasks import Case
 from .compile_ahead import compile_ahead, compile_workers
 
@@ -194,32 +195,6 @@ def _search_settings(examples: int, phases: tuple[Any, ...]) -> Any:
     return settings(max_examples=max(1, examples), deadline=None, database=None,
                     report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
                     phases=phases, print_blob=False)
-
-
-def format_failure(path: Path, failure: dict[str, Any]) -> str:
-    """The review of a correctness failure, as printed under the failing item."""
-    lines = [f"{path.name} is wrong (rule: {failure.get('rule')})"]
-    if "case" in failure:
-        case = failure["case"]
-        lines.append("  minimal failing input: " + " ".join(f"{k}={v}" for k, v in case.items()))
-    if "max_abs_err" in failure:
-        lines += [
-            f"  max abs error {failure['max_abs_err']:.4g} vs tolerance "
-            f"{failure['tolerance']:.4g} (2 x {failure['lowp_err']:.4g}, the error of a plain "
-            "torch reference in the input dtype, + 1 ulp)",
-            f"  relative error (norm) {failure['rel_err']:.4g}",
-            "  worst element: " + ", ".join(f"{k}={v}" for k, v in failure["worst_index"].items())
-            + f": got {failure['worst_value']:.6g}, expected {failure['worst_expected']:.6g}",
-            f"  elements over tolerance: {failure['n_exceeding']}/{failure['n_total']}; "
-            f"NaN: {failure['n_nan']}; Inf: {failure['n_inf']}",
-        ]
-    else:
-        lines.append("  " + failure.get("message", ""))
-    if "replay" in failure:
-        lines.append(f"  replay: {failure['replay']}")
-    if failure.get("traceback"):
-        lines.append("  candidate traceback:\n" + failure["traceback"].rstrip())
-    return "\n".join(lines)
 
 
 def _unseeded(case: Case) -> Case:

@@ -29,7 +29,8 @@ import avo_harness
 
 from .. import live
 
-from .fitness import Fitness, candidate_entry, from_report, harness_fault, out_of_time
+from ..results import candidate_entry
+from .fitness import Fitness, from_report, harness_fault, out_of_time
 
 if TYPE_CHECKING:
     import pytest

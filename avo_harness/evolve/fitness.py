@@ -11,8 +11,11 @@ budget) is neither committed nor failed: ``cut`` says which.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from ..results import CandidateResult
 
 #: The report's rule for an item that failed through a fault of the harness's own.
 HARNESS_RULE = "harness-error"
@@ -46,19 +49,15 @@ def out_of_time(limit_s: float) -> Fitness:
                    "the time the run had left)", {}, 0.0, cut=TIME_BUDGET)
 
 
-def candidate_entry(report: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The one candidate's entry of an evaluation's report (an evaluation runs one file)."""
-    entries = list(((report or {}).get("candidates") or {}).values())
-    return entries[0] if entries else None
-
-
-def from_report(entry: dict[str, Any] | None) -> Fitness:
-    """The fitness of one candidate's entry in an ``avo-harness/report/1`` document.
-    A failure of the candidate's own outweighs any harness fault: it is a verdict; both
-    outweigh a cut, which the cascade makes only after items that passed."""
+def from_report(entry: CandidateResult | Mapping[str, Any] | None) -> Fitness:
+    """The fitness of one candidate's entry in an ``avo-harness/report/1`` document
+    (``Report.entry``; its JSON is read as one). A failure of the candidate's own outweighs
+    any harness fault: it is a verdict; both outweigh a cut, which the cascade makes only
+    after items that passed."""
+    entry = CandidateResult.of(entry)
     if entry is None:
         return harness_fault("the evaluation's report has no entry for the candidate")
-    benchmarks = entry.get("benchmarks", {})
+    benchmarks = entry.benchmarks
     zeros = {name: 0.0 for name in benchmarks}
     failures = _failures(entry)
     own = [reason for reason, harness in failures if not harness]
@@ -68,32 +67,33 @@ def from_report(entry: dict[str, Any] | None) -> Fitness:
         return harness_fault(failures[0][0], zeros)
     if not benchmarks:
         return Fitness(False, "no benchmark configuration was timed", {}, 0.0)
-    scores = {name: float(bench["tflops"]) for name, bench in benchmarks.items()
-              if bench.get("outcome") != CUT}
+    scores = {name: float(bench.tflops or 0.0) for name, bench in benchmarks.items()
+              if bench.outcome != CUT}
     if len(scores) < len(benchmarks):
         return Fitness(False, f"cut: {SLOWER} ({len(scores)} of {len(benchmarks)} "
                        "configurations timed)", scores, 0.0, cut=SLOWER)
     return Fitness(True, None, scores, geomean(scores.values()))
 
 
-def _failures(entry: dict[str, Any]) -> list[tuple[str, bool]]:
+def _failures(entry: CandidateResult) -> list[tuple[str, bool]]:
     """Each item that did not pass, correctness first: why, and whether the harness failed it."""
     found = []
-    correctness = entry.get("correctness", {})
-    if correctness.get("outcome") != "passed":
-        failure = correctness.get("failure") or {}
-        why = _one_line(failure.get("message") or correctness.get("message")
-                        or correctness.get("outcome"))
-        rule = failure.get("rule", correctness.get("outcome"))
+    correctness = entry.correctness
+    if not correctness.passed:
+        failure = correctness.failure
+        why = _one_line((failure.message if failure else None) or correctness.message
+                        or correctness.outcome)
+        rule = failure.rule if failure is not None and failure.rule is not None \
+            else correctness.outcome
         harness = rule == HARNESS_RULE
         found.append((f"correctness: {why}" if harness else f"correctness: {rule}: {why}",
                       harness))
-    for name, bench in entry.get("benchmarks", {}).items():
-        if bench.get("outcome") == CUT:
+    for name, bench in entry.benchmarks.items():
+        if bench.outcome == CUT:
             continue
-        if bench.get("outcome") != "passed" or not bench.get("tflops"):
-            why = _one_line(bench.get("message") or bench.get("reason") or bench.get("outcome"))
-            found.append((f"benchmark {name}: {why}", bench.get("rule") == HARNESS_RULE))
+        if not bench.passed or not bench.tflops:
+            found.append((f"benchmark {name}: {_one_line(bench.why())}",
+                          bench.rule == HARNESS_RULE))
     return found
 
 

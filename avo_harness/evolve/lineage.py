@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..results import Report
 from .fitness import SLOWER, TIME_BUDGET
 
 #: A candidate's status: not judged yet; correct; wrong; not judged because the
@@ -34,6 +35,11 @@ OUTCOMES = ("committed",) + STATUSES
 LABELS = {"committed": "committed", PASSED: "passed, not faster", FAILED: "failed",
           PENDING: "pending", HARNESS_ERROR: "not judged (harness error)",
           CUT_SLOWER: "cut: slower", CUT_TIME: "cut: time budget"}
+#: The label of an outcome that says only that the candidate was correct but not faster.
+NOT_FASTER = LABELS[PASSED]
+#: The operator of the starting population: the files in candidates/<task>/ a run starts
+#: from (every speedup is against the fastest of them, ``best_start``).
+START = "seed"
 #: The statuses a resumed run evaluates (again): nothing has judged the candidate yet.
 UNJUDGED = (PENDING, HARNESS_ERROR, CUT_TIME)
 #: The status of an evaluation cut short, by ``Fitness.cut``.
@@ -143,11 +149,33 @@ class Record:
         """One of OUTCOMES: committed, or the status (passed: correct but not faster)."""
         return "committed" if self.committed else self.status
 
+    @property
+    def starting(self) -> bool:
+        """Of the starting population (its operator is ``START``), not a proposal."""
+        return self.operator == START
+
+    @property
+    def label(self) -> str:
+        """How reports and tables name its outcome (``LABELS``)."""
+        return LABELS[self.outcome]
+
+    @property
+    def result(self) -> Report:
+        """The report of its evaluation, read (empty when it has none)."""
+        return Report.of(self.report)
+
 
 def best_committed(records: list[Record]) -> Record | None:
     """The committed record of the highest geomean among ``records`` (the commit rule's
     reference, and every view's "best")."""
     scored = [r for r in records if r.committed and r.geomean]
+    return max(scored, key=lambda r: r.geomean or 0.0) if scored else None
+
+
+def best_start(records: list[Record]) -> Record | None:
+    """The starting candidate of the highest geomean among ``records``: what every speedup
+    ("1.2x seed") is against."""
+    scored = [r for r in records if r.starting and r.geomean]
     return max(scored, key=lambda r: r.geomean or 0.0) if scored else None
 
 

@@ -35,12 +35,13 @@ from typing import Any
 import pytest
 
 from ..options import EvolveSettings, read_evolve_settings
+from ..results import candidate_entry
 from ..tasks import Task, get_task, is_candidate
 from .cascade import from_lineage
 from .evaluate import EvalSettings, Evaluation, Placement, end_all, settings_from, sweep
-from .fitness import Fitness, accepts, candidate_entry, commit_bar
-from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDING, Lineage,
-                      Record, best_committed)
+from .fitness import Fitness, accepts, commit_bar
+from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDING, START,
+                      Lineage, Record, best_committed, best_start)
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
                         Proposal, StepAborted, VariationContext, available)
 from .progress import Progress
@@ -157,7 +158,7 @@ class Evolution:
             raise pytest.UsageError(f"--avo-evolve: no candidate in {self.candidates_dir} to "
                                     "start from")
         for generation, path in enumerate(seeds):
-            self.lineage.add_pending(self.run_id, generation, path.stem, [], "seed",
+            self.lineage.add_pending(self.run_id, generation, path.stem, [], START,
                                      f"starting population: {path.name}", path.read_text(), 0.0)
 
     def _judge_unjudged(self, resuming: bool) -> str | None:
@@ -267,7 +268,7 @@ class Evolution:
 
     def _submit(self, record: Record, in_flight: dict[Future[Done], Job],
                 attempt: int = 1) -> None:
-        seed = record.operator == "seed"
+        seed = record.starting
         best = self._best(record.island)
         # Only a proposal is cut for speed: the starting population is committed whole.
         cascade = (from_lineage(self.lineage.records(task=self.task.name),
@@ -292,7 +293,7 @@ class Evolution:
         job = done.job
         del in_flight[next(f for f, j in in_flight.items() if j is job)]
         record, path, evaluation = job.record, job.path, done.evaluation
-        seed = record.operator == "seed"
+        seed = record.starting
         # The very file evaluated must still be the recorded source, or nothing it showed counts.
         tampered = _contents(path) != record.source.encode()
         self._undo_changes(record, set(job.before),
@@ -371,8 +372,8 @@ class Evolution:
         starting candidates' on the same configurations (precision.py)."""
         if not self.settings.precision_drift or evaluation.report is None:
             return None
-        seeds = [candidate_entry(r.report) for r in self.lineage.records(self.run_id)
-                 if r.operator == "seed" and r.status == PASSED]
+        seeds = [r.result.entry for r in self.lineage.records(self.run_id)
+                 if r.starting and r.status == PASSED]
         return precision.regression(candidate_entry(evaluation.report) or {},
                                     [e for e in seeds if e], self.settings.precision_drift)
 
@@ -437,7 +438,7 @@ class Evolution:
             self.progress.line(f"gen {generation:>3} {event.kind}: {event.summary}")
 
     def _show(self, record: Record) -> None:
-        self.progress.result(record, self._best() or 0.0, self._seed_geomean(),
+        self.progress.result(record, self._best() or 0.0, self._best_start(),
                              time.monotonic() - self.started, self._budget_left())
 
     def _name(self, generation: int) -> str:
@@ -454,7 +455,7 @@ class Evolution:
         for name in self._beside():  # the seeds' helpers: guarded as their modules are
             self.committed_files[self.candidates_dir / name] = (
                 self.candidates_dir / name).read_bytes()
-        for record in [r for r in latest.values() if r.operator != "seed"]:
+        for record in [r for r in latest.values() if not r.starting]:
             for name, text in self._helpers(record).items():  # as the module needs them
                 if not (self.candidates_dir / name).exists():
                     _write_atomically(self.candidates_dir / name, text)
@@ -506,7 +507,7 @@ class Evolution:
         seeds, the island's own candidates and those migrated to it."""
         migrants = self._migrants(island)
         return [r for r in self.lineage.records(task=self.task.name)
-                if r.run_id != self.run_id or r.operator == "seed" or r.island == island
+                if r.run_id != self.run_id or r.starting or r.island == island
                 or r.id in migrants]
 
     def _migrants(self, island: int) -> set[int]:
@@ -532,11 +533,9 @@ class Evolution:
         islands = self.settings.islands
         if islands < 2 or self._finished % self.settings.migration:
             return
-        committed = [r for r in self.lineage.records(self.run_id)
-                     if r.committed and r.geomean and r.operator != "seed"]
-        if not committed:
+        best = best_committed([r for r in self.lineage.records(self.run_id) if not r.starting])
+        if best is None:
             return
-        best = max(committed, key=lambda r: r.geomean or 0.0)
         to = [i for i in range(islands) if i != best.island and best.id not in
               self._migrants(i)]
         if to:
@@ -546,16 +545,15 @@ class Evolution:
                                f"{best.geomean:.4g}) joins island(s) "
                                f"{', '.join(map(str, to))}")
 
-    def _seed_geomean(self) -> float:
-        seeds = [r.geomean for r in self.lineage.records(self.run_id)
-                 if r.operator == "seed" and r.geomean]
-        return max(seeds) if seeds else 0.0
+    def _best_start(self) -> Record | None:
+        """The run's fastest starting candidate: what its speedups are against."""
+        return best_start(self.lineage.records(self.run_id))
 
     def _spent(self) -> tuple[int, float, float, int]:
         """Generations, seconds, dollars and tokens so far; money and tokens from the
         lineage's spend table, which every paid call reached as it was made (so a run
         resumed after a kill counts what the killed one spent)."""
-        records = [r for r in self.lineage.records(self.run_id) if r.operator != "seed"]
+        records = [r for r in self.lineage.records(self.run_id) if not r.starting]
         tokens_in, tokens_out, cost = self.lineage.spent(self.run_id)
         return len(records), time.monotonic() - self.started, cost, tokens_in + tokens_out
 
@@ -630,7 +628,8 @@ class Evolution:
 
     def _summary(self, reason: str) -> None:
         records = self.lineage.records(self.run_id)
-        seed = self._seed_geomean()
+        start = self._best_start()
+        seed = (start.geomean or 0.0) if start is not None else 0.0
         best = self._best() or 0.0
         failed = sum(r.status == FAILED for r in records)
         faults = sum(r.status == HARNESS_ERROR for r in records)
@@ -638,7 +637,8 @@ class Evolution:
         waiting = sum(r.status == PENDING for r in records)
         self.progress.table(f"committed versions of run {self.run_id} ({self.task.name})",
                             [r for r in records if r.committed], seed)
-        speedup = f"{best / seed:.3f}x the seed" if seed else "no passing seed"
+        speedup = (f"{best / seed:.3f}x {start.name}, the best starting candidate"
+                   if start is not None and seed else "no passing starting candidate")
         clock = "interpreter wall time, not GPU speed" if self.eval_settings.device == "cpu" \
             else "GPU device time"
         _, _, cost, tokens = self._spent()
@@ -697,8 +697,8 @@ def print_lineage(config: pytest.Config) -> int:
         progress = Progress()
         for run_id in sorted({r.run_id for r in records}):
             run = [r for r in records if r.run_id == run_id]
-            seeds = [r.geomean for r in run if r.operator == "seed" and r.geomean]
-            progress.table(f"run {run_id}", run, max(seeds) if seeds else 0.0)
+            start = best_start(run)
+            progress.table(f"run {run_id}", run, (start.geomean or 0.0) if start else 0.0)
         if not records:
             progress.line("the lineage is empty")
     finally:

@@ -11,12 +11,18 @@ commits.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from ..results import CandidateResult
+
+#: A report entry, or its JSON.
+Entry = Union[CandidateResult, Mapping[str, Any]]
 
 RULE = "precision-regression"
 
 
-def regression(entry: dict[str, Any], seeds: list[dict[str, Any]], factor: float) -> str | None:
+def regression(entry: Entry, seeds: Sequence[Entry], factor: float) -> str | None:
     """None if ``entry``'s RMS error over the tolerance is at most ``factor`` x the seeds'
     on every configuration both have; else a one-line ``precision-regression:`` reason with
     the numbers. ``factor`` 0 is off (``--avo-precision-drift 0``); a configuration that the
@@ -46,11 +52,7 @@ def regression(entry: dict[str, Any], seeds: list[dict[str, Any]], factor: float
             + "; ".join(over))
 
 
-def _configs(entry: dict[str, Any]) -> dict[str, float]:
+def _configs(entry: Entry) -> dict[str, float]:
     """The RMS of each configuration in an entry's ``precision`` section (none in old ones)."""
-    section = entry.get("precision")
-    configs = section.get("configs") if isinstance(section, dict) else None
-    if not isinstance(configs, dict):
-        return {}
-    return {name: float(stats["rms"]) for name, stats in configs.items()
-            if isinstance(stats, dict) and isinstance(stats.get("rms"), (int, float))}
+    read = CandidateResult.of(entry)
+    return read.precision_rms() if read is not None else {}

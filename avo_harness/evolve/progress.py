@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..live import describe
-from ..phases import listed
-from .lineage import CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, PASSED, Record
+from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, NOT_FASTER, PASSED,
+                      Record)
 
 #: What each record's rationale is shown with in a table: why it failed or was cut.
 _EXPLAINED = (FAILED, HARNESS_ERROR, CUT_SLOWER, CUT_TIME)
@@ -76,16 +76,19 @@ class Progress:
     def line(self, text: str) -> None:
         self.console.print(Text(text))
 
-    def result(self, record: Record, best: float, seed: float, elapsed_s: float,
+    def result(self, record: Record, best: float, start: Record | None, elapsed_s: float,
                budget: str) -> None:
+        """One evaluation's line; ``start``: the best starting candidate (``best_start``),
+        which the speedup names."""
         cut = record.status in (CUT_SLOWER, CUT_TIME)
-        verdict = (("committed", "green") if record.committed else
-                   ("passed, not faster", "yellow") if record.status == PASSED else
+        verdict = ((LABELS["committed"], "green") if record.committed else
+                   (NOT_FASTER, "yellow") if record.status == PASSED else
                    ("not judged", "magenta") if record.status == HARNESS_ERROR else
                    (record.reason or "cut", "cyan") if cut else
-                   ("failed", "red"))
+                   (LABELS[FAILED], "red"))
         why = f" ({record.reason})" if record.reason and not cut else ""
-        speedup = f"{best / seed:.3f}x seed" if seed else "-"
+        speedup = (f"{best / start.geomean:.3f}x {start.name}" if start and start.geomean
+                   else "-")
         spent = phases(record)
         took = (f"eval {record.eval_s:,.1f} s{f' ({spent})' if spent else ''}; "
                 if record.eval_s else "")
@@ -100,8 +103,7 @@ class Progress:
                        "rationale"):
             table.add_column(column, overflow="fold")
         for r in records:
-            table.add_row(str(r.generation), r.name, r.operator,
-                          LABELS[r.outcome], _geomean(r),
+            table.add_row(str(r.generation), r.name, r.operator, r.label, _geomean(r),
                           f"{r.geomean / seed:.3f}x" if r.geomean and seed else "-",
                           ",".join(map(str, r.parents)) or "-",
                           Text((f"{r.rationale} [{r.reason}{_partial(r)}]"
@@ -121,8 +123,8 @@ def _bar(state: dict[str, Any], width: int = 20) -> str:
 def phases(record: Record) -> str:
     """``start 3.1 s, compile 12.0 s, ...``: where its evaluation's time went, as its report
     says (reports before ``phases_s`` say nothing)."""
-    entries = (record.report or {}).get("candidates") or {}
-    return listed((next(iter(entries.values()), None) or {}).get("phases_s") or {}, " s")
+    entry = record.result.entry
+    return entry.phases_s.listed(" s") if entry is not None and entry.phases_s else ""
 
 
 def _geomean(record: Record) -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..evolve.fitness import geomean
-from ..evolve.lineage import Lineage, Record
+from ..evolve.lineage import PENDING, Lineage, Record, best_start
+from ..results import CandidateResult, Environment
 
 
 @dataclass(frozen=True)
@@ -28,19 +29,18 @@ class Baseline:
         return geomean(self.tflops[c] for c in configs)
 
 
-def entry(record: Record) -> dict[str, Any] | None:
-    """The record's candidate entry in the report of its evaluation (one candidate each)."""
-    candidates = (record.report or {}).get("candidates") or {}
-    return next(iter(candidates.values()), None)
+def entry(record: Record) -> CandidateResult | None:
+    """The record's candidate entry in the report of its evaluation (``Report.entry``)."""
+    return record.result.entry
 
 
 def baseline(record: Record) -> Baseline | None:
     """The baseline timed in the same pytest run as ``record`` (absent in older lineages)."""
-    timed = (record.report or {}).get("baselines") or {}
-    rates = {config: float(b["tflops"]) for config, b in timed.items() if b.get("tflops")}
+    timed = record.result.baselines
+    rates = {config: float(b.tflops) for config, b in timed.items() if b.tflops}
     if not rates:
         return None
-    return Baseline(str(next(iter(timed.values())).get("name", "baseline")), rates)
+    return Baseline(str(next(iter(timed.values())).name or "baseline"), rates)
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class RunView:
 
     @property
     def judged(self) -> list[Record]:
-        return [r for r in self.records if r.status != "pending"]
+        return [r for r in self.records if r.status != PENDING]
 
     def running_best(self) -> list[Record | None]:
         """After each judged evaluation, the fastest committed version so far (the loop's best)."""
@@ -94,29 +94,29 @@ class RunView:
     @property
     def seed(self) -> Record | None:
         """The fastest passing seed: the loop's reference for speedups."""
-        seeds = [r for r in self.judged if r.operator == "seed" and r.geomean]
-        return max(seeds, key=lambda r: r.geomean or 0.0) if seeds else None
+        return best_start(self.judged)
 
     def configs(self) -> list[str]:
         names: dict[str, None] = {}
         for record in self.judged:
-            names.update(dict.fromkeys((entry(record) or {}).get("benchmarks", {})))
+            found = entry(record)
+            names.update(dict.fromkeys(found.benchmarks if found is not None else {}))
         return list(names)
 
-    def environment(self) -> dict[str, Any]:
+    def environment(self) -> Environment:
         """Where the run's numbers come from (its latest report's)."""
         for record in reversed(self.judged):
-            found = (record.report or {}).get("environment")
-            if found:
-                return dict(found)
-        return {}
+            found = record.result.environment
+            if found.to_json():
+                return found
+        return Environment()
 
     def rate_label(self) -> str:
         """TFLOP/s, labelled so that interpreter rates are never read as GPU speed."""
         env = self.environment()
-        if env.get("interpreter"):
+        if env.interpreter:
             return "TFLOP/s (interpreter wall clock, not GPU speed)"
-        return f"TFLOP/s ({env['clock']})" if env.get("clock") else "TFLOP/s"
+        return f"TFLOP/s ({env.clock})" if env.clock else "TFLOP/s"
 
     def baseline(self) -> Baseline | None:
         """Timed in the same pytest run as the best version, so the two compare."""

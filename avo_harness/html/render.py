@@ -13,11 +13,10 @@ import os
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
 
 import pytest
 
-from ..collector import format_failure
+from ..results import Failure
 from ..evolve.lineage import CUT_SLOWER, CUT_TIME, LABELS, Lineage, Record
 from ..evolve.progress import phases
 from ..options import HTML_FLAG, read_evolve_settings
@@ -63,8 +62,9 @@ def render(view: RunView) -> str:
     env = view.environment()
     return template.substitute(
         title=_e(f"avo-harness: {view.task}, run {view.run_id}"),
-        environment=_e(" · ".join(f"{k} {env[k]}" for k in ("device", "clock", "torch", "triton")
-                                  if env.get(k)) or "no evaluation has finished yet"),
+        environment=_e(" · ".join(f"{k} {getattr(env, k)}"
+                                  for k in ("device", "clock", "torch", "triton")
+                                  if getattr(env, k)) or "no evaluation has finished yet"),
         headline=_headline(view),
         trajectory=(_img(plots.trajectory(view), "running best geomean over evaluations")
                     + (_img(plots.per_config(view), "best committed version per configuration")
@@ -189,32 +189,33 @@ def _test_report(record: Record) -> str:
     if found is None:
         return ""
     parts = ["<h4>Test report</h4>"]
-    correctness = found.get("correctness", {})
-    parts.append(f"<p>correctness: <b>{_e(correctness.get('outcome'))}</b>"
-                 f" ({_e(correctness.get('examples', 0))} inputs checked)</p>")
-    failure = correctness.get("failure")
+    correctness = found.correctness
+    parts.append(f"<p>correctness: <b>{_e(correctness.outcome)}</b>"
+                 f" ({_e(correctness.examples or 0)} inputs checked)</p>")
+    failure = correctness.failure
     if failure:
-        parts.append(_failure(Path(found.get("path", record.name)), failure))
-    rows = [[_e(name), _e(b.get("outcome")), _num(b.get("median_s")),
-             _num(b.get("iqr_s")), _e(b.get("rounds", "-")), _num(b.get("tflops")),
-             _e(b.get("clock", "-")), _e(b.get("message") or b.get("reason") or "")]
-            for name, b in found.get("benchmarks", {}).items()]
+        parts.append(_failure(Path(found.path or record.name), failure))
+    rows = [[_e(name), _e(b.outcome), _num(b.median_s),
+             _num(b.iqr_s), _e(b.rounds if b.rounds is not None else "-"), _num(b.tflops),
+             _e(b.clock or "-"), _e(b.message or b.reason or "")]
+            for name, b in found.benchmarks.items()]
     if rows:
         parts.append(_table(["benchmark", "outcome", "median s", "IQR s", "rounds", "TFLOP/s",
                              "clock", "note"], rows))
+    # The document as the lineage keeps it, every key (read ones or not) shown as stored.
     parts.append("<details><summary>the full JSON report</summary><pre>"
                  + _e(json.dumps(record.report, indent=1)) + "</pre></details>")
     return "\n".join(parts)
 
 
-def _failure(path: Path, failure: dict[str, Any]) -> str:
+def _failure(path: Path, failure: Failure) -> str:
     """The same review as the terminal prints, and where the error lies as a heatmap."""
-    text = f'<pre class="failure">{_e(format_failure(path, failure))}</pre>'
-    error_map = failure.get("error_map")
+    text = f'<pre class="failure">{_e(failure.review(path))}</pre>'
+    error_map = failure.error_map
     if not error_map or not error_map.get("values"):
         return text
     where = ", ".join(f"{k}={v}" for k, v in (error_map.get("fixed") or {}).items())
-    return text + _img(plots.error_heatmap(error_map, failure.get("tolerance")),
+    return text + _img(plots.error_heatmap(error_map, failure.tolerance),
                        f"error heatmap at {where}", css="heatmap")
 
 
