@@ -1,10 +1,15 @@
 """The ``avo`` option group: every option is a command-line flag mirrored as an ini key.
 
-Values are read and validated once, into :class:`HarnessSettings`; a bad value is
-a one-line ``pytest.UsageError``.
+``OPTIONS`` (and ``FLAGS``) declare every option, the agent's included, with its one
+default; this module alone reads them. A session reads them once, into the object
+:func:`settings_of` keeps on the pytest config: :class:`HarnessSettings` (the checks and
+timings of a test run), :class:`EvolveSettings` (the search) and :class:`AgentSettings`
+(``--avo-agent-*``), each read and validated on first use. A bad value is a one-line
+``pytest.UsageError``.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -40,8 +45,10 @@ class Option:
 OPTIONS = (
     Option("device", "where candidates run: auto (CUDA if present), cuda, or cpu (the Triton "
            "interpreter)", "auto", "auto|cuda|cpu"),
+    # No default here: it depends on where candidates run (``default_examples``).
     Option("examples", "hypothesis examples per correctness check, after the boundary cases "
-           "(default: 50 in the interpreter, 100 on a GPU)", None, "N"),
+           "(default: 50 in the interpreter, 100 on a GPU; a search's evaluations: 20 in the "
+           "interpreter)", None, "N"),
     Option("timeout", "seconds a candidate may take to answer one request (import, call, or a "
            "whole timing run) before it is killed", "300", "SECONDS"),
     Option("memory_limit", "GiB of address space for a candidate's process in the interpreter "
@@ -135,6 +142,19 @@ FLAGS = (
 )
 
 
+#: ``--avo-examples`` left unset: on a GPU; in the interpreter; and in the interpreter for
+#: the evaluations of a search (``evolve.evaluate``), so that its default budget finishes in
+#: a few minutes on a CPU.
+EXAMPLES_GPU, EXAMPLES_INTERPRETER, EXAMPLES_SEARCH_INTERPRETER = 100, 50, 20
+
+
+def default_examples(cuda: bool, search: bool = False) -> int:
+    """The hypothesis examples of a correctness check when ``--avo-examples`` is not given."""
+    if cuda:
+        return EXAMPLES_GPU
+    return EXAMPLES_SEARCH_INTERPRETER if search else EXAMPLES_INTERPRETER
+
+
 @dataclass(frozen=True)
 class HarnessSettings:
     cuda: bool
@@ -145,6 +165,8 @@ class HarnessSettings:
     replay: Case | None
     #: Extra runs of each benchmark configuration compared with the timed output (0: off).
     stress: int = 0
+    #: ``--avo-examples`` as given; None when ``examples`` is the default.
+    examples_given: int | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -232,7 +254,8 @@ def read_settings(config: pytest.Config, *, cuda: bool | None = None) -> Harness
     report = raw(config, "report")
     return HarnessSettings(
         cuda=cuda,
-        examples=(100 if cuda else 50) if examples is None else examples,
+        examples=default_examples(cuda) if examples is None else examples,
+        examples_given=examples,
         timeout_s=parsed(config, "timeout", float, lambda v: v > 0, "a number of seconds > 0"),
         memory_limit_bytes=int(parsed(config, "memory_limit", float, lambda v: v >= 0,
                                       "a number of GiB >= 0") * 2**30),
@@ -313,6 +336,65 @@ def read_evolve_settings(config: pytest.Config) -> EvolveSettings:
         precision_drift=parsed(config, "precision_drift", float,
                                lambda v: v == 0 or 1 <= v < math.inf, "0 (off) or a factor >= 1"),
     )
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """``--avo-agent-*``: the agent operator's model and what one step may use."""
+
+    model: str
+    turns: int
+    step_tokens: int
+    step_usd: float
+    step_time_s: float
+    stagnation: int
+
+
+def read_agent_settings(config: pytest.Config) -> AgentSettings:
+    return AgentSettings(
+        model=str(raw(config, "agent_model")),
+        turns=parsed(config, "agent_turns", int, lambda v: v >= 1, "an integer >= 1"),
+        step_tokens=parsed(config, "agent_step_tokens", int, lambda v: v > 0,
+                           "an integer > 0"),
+        step_usd=parsed(config, "agent_step_usd", float, lambda v: v > 0,
+                        "a number of dollars > 0"),
+        step_time_s=parsed(config, "agent_step_time", duration, lambda v: v > 0,
+                           "a duration > 0 such as 1800, 30m or 1h"),
+        stagnation=parsed(config, "agent_stagnation", int, lambda v: v >= 0,
+                          "an integer >= 0"),
+    )
+
+
+class Settings:
+    """Every option of one session, each part read and checked once, on first use (so a
+    test run never asks torch for a device, nor checks the search's options, unless it
+    needs them). Kept on the pytest config: :func:`settings_of`."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    @functools.cached_property
+    def harness(self) -> HarnessSettings:
+        """With the device resolved (this may import torch)."""
+        return read_settings(self._config)
+
+    @functools.cached_property
+    def evolve(self) -> EvolveSettings:
+        return read_evolve_settings(self._config)
+
+    @functools.cached_property
+    def agent(self) -> AgentSettings:
+        return read_agent_settings(self._config)
+
+
+_SETTINGS = pytest.StashKey[Settings]()
+
+
+def settings_of(config: pytest.Config) -> Settings:
+    """The session's settings: the one object every reader of an option asks."""
+    if _SETTINGS not in config.stash:
+        config.stash[_SETTINGS] = Settings(config)
+    return config.stash[_SETTINGS]
 
 
 def cascade_from(config: pytest.Config) -> Cascade | None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from .options import add_options, raw, read_device, read_settings, resolve_cuda, switch
+from .options import (add_options, raw, read_device, read_settings, resolve_cuda, settings_of,
+                      switch)
 from .tasks import is_candidate
 
 
@@ -34,7 +35,7 @@ class _Deferred:
         """Resolve the device, read the settings, build the report plugins (once)."""
         if self.settings is not None:
             return self.settings
-        settings = read_settings(self.config)
+        settings = settings_of(self.config).harness
         if not settings.cuda:
             # Inherited by every candidate's process, before anything there imports triton.
             os.environ["TRITON_INTERPRET"] = "1"

@@ -116,3 +116,32 @@ def test_a_store_that_is_not_one_is_one_line_usage_error(pytester: pytest.Pytest
                     "file is not a database); move it aside or choose another --avo-store")
     assert store.read_bytes() == b"notes, not a database"
     assert sorted(p.name for p in store.parent.iterdir()) == ["lineage.sqlite"]
+
+
+def test_a_session_reads_its_settings_once_into_one_object(pytester: pytest.Pytester) -> None:
+    from avo_harness.evolve.evaluate import settings_from
+    from avo_harness.options import EXAMPLES_INTERPRETER, EXAMPLES_SEARCH_INTERPRETER, settings_of
+
+    config = pytester.parseconfig("--avo-device", "cpu", "--avo-agent-turns", "7")
+    settings = settings_of(config)
+    assert settings_of(config) is settings
+    assert settings.harness is settings.harness and settings.evolve is settings.evolve
+    assert settings.agent.turns == 7 and settings.agent is settings.agent
+    # One default each: a test run in the interpreter checks 50 examples, a search's
+    # evaluation there 20; a value given is the value of both.
+    assert settings.harness.examples == EXAMPLES_INTERPRETER == 50
+    assert settings.harness.examples_given is None
+    assert settings_from(config).examples == EXAMPLES_SEARCH_INTERPRETER == 20
+    given = pytester.parseconfig("--avo-device", "cpu", "--avo-examples", "3")
+    assert settings_of(given).harness.examples == settings_from(given).examples == 3
+
+
+def test_the_agent_options_are_declared_and_read_in_options() -> None:
+    from avo_harness.agent import settings as agent_settings
+    from avo_harness import options
+
+    assert agent_settings.AgentSettings is options.AgentSettings
+    assert agent_settings.read_agent_settings is options.read_agent_settings
+    declared = {o.name for o in OPTIONS if o.name.startswith("agent_")}
+    assert declared == {"agent_" + f for f in ("model", "turns", "step_tokens", "step_usd",
+                                               "step_time", "stagnation")}

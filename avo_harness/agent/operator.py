@@ -30,7 +30,7 @@ from ..evolve.operators import (
     VariationContext,
 )
 from ..evolve.progress import Progress
-from ..options import read_evolve_settings
+from ..options import AgentSettings, settings_of
 from ..tasks import Task
 from .budget import Limits, Meter, OutOfBudget
 from .client import APIFailure, MessagesClient, StepEnd, Unavailable
@@ -39,14 +39,13 @@ from .knowledge import Knowledge
 from .pricing import Price, price_of
 from .prompts import opening, system_prompt
 from .session import Declined, Session
-from .settings import AgentSettings, read_agent_settings
 from .supervisor import Supervisor
 from .tools import Submission, Workspace
 
 
 def build(config: pytest.Config) -> AgentOperator:
     """The ``anthropic`` operator's factory; a missing key or SDK is a one-line usage error."""
-    settings = read_agent_settings(config)
+    settings = settings_of(config).agent
     log = Progress().line
     try:
         client = MessagesClient(settings.model, log=log)
@@ -56,7 +55,7 @@ def build(config: pytest.Config) -> AgentOperator:
     if not known:
         log(f"avo: no price known for {settings.model}; costs are counted at the dearest "
             "known rates, so budgets stop early")
-    evolve = read_evolve_settings(config)
+    evolve = settings_of(config).evolve
     return AgentOperator(settings, client, price, settings_from(config), evolve.store,
                          Knowledge.load(evolve.task), log)
 

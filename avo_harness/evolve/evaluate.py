@@ -61,15 +61,16 @@ class EvalSettings:
 def settings_from(config: pytest.Config) -> EvalSettings:
     """How this session evaluates a candidate: one place for the loop and for any operator
     that evaluates drafts on its behalf, so both see the same numbers."""
-    from ..options import raw, read_evolve_settings, read_settings
+    from ..options import default_examples, settings_of
 
-    harness = read_settings(config)
-    examples = raw(config, "examples")
+    options = settings_of(config)
+    harness = options.harness
     return EvalSettings(
         device="cuda" if harness.cuda else "cpu",
-        examples=int(examples) if examples is not None else (100 if harness.cuda else 20),
+        examples=harness.examples_given if harness.examples_given is not None
+        else default_examples(harness.cuda, search=True),
         call_timeout_s=harness.timeout_s,
-        eval_timeout_s=read_evolve_settings(config).eval_timeout_s,
+        eval_timeout_s=options.evolve.eval_timeout_s,
         memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=config.rootpath,
         stress=max(harness.stress, SEARCH_STRESS if harness.cuda else 0))
 

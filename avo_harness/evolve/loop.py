@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from ..options import EvolveSettings, read_evolve_settings
+from ..options import EvolveSettings, settings_of
 from ..results import candidate_entry
 from ..tasks import Task, get_task, is_candidate
 from .cascade import from_lineage
@@ -52,7 +52,7 @@ from .scheduler import Done, Executor, Job, LocalExecutor, Pair, RayUnusable, Sl
 
 def main(config: pytest.Config) -> int:
     """Entry point from ``pytest_cmdline_main``; returns pytest's exit status."""
-    settings = read_evolve_settings(config)
+    settings = settings_of(config).evolve
     factories = available(config)
     if settings.operator not in factories:
         raise pytest.UsageError(f"--avo-operator {settings.operator}: unknown operator; "
@@ -688,7 +688,7 @@ def _run_step(operator: Operator, context: VariationContext, island: int) -> _St
 
 def print_lineage(config: pytest.Config) -> int:
     """``pytest --avo-lineage``: every run of the store, as tables."""
-    store = read_evolve_settings(config).store
+    store = settings_of(config).evolve.store
     if not (store / "lineage.sqlite").exists():
         raise pytest.UsageError(f"--avo-lineage: no lineage store at {store}")
     lineage = Lineage(store)

@@ -19,7 +19,7 @@ import pytest
 from ..results import Failure
 from ..evolve.lineage import CUT_SLOWER, CUT_TIME, LABELS, Lineage, Record
 from ..evolve.progress import phases
-from ..options import HTML_FLAG, read_evolve_settings
+from ..options import HTML_FLAG, settings_of
 from . import plots
 from .model import RunView, baseline, entry
 
@@ -27,7 +27,7 @@ from .model import RunView, baseline, entry
 def main(config: pytest.Config) -> int:
     """Entry point from ``pytest_cmdline_main``; returns pytest's exit status."""
     out = Path(config.getoption("avo_html"))
-    settings = read_evolve_settings(config)
+    settings = settings_of(config).evolve
     store = settings.store
     if not (store / "lineage.sqlite").exists():
         raise pytest.UsageError(f"{HTML_FLAG}: no lineage store at {store}")
