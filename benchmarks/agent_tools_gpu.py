@@ -5,20 +5,22 @@
 
 Makes one agent workspace (the seed, ``candidates/attention/seed.py``, as the lineage's best
 committed candidate and as the attempt), then calls ``compile_info`` (with its TTGIR, PTX and
-SASS cut short), ``profile`` and ``run_case`` on the first benchmark configuration, through
-``Workspace.call``: the very path of a tool call in an agent step (the judge's sandbox, a
-workbench process of its own, the step's time). Prints what each returns, and writes it to
-``--out``.
+SASS cut short), ``profile``, ``run_case`` and ``time_config`` on one benchmark
+configuration, through ``Workspace.call``: the very path of a tool call in an agent step (the
+judge's sandbox, a workbench process of its own, the step's time, the GPU's lock as a
+search's slot gives it). Prints what each returns, and writes it to ``--out`` (also when a
+call fails).
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 from avo_harness.agent.knowledge import Knowledge
 from avo_harness.agent.tools import Workspace
-from avo_harness.evolve.evaluate import EvalSettings
+from avo_harness.evolve.evaluate import EvalSettings, Placement
 from avo_harness.evolve.lineage import Record, source_hash
 from avo_harness.tasks import get_task
 
@@ -42,26 +44,33 @@ def main() -> None:
                   source_hash(source), "passed", True, None, None, 1.0, None, 0.0, 0.0)
     settings = EvalSettings(device="cuda", examples=100, call_timeout_s=600,
                             eval_timeout_s=1200, memory_limit_gib=64, rootdir=ROOT)
+    locks = tempfile.mkdtemp(prefix="avo-locks-")  # as the search's slots have them
+    # The helper modules beside the seed are its own, as the operator reads them.
+    helpers = {p.name: p.read_text() for p in sorted(SEED.parent.glob("_*.py"))}
     workspace = Workspace(get_task("attention"), [seed], settings,
                           ROOT / ".avo" / "staging" / "agent-tools-gpu",
                           Knowledge.load("attention"), "gpu", print,
-                          deadline=time.monotonic() + 3600)
+                          helpers={1: helpers} if helpers else {},
+                          deadline=time.monotonic() + 3600,
+                          placement=Placement(gpu_lock=Path(locks) / "gpu0.lock"))
     answers = [f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, "
                f"{SEED.relative_to(ROOT)} on {args.config}"]
     try:
-        calls = [("write_candidate", {"source": source}),
+        calls = [("write_candidate", {"source": source, "candidate_id": 1}),
                  ("compile_info", {"config": args.config, "asm": ["ttgir", "ptx", "sass"],
                                    "chars": args.chars}),
                  ("profile", {"config": args.config}),
-                 ("run_case", {"config": args.config})]
+                 ("run_case", {"config": args.config}),
+                 ("time_config", {"configs": [args.config]})]
         for tool, tool_args in calls:
             text, error = workspace.call(tool, tool_args)
-            answers.append(f"## {tool}({tool_args}){' -> error' if error else ''}\n{text}")
+            shown = tool_args if tool != "write_candidate" else {"source": f"<{SEED.name}>"}
+            answers.append(f"## {tool}({shown}){' -> error' if error else ''}\n{text}")
             print(answers[-1], flush=True)
     finally:
         workspace.close()
-    if args.out is not None:
-        args.out.write_text("\n\n".join(answers) + "\n")
+        if args.out is not None:
+            args.out.write_text("\n\n".join(answers) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -68,22 +69,32 @@ def _hold(path: Path) -> int:
     return fd
 
 
-def test_a_workbench_timing_waits_for_the_gpu_s_lock(workspace: Workspace) -> None:
+def test_a_workbench_timing_waits_for_the_gpu_s_lock(workspace: Workspace, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     lock = workspace.placement.gpu_lock
     assert lock is not None
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the workbench's folder
     fd = _hold(lock)
     released: list[float] = []
 
     def release() -> None:
+        """Once the workbench waits for the lock (its mark), and 2 s more."""
+        give_up = time.monotonic() + 120
+        while not list((tmp_path / "tmp").glob("avo-bench-*/waiting")):
+            if time.monotonic() > give_up:
+                break
+            time.sleep(0.1)
+        time.sleep(2.0)
         released.append(time.monotonic())
         os.close(fd)
 
-    timer = threading.Timer(8.0, release)
-    timer.start()
+    releaser = threading.Thread(target=release)
+    releaser.start()
     try:
         text, error = workspace.call("run_case", {})
     finally:
-        timer.cancel()
+        releaser.join()
     assert released, "the timing ended while the lock was held by another"
     assert not error, text
     waited = re.search(r"\(waited ([\d.]+) s for the GPU's lock: an evaluation was timing on "
@@ -94,11 +105,11 @@ def test_a_workbench_timing_waits_for_the_gpu_s_lock(workspace: Workspace) -> No
     # Held for longer than the step has left: the tool stops and says why, timing nothing.
     fd = _hold(lock)
     try:
-        workspace.deadline = time.monotonic() + 20
+        workspace.deadline = time.monotonic() + 30
         text, error = workspace.call("time_config", {"configs": ["interp-d64-n128"]})
     finally:
         os.close(fd)
-    assert error and text.startswith("stopped after 20 s"), text
+    assert error and text.startswith("stopped after 30 s"), text
     assert "waiting for the GPU's lock: an evaluation was timing on this GPU, so nothing " \
            "was timed" in text
 

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import avo_harness
 
 from ..evolve.evaluate import EvalSettings, Placement, start
+from ..judge.sandbox import _libcuda_dir
 from ..tasks import Case, Task
 from .views import floor_text
 
@@ -97,45 +99,71 @@ class Bench:
                 ) -> tuple[list[dict[str, str]], float]:
         """Nsight Compute's metrics of the attempt's kernels on ``case``, one dict per
         kernel launch profiled (metric name to value as ncu prints it), and the seconds
-        waited for the GPU's lock. The attempt runs once outside the profiler first (in the
-        same scratch folder and Triton cache), so that nothing is compiled under ncu."""
+        waited for the GPU's lock. The attempt first runs once without the profiler, in a
+        workbench of its own, compiling into a Triton cache that the profiled run starts
+        from: under ncu nothing is compiled (Triton's C utilities, built by the system's
+        compiler, failed to build under ncu's injection in the sandbox). The profiled child
+        runs first without ncu's LD_PRELOAD (CUDA's injection profiles it; what it starts
+        is not injected), then, if that profiled nothing, as ncu sets it up; failing both,
+        one line says why."""
         tool = ncu()
         assert tool is not None and self.cuda, profile_unavailable(self.cuda)
         names = jit_names(files.values())
+        ends = time.monotonic() + limit_s
         with tempfile.TemporaryDirectory(prefix="avo-ncu-") as tmp:
             report = Path(tmp) / "profile"
-            # The clocks as the judge times them (METHOD: ncu's default locks them to base).
+            request = {"case": case, "kernel_cache": str(Path(tmp) / "triton")}
+            answer = self._run({"op": "warm", **request}, {"attempt": files}, limit_s)
+            if "fault" in answer:
+                raise BenchError(f"profile: the attempt failed on this input ({answer['fault']}); "
+                                 "run_case says where")
+            # The clocks as the judge times them (ncu's default locks them to base).
             wrap = [tool, "--target-processes", "all", "--clock-control", "none",
                     "--metrics", ",".join(NCU_METRICS),
                     "--launch-count", "64", "--export", str(report), "--force-overwrite",
                     *(["--kernel-name", f"regex:^({'|'.join(names)})$"] if names else [])]
-            try:
-                answer = self._run({"op": "profile", "case": case}, {"attempt": files},
-                                   limit_s, wrap=wrap)
-            except BenchError as exc:
-                text = str(exc)
-                if text.startswith(_NO_ANSWER):  # ncu, or the process under it, failed
-                    text = (f"ncu's run ended without an answer ({text[len(_NO_ANSWER):]}); "
-                            "compile_info, run_case and time_config still answer")
-                raise BenchError(f"profile: {text}") from None
-            messages = answer["messages"][:300] or "no message from ncu"
-            if "fault" in answer:
-                raise BenchError(f"profile: the attempt failed on this input ({answer['fault']}); "
-                                 "run_case says where")
-            if "profiled_fault" in answer:
-                raise BenchError("profile: the attempt ran outside the profiler but failed "
-                                 f"under Nsight Compute ({answer['profiled_fault'][:240]}; "
-                                 f"{messages}); compile_info, run_case and time_config still "
-                                 "answer")
-            rep = report.with_suffix(".ncu-rep")
-            if not rep.exists():
-                raise BenchError(f"profile: ncu wrote no report ({messages})")
-            csv_text = _limited([tool, "--import", str(rep), "--csv", "--page", "raw"], 120,
-                                cwd=Path(tmp), env=dict(os.environ)).decode(errors="replace")
+            # First with the child's subprocesses out of ncu's reach (its LD_PRELOAD
+            # dropped), then, if ncu saw no kernel so, as ncu sets it up.
+            failures = []
+            for preload in (False, True):
+                try:
+                    rows, waited_s = self._profiled(tool, {**request, "preload": preload},
+                                                    files, report, ends - time.monotonic(),
+                                                    wrap)
+                    return rows, waited_s
+                except BenchError as exc:
+                    failures.append(str(exc))
+                    if str(exc).startswith(("not run", "stopped after")):
+                        break
+        why = failures[0] if len(set(failures)) == 1 else "; then, ".join(failures)
+        raise BenchError(f"profile: {why[:700]}; compile_info, run_case and time_config still "
+                         "answer")
+
+    def _profiled(self, tool: str, request: dict[str, Any], files: dict[str, str],
+                  report: Path, limit_s: float, wrap: list[str]
+                  ) -> tuple[list[dict[str, str]], float]:
+        """One run of the workbench's ``profile`` under ncu, and what ncu wrote of it."""
+        try:
+            answer = self._run({"op": "profile", **request}, {"attempt": files}, limit_s,
+                               wrap=wrap)
+        except BenchError as exc:
+            text = str(exc)
+            if text.startswith(_NO_ANSWER):  # ncu, or the process under it, failed
+                text = f"ncu's run ended without an answer ({text[len(_NO_ANSWER):]})"
+            raise BenchError(text) from None
+        messages = answer["messages"][:300] or "no message from ncu"
+        if "fault" in answer:  # it ran without the profiler: ncu's doing
+            raise BenchError("the attempt ran without the profiler but failed under Nsight "
+                             f"Compute ({answer['fault'][:240]}; {messages})")
+        rep = report.with_suffix(".ncu-rep")
+        if not rep.exists():
+            raise BenchError(f"ncu wrote no report ({messages})")
+        csv_text = _limited([tool, "--import", str(rep), "--csv", "--page", "raw"], 120,
+                            cwd=report.parent, env=dict(os.environ)).decode(errors="replace")
+        rep.unlink()
         rows = [r for r in ncu_rows(csv_text) if r.get("Process ID") != str(answer["pid"])]
         if not rows:
-            raise BenchError(f"profile: ncu profiled no kernel of the candidate's process "
-                             f"({messages})")
+            raise BenchError(f"ncu profiled no kernel of the candidate's process ({messages})")
         return rows, float(answer.get("lock_wait_s", 0.0))
 
     def _run(self, request: dict[str, Any], files: dict[str, dict[str, str]], limit_s: float,
@@ -167,6 +195,14 @@ class Bench:
             package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
             env.update(self.placement.env)
+            if self.cuda and "TRITON_LIBCUDA_PATH" not in env:
+                # Found here, outside any profiler, and the same for every run: the sandbox
+                # finds it by running ldconfig, which under ncu's injection found none, so
+                # the profiled child's Triton keyed its C utilities to other folders and
+                # built them again, under ncu, where that build fails.
+                libcuda = _libcuda_dir()
+                if libcuda:
+                    env["TRITON_LIBCUDA_PATH"] = libcuda
             env.update(TMPDIR=str(work / "tmp"), PYTHONPATH=os.pathsep.join(
                 p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
             argv = [*(wrap or []), sys.executable, "-m", "avo_harness.agent.workbench",

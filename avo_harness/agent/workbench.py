@@ -11,7 +11,8 @@ Requests (``op``): ``case`` checks one case and, if it is right, times it; ``tim
 benchmark configurations for the attempt and the best committed candidate, interleaved, in
 this one process; ``compile`` runs one case in a child with an empty Triton cache and reads
 what Triton compiled there (``kernels_in``); ``profile`` calls the attempt a few times for
-Nsight Compute, which runs this process (``bench.profile``), once compiled outside it.
+Nsight Compute, which runs this process (``bench.profile``), after ``warm`` compiled them
+outside it into the Triton cache they share.
 
 Timing is the judge's own (``judge.machine.Machine``, as a benchmark item times), and it
 holds the lock of the GPU (``judge/gpu_lock.py``, the request's ``gpu_lock``) that the
@@ -44,7 +45,7 @@ from ..tasks import BenchConfig, Case, Task, get_task
 
 #: The most one kernel's metadata, IR or SASS may take (a hostile child writes the cache).
 _MAX_FILE = 64 << 20
-#: Calls of the attempt a profile makes, both profiled (an unprofiled one compiles first).
+#: Calls of the attempt a profile makes, all profiled (``warm`` compiled them before).
 _PROFILED_CALLS = 2
 _RESOURCES = re.compile(r"\b(REG|STACK|LOCAL):(\d+)")
 
@@ -108,27 +109,23 @@ def _answer(request: dict[str, Any], task: Task, machine: Machine,
             kernels = kernels_in(box.scratch / "triton", request["asm"],
                                  int(request["asm_chars"]))
         return {"verdict": verdict.to_json(), "kernels": kernels}
-    if op == "profile":
+    if op in ("warm", "profile"):
         # The inputs are made on the CPU, so that this process launches no kernel of its
-        # own: what the profiler sees is the child's.
+        # own: what the profiler sees is the child's. Both keep the child's Triton cache in
+        # ``kernel_cache``: ``warm`` (outside the profiler) compiles the kernels, and the C
+        # launchers and utilities Triton builds with the system's compiler, into it, so
+        # that under Nsight Compute, ``profile``'s child builds nothing.
         call = task.make_inputs(request["case"], "cpu")
-        with _box(request, "attempt") as warm:
+        cache = Path(request["kernel_cache"])
+        profiled = op == "profile"
+        with _box(request, "attempt", profiled=profiled, kernel_cache=cache) as box:
             try:
-                # First outside the profiler (this child's environment has none of its
-                # variables): its kernels, and the C launchers and utilities Triton builds
-                # with the system's compiler, land in the scratch folder's Triton cache, so
-                # that the profiled child, sharing that folder, builds nothing under ncu.
-                warm.call(call, *task.output_like(call))
+                box.start()  # (its start needs the GPU to itself no more than a compile)
+                with gpu.held() if profiled else contextlib.nullcontext():
+                    for _ in range(_PROFILED_CALLS if profiled else 1):
+                        box.call(call, *task.output_like(call))
             except CandidateFault as fault:
                 return {"pid": os.getpid(), "fault": f"{fault.kind}: {fault}"[:400]}
-            try:
-                with _box(request, "attempt", profiled=True, sibling_of=warm) as box:
-                    box.start()  # (its start needs the GPU to itself no more than a compile)
-                    with gpu.held():
-                        for _ in range(_PROFILED_CALLS):
-                            box.call(call, *task.output_like(call))
-            except CandidateFault as fault:  # it ran outside the profiler: ncu's doing
-                return {"pid": os.getpid(), "profiled_fault": f"{fault.kind}: {fault}"[:400]}
         return {"pid": os.getpid()}
     raise ValueError(f"unknown request {op!r}")
 
@@ -156,25 +153,36 @@ class _Lock:
 
 class _Profiled(Sandbox):
     """The judge's sandbox, but its child keeps the profiler's injection variables (its
-    environment is otherwise clean): Nsight Compute follows a process only so."""
+    environment is otherwise clean): Nsight Compute follows a process only so. Without
+    ``preload``, not ncu's ``LD_PRELOAD``: the child is still profiled through CUDA's
+    injection, but the programs it starts (the C compiler) are not injected."""
+
+    preload = True
 
     def _environment(self) -> dict[str, str]:
         env = super()._environment()
         env.update({k: v for k, v in os.environ.items()
-                    if k == "LD_PRELOAD" or k.startswith(("CUDA_INJECTION", "NV_"))})
+                    if k == "LD_PRELOAD" and self.preload
+                    or k.startswith(("CUDA_INJECTION", "NV_"))})
         return env
 
 
+class _ProfiledAlone(_Profiled):
+    preload = False
+
+
 def _box(request: dict[str, Any], who: str, profiled: bool = False,
-         sibling_of: Sandbox | None = None) -> closing[Sandbox]:
+         kernel_cache: Path | None = None) -> closing[Sandbox]:
     """The candidate ``who`` (the attempt, or the best committed) in a sandbox of its own,
-    closed (its child and scratch gone) whatever happens; ``sibling_of``: in that one's
-    scratch folder (its Triton cache)."""
+    closed (its child and scratch gone) whatever happens; ``kernel_cache``: its Triton
+    cache is restored from there and kept there (``judge/kernel_cache.py``)."""
     settings = SandboxSettings(bool(request["cuda"]), float(request["timeout_s"]),
                                int(request["memory_limit_bytes"]),
                                tuple(request.get("protected", ())))
-    kind = _Profiled if profiled else Sandbox
-    return closing(kind(Path(request[who]), request["task"], settings, sibling_of=sibling_of))
+    kind = (Sandbox if not profiled else _Profiled if request.get("preload", True)
+            else _ProfiledAlone)
+    return closing(kind(Path(request[who]), request["task"], settings,
+                        kernel_cache=kernel_cache))
 
 
 def _warm(task: Task, box: Sandbox, case: Case, device: str) -> None:
