@@ -18,7 +18,11 @@ from avo_harness.judge.roofline import Roofline
 from avo_harness.tasks import get_task
 from avo_harness.tunables import read_space
 
-SEED = (Path(__file__).parents[1] / "candidates" / "attention" / "seed.py").read_text()
+CANDIDATES = Path(__file__).parents[1] / "candidates" / "attention"
+SEED = (CANDIDATES / "seed.py").read_text()
+#: The seed's kernels: the helper module beside it, which the seed imports.
+KERNELS = (CANDIDATES / "_triton_attention.py").read_text()
+IMPORT = "from _triton_attention import"
 
 
 def _longest_key_block() -> int:
@@ -109,8 +113,9 @@ def test_a_replay_collects_only_the_correctness_item(
     assert _items(result) == {"candidates/attention/a.py::correctness"}
 
 
-# Each bug as a text substitution in the seed (old, new), and what every input that exposes
-# it has. The seed changes: when ``old`` is gone, the test says so and the bug needs updating.
+# Each bug as a text substitution in the seed's kernels (old, new), and what every input that
+# exposes it has. The kernels change: when ``old`` is gone, the test says so and the bug needs
+# updating.
 BROKEN = {
     "no_diagonal": ("<= rows[:, None]", "< rows[:, None]", lambda case: case["causal"]),
     "gqa_mapping": ("off_h // GROUP", "off_h % (Hq // GROUP)",
@@ -125,16 +130,21 @@ BROKEN = {
 @pytest.fixture(scope="module")
 def broken(make_project: Callable[..., Path],
            fresh_run: Callable[..., Any]) -> tuple[Path, Any]:
-    """One run over the seed with each bug put wherever the seed has its text."""
-    sources = {name: SEED.replace(old, new) for name, (old, new, _) in BROKEN.items()
-               if old in SEED}
+    """One run over the seed with each bug put wherever its kernels have its text: each
+    broken candidate imports broken kernels of its own, under a helper name of their own."""
+    assert IMPORT in SEED
+    sources = {}
+    for name, (old, new, _) in BROKEN.items():
+        if old in KERNELS:
+            sources[f"_kernels_{name}"] = KERNELS.replace(old, new)
+            sources[name] = SEED.replace(IMPORT, f"from _kernels_{name} import")
     root = make_project(sources)
     return root, fresh_run(root, examples=1)
 
 
 def _failure(broken: tuple[Path, Any], name: str) -> dict[str, Any]:
     old = BROKEN[name][0]
-    assert old in SEED, f"the seed no longer contains {old!r}: update the bug {name!r}"
+    assert old in KERNELS, f"the kernels no longer contain {old!r}: update the bug {name!r}"
     return broken[1].candidate(name)["correctness"]["failure"]
 
 
