@@ -33,13 +33,12 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from avo_harness.judge.timer import time_in_process
+from avo_harness.report import write_json_atomically
+from avo_harness.tasks import BenchConfig, Call, get_task
+from avo_harness.tasks.attention import FA4_NAME, Attention
 
-from avo_harness.report import write_json_atomically  # noqa: E402
-from avo_harness.tasks import BenchConfig, Call, get_task  # noqa: E402
-from avo_harness.tasks.attention import FA4_NAME, Attention  # noqa: E402
-from avo_harness.judge.timer import time_in_process  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SDPA_BACKENDS = ("cudnn", "flash", "efficient")
 #: The baselines a candidate is held to; ``best`` is the faster of them per configuration.

@@ -70,6 +70,8 @@ def main() -> None:
         # Staged as the loop stages them: candidates/<task>/ under a folder of the store.
         staged = Path(tmp) / "candidates" / "attention"
         staged.mkdir(parents=True)
+        for helper in CANDIDATES.glob("_*.py"):  # as the loop stages them beside a proposal
+            shutil.copy(helper, staged / helper.name)
         settings = EvalSettings(device=args.device, examples=args.examples, call_timeout_s=300,
                                 eval_timeout_s=1800, memory_limit_gib=8, rootdir=ROOT,
                                 calibration=Path(tmp) / "calibration.json")

@@ -12,10 +12,11 @@
 #                  bash benchmarks/fa4_install.sh part0
 #   device call 2 (carry [".fa4b"]):
 #                  env=$(bash benchmarks/fa4_install.sh install /tmp/fa4) && eval "$env" &&
-#                  python3 benchmarks/attention_suite.py --out "$OUT/attention-h200.json" ...
+#                  PYTHONPATH=.:$PYTHONPATH python3 benchmarks/attention_suite.py \
+#                      --out "$OUT/attention-h200.json" ...
 #
-# `install` prints one line, the `export PYTHONPATH=...` that .fa4b/install.sh prints;
-# prefixing the suite with PYTHONPATH=. would drop it (the suite finds the project itself).
+# `install` prints one line, the `export PYTHONPATH=...` that .fa4b/install.sh prints: the
+# suite's prefix keeps it (a plain PYTHONPATH=. would drop FA4's path).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 part0_dir=/tmp/part0

@@ -16,6 +16,7 @@ import io
 import json
 import pstats
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load(path: Path) -> Any:
+    """The candidate at ``path``, its helpers importable as the worker makes them (its
+    folder appended to the path)."""
+    if str(path.resolve().parent) not in sys.path:
+        sys.path.append(str(path.resolve().parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -23,15 +23,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from avo_harness.evolve.fitness import Fitness, accepts
+from avo_harness.evolve.lineage import Record, source_hash
+from avo_harness.evolve.operators import OperatorExhausted, VariationContext
+from avo_harness.evolve.operators.builtin import BuiltinOperator
+from avo_harness.tasks import get_task
+from avo_harness.tunables import Space, read_space
 
-from avo_harness.evolve.fitness import Fitness, accepts  # noqa: E402
-from avo_harness.evolve.lineage import Record, source_hash  # noqa: E402
-from avo_harness.evolve.operators import OperatorExhausted, VariationContext  # noqa: E402
-from avo_harness.evolve.operators.builtin import BuiltinOperator  # noqa: E402
-from avo_harness.tasks import get_task  # noqa: E402
-from avo_harness.tunables import Space, read_space  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SEED_SOURCE = (ROOT / "candidates" / "attention" / "seed.py").read_text()
 

@@ -62,10 +62,13 @@ def spread(task: str, device: str, rounds: int) -> dict[str, Any]:
     from avo_harness.evolve.evaluate import EvalSettings
     from avo_harness.evolve.paired import compare
 
-    seeds = sorted((ROOT / "candidates" / task).glob("*.py"))
+    seeds = sorted(p for p in (ROOT / "candidates" / task).glob("*.py")
+                   if not p.name.startswith("_"))
     with tempfile.TemporaryDirectory(prefix="avo-spread-") as tmp:
         folder = Path(tmp, "candidates", task)
         folder.mkdir(parents=True)
+        for helper in (ROOT / "candidates" / task).glob("_*.py"):  # what the seeds import
+            shutil.copy(helper, folder / helper.name)
         a, b = folder / "a.py", folder / "b.py"
         a.write_text(seeds[0].read_text())
         b.write_text(seeds[0].read_text())
