@@ -534,3 +534,15 @@ def test_ctrl_c_stops_the_run_without_waiting_for_a_step_and_keeps_its_spend(
     assert time.monotonic() - started < 10
     assert lineage.spent(evolution.run_id) == (1000, 100, 0.25)
     assert [r.operator for r in lineage.records(evolution.run_id)] == ["seed"]
+
+
+def test_a_ray_evaluation_ships_the_helpers_staged_beside_the_candidate(tmp_path: Path) -> None:
+    from avo_harness.evolve.scheduler import helpers_beside
+
+    (tmp_path / "cand.py").write_text("from _kern import f\n")
+    (tmp_path / "_kern.py").write_text("def f(): pass\n")
+    (tmp_path / "other.py").write_text("x = 1\n")
+    outside = tmp_path.parent / "secret.txt"
+    outside.write_text("not a helper")
+    (tmp_path / "_link.py").symlink_to(outside)
+    assert helpers_beside(tmp_path / "cand.py") == {"_kern.py": "def f(): pass\n"}

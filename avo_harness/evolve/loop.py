@@ -380,7 +380,7 @@ class Evolution:
     def _stage(self, record: Record) -> Path:
         """The file ``record`` is evaluated from, holding its source: a seed's own file in
         candidates/<task>/, any other candidate's in the staging folder."""
-        if record.operator == "seed":
+        if record.starting:
             path = self.candidates_dir / f"{record.name}.py"
             if _contents(path) == record.source.encode():
                 return path

@@ -196,7 +196,7 @@ class RayExecutor:
         started = now()
         with watch(job):
             ref = self._remote.remote(self.task, record.name, record.source, job.settings,
-                                      job.cascade, job.time_left_s)
+                                      job.cascade, job.time_left_s, helpers_beside(job.path))
             try:
                 evaluation, worker, started = self._ray.get(ref)
             except Exception as exc:  # a lost worker or node: RayError; never the candidate's
@@ -211,7 +211,8 @@ class RayExecutor:
         verdict never compares two GPUs."""
         ref = self._remote_compare.remote(
             self.task, pair.candidate.name, pair.candidate.source, pair.best.name,
-            pair.best.source, pair.settings, pair.rounds, pair.margin, pair.time_left_s)
+            pair.best.source, pair.settings, pair.rounds, pair.margin, pair.time_left_s,
+            helpers_beside(pair.best_path) | helpers_beside(pair.candidate_path))
         try:
             return self._ray.get(ref)
         except Exception as exc:  # a lost worker: no verdict
@@ -249,9 +250,22 @@ def _connect(ray: Any, address: str) -> None:
         ray.init(runtime_env=runtime_env, log_to_driver=False)
 
 
+def helpers_beside(path: Path) -> dict[str, str]:
+    """The helper modules (``_*.py``) staged beside a candidate: what it imports, which a
+    Ray worker's project of its own must hold too. Plain files only, never links."""
+    return {p.name: p.read_text() for p in sorted(path.parent.glob("_*.py"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def _stage_remote(folder: Path, helpers: dict[str, str]) -> None:
+    folder.mkdir(parents=True)
+    for name, text in helpers.items():
+        (folder / Path(name).name).write_text(text)
+
+
 def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
-                     cascade: Cascade | None, time_left_s: float | None
-                     ) -> tuple[Evaluation, str, str]:
+                     cascade: Cascade | None, time_left_s: float | None,
+                     helpers: dict[str, str]) -> tuple[Evaluation, str, str]:
     """On a Ray worker: the candidate staged in a project of its own, evaluated there. The
     machine's measurements are kept per node (they describe that machine)."""
     import ray
@@ -262,7 +276,7 @@ def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
                    if settings.calibration is not None else None)
     with tempfile.TemporaryDirectory(prefix="avo-ray-") as root:
         path = Path(root, "candidates", task, f"{name}.py")
-        path.parent.mkdir(parents=True)
+        _stage_remote(path.parent, helpers)
         path.write_text(source)
         started = now()
         evaluation = evaluate(path, replace(settings, rootdir=Path(root),
@@ -273,11 +287,11 @@ def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
 
 def _remote_compare(task: str, name: str, source: str, best_name: str, best_source: str,
                     settings: EvalSettings, rounds: int, margin: float,
-                    time_left_s: float | None) -> paired.Paired:
+                    time_left_s: float | None, helpers: dict[str, str]) -> paired.Paired:
     """On a Ray worker: both candidates staged in a project of their own, timed there."""
     with tempfile.TemporaryDirectory(prefix="avo-ray-") as root:
         folder = Path(root, "candidates", task)
-        folder.mkdir(parents=True)
+        _stage_remote(folder, helpers)
         (folder / f"{name}.py").write_text(source)
         (folder / f"{best_name}.py").write_text(best_source)
         return paired.compare(folder / f"{name}.py", folder / f"{best_name}.py",
