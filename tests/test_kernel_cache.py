@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from avo_harness.judge import kernel_cache
 
 
@@ -25,6 +27,44 @@ def test_what_one_evaluation_compiled_is_put_back_for_the_next_of_the_same_sourc
     elsewhere = tmp_path / "scratch3" / "triton"
     kernel_cache.restore(other, elsewhere)
     assert not elsewhere.exists()  # another source sees nothing
+
+
+def test_kernels_kept_from_another_scratch_folder_are_found_by_triton(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton's group files name their members by absolute path: a restore into a new
+    scratch folder must point them there, or every kept kernel compiles again."""
+    from triton.runtime.cache import FileCacheManager
+
+    first = tmp_path / "scratch1" / "triton"
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(first))
+    manager = FileCacheManager("KEY")
+    paths = {name: manager.put(b"x", name) for name in ("k.cubin", "k.json")}
+    manager.put_group("k.json", paths)
+    kept = kernel_cache.folder(tmp_path / "kernel-cache", "attention", "a" * 64)
+    kernel_cache.persist(first, kept)
+
+    again = tmp_path / "scratch2" / "triton"
+    kernel_cache.restore(kept, again)
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(again))
+    group = FileCacheManager("KEY").get_group("k.json")
+    assert group is not None
+    assert set(group) == {"k.cubin", "k.json"}
+    assert all(Path(p).parent == again / "KEY" for p in group.values())
+
+
+def test_a_hostile_group_file_is_left_as_it_is(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    (kept / "KEY").mkdir(parents=True)
+    odd = '{"child_paths": {"k": "/x/.."}}'
+    (kept / "KEY" / "__grp__k.json").write_text(odd)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "__grp__k.json").write_text('{"child_paths": {"k": "/elsewhere/k"}}')
+    os.symlink(outside, kept / "LINKED")
+    into = tmp_path / "into"
+    kernel_cache.restore(kept, into)
+    assert (into / "KEY" / "__grp__k.json").read_text() == odd
+    assert "/elsewhere/k" in (outside / "__grp__k.json").read_text()  # not written through
 
 
 def test_a_cache_is_replaced_whole_and_the_oldest_sources_go(tmp_path: Path,

@@ -8,10 +8,13 @@ bytes ever sees it, so whatever a hostile candidate leaves there (a binary that 
 what its source compiles to) reaches no other candidate's verdict, only its own, which
 it could equally have built at run time (``cpp_extension``). Links are copied as links,
 never followed, and a cache larger than ``MAX_BYTES`` or of more than ``MAX_FILES`` files
-is not kept.
+is not kept. Triton names the members of a kernel's group by absolute path, and a scratch
+folder's path is new each evaluation, so a restore points them at their copies
+(``_relocate_groups``); without it every kept kernel misses and compiles again.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +24,8 @@ MAX_BYTES = 2 << 30
 MAX_FILES = 20_000
 #: Sources whose kernels are kept per task; the least recently used go first.
 KEEP = 64
+#: A group file names a few files; a larger one is not Triton's.
+_MAX_GROUP_BYTES = 1 << 16
 
 
 def folder(root: Path, task: str, sha256: str) -> Path:
@@ -31,7 +36,30 @@ def restore(cache: Path, into: Path) -> None:
     """Put the kept kernels of ``cache`` (if any) into the scratch folder ``into``."""
     if cache.is_dir():
         shutil.copytree(cache, into, symlinks=True, dirs_exist_ok=True)
+        _relocate_groups(into)
         os.utime(cache)  # recently used
+
+
+def _relocate_groups(root: Path) -> None:
+    """Point every member of each Triton group file (``<key>/__grp__*.json``) under
+    ``root`` at its file beside the group: Triton checks each absolute path exists and
+    recompiles the kernel if one does not. Links and odd files are left alone (Triton
+    then misses, as without this), so nothing is written outside ``root``."""
+    for key in root.iterdir():
+        if key.is_symlink() or not key.is_dir():
+            continue
+        for group in key.glob("__grp__*.json"):
+            try:
+                if group.is_symlink() or group.stat().st_size > _MAX_GROUP_BYTES:
+                    continue
+                children = json.loads(group.read_text())["child_paths"]
+                moved = {str(name): str(key / Path(str(path)).name)
+                         for name, path in children.items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if all(Path(p).parent == key and Path(p).name not in ("", ".", "..")
+                   for p in moved.values()):
+                group.write_text(json.dumps({"child_paths": moved}))
 
 
 def persist(compiled: Path, cache: Path) -> None:
