@@ -161,6 +161,8 @@ def _record(lineage: Lineage, run: int, generation: int, parents: list[int], *,
 
 
 def test_running_best_tree_and_references_follow_the_lineage(tmp_path: Path) -> None:
+    from avo_harness.html.render import render
+
     lineage = Lineage(tmp_path)
     old = lineage.start_run("attention", {})
     elder = _record(lineage, old, 0, [], geomean=9.0, committed=True, operator="seed")
@@ -178,11 +180,30 @@ def test_running_best_tree_and_references_follow_the_lineage(tmp_path: Path) -> 
     # A tie does not replace the best (the loop's rule); the pending row is not judged yet.
     assert [b.id if b else None for b in view.running_best()] == [seed, better, better, better,
                                                                   better]
-    assert view.seed is not None and view.seed.id == seed
+    assert view.start is not None and view.start.id == seed
     assert [(r.id, depth) for r, depth in view.tree()] == [
         (seed, 0), (better, 1), (better + 1, 2), (tied, 1), (tied + 2, 2), (adopted, 0)]
-    assert view.references(view.records[1]) == [("the seed", 2.0), ("lib", pytest.approx(8.0))]
+    # Speedups name the best starting candidate, never the starting population's operator.
+    assert view.references(view.records[1]) == [("g0", 2.0), ("lib", pytest.approx(8.0))]
     assert view.rate_label() == "TFLOP/s (cuda-events)"
+    page = render(view)
+    assert "<th>vs g0</th>" in page and "<th>best / g0</th>" in page
+    assert "1.500x g0; 0.375x lib" in page and "x seed" not in page
+
+
+def test_a_run_without_a_passing_start_says_best_start(tmp_path: Path) -> None:
+    from avo_harness.html.render import render
+
+    lineage = Lineage(tmp_path)
+    run = lineage.start_run("attention", {})
+    wrong = _record(lineage, run, 0, [], geomean=0.0, committed=False, operator="seed")
+    _record(lineage, run, 1, [wrong], geomean=3.0, committed=True)
+    view = RunView.latest(lineage, "attention")
+    lineage.close()
+    assert view is not None and view.start is None
+    page = render(view)
+    assert "<th>vs best start</th>" in page and "<th>best / best start</th>" in page
+    assert "best start (-)" in page and "vs seed" not in page
 
 
 def test_heatmap_draws_nan_in_magenta() -> None:

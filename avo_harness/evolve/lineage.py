@@ -40,6 +40,9 @@ NOT_FASTER = LABELS[PASSED]
 #: The operator of the starting population: the files in candidates/<task>/ a run starts
 #: from (every speedup is against the fastest of them, ``best_start``).
 START = "seed"
+#: How a table names the reference of its speedups when it has no candidate's name to give:
+#: the fastest starting candidate (``best_start``), never the word for the operator above.
+BEST_START = "best start"
 #: The statuses a resumed run evaluates (again): nothing has judged the candidate yet.
 UNJUDGED = (PENDING, HARNESS_ERROR, CUT_TIME)
 #: The status of an evaluation cut short, by ``Fitness.cut``.
@@ -174,7 +177,7 @@ def best_committed(records: list[Record]) -> Record | None:
 
 def best_start(records: list[Record]) -> Record | None:
     """The starting candidate of the highest geomean among ``records``: what every speedup
-    ("1.2x seed") is against."""
+    ("1.2x hopper_best") is against, named by its name."""
     scored = [r for r in records if r.starting and r.geomean]
     return max(scored, key=lambda r: r.geomean or 0.0) if scored else None
 

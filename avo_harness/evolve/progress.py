@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..live import describe
-from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, NOT_FASTER, PASSED,
-                      Record)
+from .lineage import (BEST_START, CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, LABELS, NOT_FASTER,
+                      PASSED, Record, best_start)
 
 #: What each record's rationale is shown with in a table: why it failed or was cut.
 _EXPLAINED = (FAILED, HARNESS_ERROR, CUT_SLOWER, CUT_TIME)
@@ -97,14 +97,19 @@ class Progress:
             f"{why}; geomean {_geomean(record)}; best {best:.4g} ({speedup}); {took}"
             f"{elapsed_s:,.0f} s elapsed; {budget}"))
 
-    def table(self, title: str, records: list[Record], seed: float) -> None:
+    def table(self, title: str, records: list[Record], start: float) -> None:
+        """``records`` with their geomean over ``start``, the best starting candidate's (named
+        in the header when it is among them)."""
         table = Table(title=title)
-        for column in ("gen", "name", "operator", "status", "geomean", "vs seed", "parents",
+        named = best_start(records)
+        versus = (f"vs {named.name}" if named is not None and named.geomean == start
+                  else f"vs {BEST_START}")
+        for column in ("gen", "name", "operator", "status", "geomean", versus, "parents",
                        "rationale"):
             table.add_column(column, overflow="fold")
         for r in records:
             table.add_row(str(r.generation), r.name, r.operator, r.label, _geomean(r),
-                          f"{r.geomean / seed:.3f}x" if r.geomean and seed else "-",
+                          f"{r.geomean / start:.3f}x" if r.geomean and start else "-",
                           ",".join(map(str, r.parents)) or "-",
                           Text((f"{r.rationale} [{r.reason}{_partial(r)}]"
                                 if r.status in _EXPLAINED else r.rationale)[:240]))

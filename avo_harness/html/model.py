@@ -92,8 +92,8 @@ class RunView:
         return trail[-1] if trail else None
 
     @property
-    def seed(self) -> Record | None:
-        """The fastest passing seed: the loop's reference for speedups."""
+    def start(self) -> Record | None:
+        """The fastest passing starting candidate: the loop's reference for speedups."""
         return best_start(self.judged)
 
     def configs(self) -> list[str]:
@@ -123,8 +123,10 @@ class RunView:
         return baseline(self.best) if self.best is not None else None
 
     def references(self, record: Record) -> list[tuple[str, float]]:
-        """What a geomean is compared with: the seed, and the baseline timed in its own run."""
-        found = [("the seed", self.seed.geomean)] if self.seed and self.seed.geomean else []
+        """What a geomean is compared with, by name: the best starting candidate, and the
+        baseline timed in its own run."""
+        start = self.start
+        found = [(start.name, start.geomean)] if start and start.geomean else []
         timed = baseline(record)
         rate = timed.geomean(list(record.scores or {})) if timed is not None else 0.0
         if timed is not None and rate:
@@ -135,7 +137,7 @@ class RunView:
         return self.known.get(record.parents[0]) if record.parents else None
 
     def tree(self) -> Iterator[tuple[Record, int]]:
-        """Depth first by first parent, with depths; roots are seeds and children of other runs.
+        """Depth first by first parent, with depths; roots start a run or are from others.
 
         Iterative, since a long search can chain more generations than Python recurses.
         """

@@ -17,7 +17,7 @@ from string import Template
 import pytest
 
 from ..results import Failure
-from ..evolve.lineage import CUT_SLOWER, CUT_TIME, LABELS, Lineage, Record
+from ..evolve.lineage import BEST_START, CUT_SLOWER, CUT_TIME, LABELS, Lineage, Record
 from ..evolve.progress import phases
 from ..options import HTML_FLAG, settings_of
 from . import plots
@@ -93,7 +93,7 @@ def _headline(view: RunView) -> str:
 
 
 def _tree(view: RunView) -> str:
-    seed = view.seed.geomean if view.seed else None
+    start = view.start.geomean if view.start else None
     rows = []
     for record, depth in view.tree():
         note = ""
@@ -104,14 +104,14 @@ def _tree(view: RunView) -> str:
         island = [str(record.island)] if view.islands else []
         rows.append([f'<span style="padding-left:{1.4 * depth:.1f}em">{"└ " if depth else ""}'
                      f"{_link(record)}</span>{note}", *island, _e(record.operator),
-                     _badge(record), _num(record.geomean), _ratio(record.geomean, seed),
+                     _badge(record), _num(record.geomean), _ratio(record.geomean, start),
                      _e(record.rationale)])
     return _table(["candidate", *(["island"] if view.islands else []), "operator", "status",
-                   "geomean", "vs seed", "rationale"], rows)
+                   "geomean", f"vs {_versus(view)}", "rationale"], rows)
 
 
 def _comparison(view: RunView) -> str:
-    best, seed, base = view.best, view.seed, view.baseline()
+    best, start, base = view.best, view.start, view.baseline()
     if best is None:
         return "<p>No candidate was committed.</p>"
     configs = view.configs()
@@ -119,20 +119,26 @@ def _comparison(view: RunView) -> str:
     rows = []
     for config in configs:
         b = base.tflops.get(config) if base is not None else None
-        s = (seed.scores or {}).get(config) if seed is not None else None
+        s = (start.scores or {}).get(config) if start is not None else None
         v = (best.scores or {}).get(config)
         rows.append([_e(config), _num(b), _num(s), _num(v),
                      _ratio(v, b), _ratio(v, s)])
     b_all = base.geomean(configs) if base is not None else None
-    s_all = seed.geomean if seed is not None else None
+    s_all = start.geomean if start is not None else None
     rows.append(["geomean", _num(b_all), _num(s_all), _num(best.geomean),
                  _ratio(best.geomean, b_all), _ratio(best.geomean, s_all)])
-    table = _table(["config", _e(base_name), f"seed ({_link(seed) if seed else '-'})",
-                    f"best ({_link(best)})", f"best / {_e(base_name)}", "best / seed"], rows,
-                   total=True)
+    table = _table(["config", _e(base_name),
+                    f"{BEST_START} ({_link(start) if start else '-'})",
+                    f"best ({_link(best)})", f"best / {_e(base_name)}",
+                    f"best / {_versus(view)}"], rows, total=True)
     note = (f"{base.name} was timed in the same pytest run as the best version"
             if base is not None else "the best version's report has no baseline timing")
     return table + f'<p class="muted">{_e(view.rate_label())}; {_e(note)}.</p>'
+
+
+def _versus(view: RunView) -> str:
+    """What a speedup column is against: the best starting candidate, by name if any."""
+    return _e(view.start.name) if view.start is not None else BEST_START
 
 
 def _notebook(view: RunView) -> str:
@@ -239,7 +245,7 @@ def _diff(view: RunView, record: Record) -> str:
 
 
 def _speedups(value: float | None, references: list[tuple[str, float]]) -> str:
-    """``; 1.234x the seed; 0.812x torch-sdpa``: nothing for a candidate without a rate."""
+    """``; 1.234x hopper_best; 0.812x torch-sdpa``: nothing for a candidate without a rate."""
     if not value:
         return ""
     return "".join(f"; {_ratio(value, reference)} {_e(name)}" for name, reference in references)
