@@ -14,13 +14,16 @@ from typing import Any
 
 import pytest
 
+from avo_harness.agent import operator as operator_module
+from avo_harness.agent import tools
 from avo_harness.agent.client import MessagesClient
 from avo_harness.agent.fake_server import FakeMessagesAPI
 from avo_harness.agent.knowledge import Knowledge
 from avo_harness.agent.operator import AgentOperator
 from avo_harness.agent.pricing import PRICES
 from avo_harness.agent.settings import AgentSettings
-from avo_harness.evolve.evaluate import EvalSettings
+from avo_harness.evolve.evaluate import EvalSettings, Evaluation, Placement
+from avo_harness.evolve.fitness import Fitness
 from avo_harness.evolve.lineage import Lineage, Record, source_hash
 from avo_harness.evolve.operators import (NoCandidate, OperatorBudgetExceeded, StepAborted,
                                           VariationContext)
@@ -45,7 +48,8 @@ def propose(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
 
     def run(script: list[dict[str, Any]], *, turns: int = 40, stagnation: int = 0,
             cost_left: float | None = None, failed_steps: int = 0,
-            seconds: float = 600.0) -> tuple[Any, FakeMessagesAPI]:
+            seconds: float = 600.0, placement: Placement = Placement()
+            ) -> tuple[Any, FakeMessagesAPI]:
         api = FakeMessagesAPI(script).start()
         servers.append(api)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
@@ -59,7 +63,8 @@ def propose(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
         records += [record(2 + i, f"# {i}\n" + honest_attention, False, None, "anthropic")
                     for i in range(failed_steps)]
         context = VariationContext(get_task("attention"), records, random.Random(0),
-                                   len(records), cost_left_usd=cost_left)
+                                   len(records), cost_left_usd=cost_left,
+                                   placement=placement)
         try:
             return operator.propose(context), api
         except StepAborted as exc:
@@ -91,6 +96,32 @@ def test_at_the_step_limit_the_fastest_passing_draft_is_submitted(propose: Any,
     assert (proposal.tokens_in, proposal.tokens_out) == (2_000, 200)
     assert proposal.cost_usd == pytest.approx(0.012)
     assert proposal.events == () and api.left == 0
+
+
+def test_the_step_times_its_drafts_where_the_loop_placed_it(
+        propose: Any, honest_attention: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slot's GPU and its lock: a draft's evaluation and the workbench time under the
+    lock the search's evaluations on that GPU hold, never beside them."""
+    placement = Placement((("CUDA_VISIBLE_DEVICES", "1"),), tmp_path / "gpu1.lock")
+    workspaces: list[tools.Workspace] = []
+    built = operator_module.Workspace
+    monkeypatch.setattr(operator_module, "Workspace", lambda *a, **k: workspaces.append(
+        built(*a, **k)) or workspaces[-1])
+    placed: list[Placement] = []
+
+    def evaluate(path: Path, settings: EvalSettings, **kwargs: Any) -> Evaluation:
+        placed.append(kwargs["placement"])
+        return Evaluation(Fitness(False, "wrong", {}, 0.0), None, 0.0)
+
+    monkeypatch.setattr(tools, "evaluate", evaluate)
+    script = [call("write_candidate", source="# draft\n" + honest_attention),
+              call("evaluate_candidate")]
+    exc, _ = propose(script, turns=2, placement=placement)
+    assert isinstance(exc, NoCandidate)
+    assert placed == [placement]
+    (workspace,) = workspaces
+    assert workspace.placement == workspace.bench.placement == placement
 
 
 def test_nothing_passed_by_the_step_limit_is_no_candidate_with_its_cost(propose: Any) -> None:

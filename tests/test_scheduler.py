@@ -60,6 +60,14 @@ def test_gpu_slots_are_dealt_in_turn_two_per_gpu_sharing_its_lock(tmp_path: Path
     assert [s.name for s in scheduler.local_slots(True, 1, tmp_path, gpus=["7"])] == ["gpu7"]
 
 
+def test_a_step_s_placement_is_a_slot_s_one_gpu_after_another(tmp_path: Path) -> None:
+    slots = scheduler.local_slots(True, None, tmp_path, gpus=["0", "3"])
+    executor = scheduler.LocalExecutor(slots)
+    assert [executor.placement_for(lane) for lane in range(5)] == [
+        s.placement for s in slots + slots[:1]]
+    executor.close()
+
+
 def test_the_gpu_lock_lets_one_holder_in_at_a_time(tmp_path: Path) -> None:
     lock = tmp_path / "gpu0.lock"
     order: list[str] = []
@@ -456,6 +464,61 @@ def test_an_operator_whose_steps_may_overlap_gets_a_step_per_slot_and_a_budget_s
     # Each step's calls were recorded once: as made, and not again at its end.
     assert lineage.spent(evolution.run_id) == (500, 50, 2.5)
     assert "generation budget reached (5)" in out.getvalue()
+
+
+class _Placed(_Thoughtful):
+    """Notes where each step was placed, and whether a step in flight already was there."""
+
+    name = "placed"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.placements: list[Placement] = []
+        self.here: list[Placement] = []
+        self.shared: list[Placement] = []
+
+    def propose(self, context: VariationContext) -> Proposal:
+        with self.lock:
+            self.placements.append(context.placement)
+            if context.placement in self.here:
+                self.shared.append(context.placement)
+            self.here.append(context.placement)
+        try:
+            return super().propose(context)
+        finally:
+            with self.lock:
+                self.here.remove(context.placement)
+
+
+def test_each_step_times_on_a_slot_of_its_own_under_that_gpu_s_lock(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an agent's workbench times, it times holding the lock of the GPU the loop
+    placed its step on: never beside an evaluation timed there, nor beside another step."""
+    _slow_evaluations(monkeypatch, 0.05)
+    evolution, _ = _evolution(tmp_path, lineage, 5, workers=2)
+    slots = scheduler.local_slots(True, 2, tmp_path / "locks", gpus=["0", "1"])
+    evolution.executor = scheduler.LocalExecutor(slots)
+    operator = _Placed()
+    evolution.operator = operator
+    evolution._parallel = 2
+    evolution.run()
+    assert operator.peak == 2 and len(operator.placements) == 5
+    assert set(operator.placements) == {s.placement for s in slots}
+    assert all(p.gpu_lock is not None for p in operator.placements)
+    assert operator.shared == []
+
+
+def test_a_step_at_a_time_times_on_the_first_slot(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluations(monkeypatch, 0.05)
+    evolution, _ = _evolution(tmp_path, lineage, 2, workers=2)
+    slots = scheduler.local_slots(True, 2, tmp_path / "locks", gpus=["0", "1"])
+    evolution.executor = scheduler.LocalExecutor(slots)
+    operator = _Placed()
+    evolution.operator = operator
+    evolution._parallel = 1
+    evolution.run()
+    assert operator.placements == [slots[0].placement] * 2
 
 
 def test_a_commit_is_refused_when_its_error_drifts_past_the_seeds(

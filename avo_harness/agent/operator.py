@@ -89,7 +89,8 @@ class AgentOperator:
         notebook, helpers = self._history(context.task, context.records)
         workspace = Workspace(context.task, context.records, self.eval_settings, self.scratch,
                               self.knowledge, f"g{context.generation:03d}", self.log,
-                              helpers=helpers, deadline=meter.deadline)
+                              helpers=helpers, deadline=meter.deadline,
+                              placement=context.placement)
         prompt = system_prompt(context.task, self.knowledge, self.eval_settings.device == "cuda")
         session = Session(self.client, prompt, workspace, meter, self.log,
                           window_of(self.client.model))

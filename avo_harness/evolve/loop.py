@@ -191,7 +191,9 @@ class Evolution:
         (so the next step's selection sees it). Stops proposing at the first budget reached
         and lets the evaluations in flight finish (the time budget ends them at its limit)."""
         in_flight: dict[Future[Done], Job] = {}
-        steps: dict[Future[_Step], int] = {}
+        #: Each step in flight: its generation, and its lane (which of the executor's
+        #: placements it times on: ``placement_for``).
+        steps: dict[Future[_Step], tuple[int, int]] = {}
         reason: str | None = None
         while True:
             # Each step becomes one evaluation: never more of both than there are slots.
@@ -199,8 +201,9 @@ class Evolution:
                    and len(in_flight) + len(steps) < self.executor.capacity):
                 reason = self._budget_spent(steps=len(steps))
                 if reason is None:
-                    future, generation = self._start_step(set(steps.values()))
-                    steps[future] = generation
+                    lane = min(set(range(self._parallel)) - {used for _, used in steps.values()})
+                    future, generation = self._start_step({g for g, _ in steps.values()}, lane)
+                    steps[future] = generation, lane
             if not steps and not in_flight:
                 return reason or "nothing left to do"
             done, _ = wait([*in_flight, *steps], return_when=FIRST_COMPLETED)
@@ -212,9 +215,10 @@ class Evolution:
                 else:
                     self._finish(future.result(), in_flight)
 
-    def _start_step(self, taken: set[int]) -> tuple[Future[_Step], int]:
+    def _start_step(self, taken: set[int], lane: int) -> tuple[Future[_Step], int]:
         """A step of the next generation free (``taken``: those of the steps in flight), with
-        its share of what the money and token budgets leave."""
+        its share of what the money and token budgets leave, timing what it times itself on
+        its lane's placement (a free one: no two steps in flight share it)."""
         generation = 1 + max({r.generation for r in self.lineage.records(self.run_id)} | taken)
         island = generation % self.settings.islands
         _, _, cost, tokens = self._spent()
@@ -225,7 +229,8 @@ class Evolution:
             cost_left_usd=(s.cost_budget_usd - cost) / self._parallel
             if s.cost_budget_usd else None,
             tokens_left=(s.token_budget - tokens) // self._parallel if s.token_budget else None,
-            spend=functools.partial(self._spend, generation))
+            spend=functools.partial(self._spend, generation),
+            placement=self.executor.placement_for(lane))
         with self._reported_lock:
             self._reported[generation] = (0, 0, 0.0)
         return _in_a_thread(_run_step, self.operator, context, island), generation

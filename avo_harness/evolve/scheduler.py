@@ -69,6 +69,10 @@ class Executor(Protocol):
 
     def submit(self, job: Job, watch: Watch) -> Future[Done]: ...
 
+    def placement_for(self, lane: int) -> Placement:
+        """Where the operator step in ``lane`` (0 to capacity - 1, one per step in flight)
+        runs what it times itself, e.g. the agent's workbench."""
+
     def compare(self, pair: Pair) -> paired.Paired:
         """The paired timing of a candidate against the best (``paired.py``), on one GPU."""
 
@@ -135,8 +139,8 @@ class LocalExecutor:
         self._free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
         for slot in slots:
             self._free.put(slot)
+        self._order = slots
         self._slots = {slot.name: slot for slot in slots}
-        self._first = slots[0]
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="avo-eval")
 
     def submit(self, job: Job, watch: Watch) -> Future[Done]:
@@ -158,8 +162,13 @@ class LocalExecutor:
         finally:
             self._free.put(slot)
 
+    def placement_for(self, lane: int) -> Placement:
+        """The slots in the order dealt (``local_slots``: one GPU after another), so steps
+        side by side spread over the GPUs, each timing under its GPU's lock."""
+        return self._order[lane % len(self._order)].placement
+
     def compare(self, pair: Pair) -> paired.Paired:
-        placement = self._slots.get(pair.worker, self._first).placement
+        placement = self._slots.get(pair.worker, self._order[0]).placement
         return paired.compare(pair.candidate_path, pair.best_path, pair.settings, pair.rounds,
                               gpu_lock=placement.gpu_lock, time_left_s=pair.time_left_s,
                               margin=pair.margin, env=placement.env)
@@ -190,6 +199,11 @@ class RayExecutor:
 
     def submit(self, job: Job, watch: Watch) -> Future[Done]:
         return self._pool.submit(self._run, job, watch)
+
+    def placement_for(self, lane: int) -> Placement:
+        """This host as it is: the cluster's GPUs are Ray's to give, and no lock here is
+        one its tasks time under."""
+        return Placement()
 
     def _run(self, job: Job, watch: Watch) -> Done:
         record = job.record

@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from ..evaluate import Placement
+
 if TYPE_CHECKING:
     import pytest
 
@@ -86,6 +88,10 @@ class VariationContext:
     #: mid-step still counts it. What a step's Proposal or StepAborted totals beyond what
     #: was reported is recorded at the step's end.
     spend: Callable[[int, int, float], None] | None = None
+    #: Where the step's own runs go (the executor's ``placement_for``): an operator that
+    #: times drafts there holds that GPU's lock while it does, so it never times while an
+    #: evaluation on the same GPU does. The default: this host as it is, no lock.
+    placement: Placement = Placement()
 
     def committed(self) -> list[Record]:
         return [r for r in self.records if r.committed]
