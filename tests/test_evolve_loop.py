@@ -23,7 +23,7 @@ from avo_harness.evolve import loop, scheduler
 from avo_harness.evolve.cascade import Cascade
 from avo_harness.evolve.evaluate import EvalSettings, Evaluation, command, evaluate
 from avo_harness.evolve.fitness import Fitness, harness_fault, out_of_time
-from avo_harness.evolve.lineage import Lineage, source_hash
+from avo_harness.evolve.lineage import START, Lineage, source_hash
 from avo_harness.evolve.loop import Evolution
 from avo_harness.evolve.operators import Operator, Proposal, VariationContext
 from avo_harness.evolve.progress import Progress
@@ -370,9 +370,11 @@ def test_a_candidate_that_rewrites_its_own_file_is_failed_for_tampering(
     evolution, out = _evolution(root, lineage, 1)
     evolution.run()
     records = {r.name: r for r in lineage.records(evolution.run_id)}
-    assert records["rewrites"].reason == "tampering: the seed file changed during its evaluation"
+    assert records["rewrites"].reason == (
+        "tampering: its own file candidates/attention/rewrites.py (a starting candidate, "
+        f"operator {START!r}) changed during its evaluation")
     assert records["evo_r1_g002"].reason == (
-        "tampering: the staged file changed during its evaluation")
+        "tampering: its staged copy evo_r1_g002.py changed during its evaluation")
     assert all(records[n].outcome == "failed" and records[n].geomean == 0.0
                for n in ("rewrites", "evo_r1_g002"))
     folder = root / "candidates" / "attention"

@@ -303,7 +303,7 @@ class Evolution:
         tampered = _contents(path) != record.source.encode()
         self._undo_changes(record, set(job.before),
                            {path: record.source.encode()} if seed else {})
-        fitness = _tampering("seed" if seed else "staged") if tampered else evaluation.fitness
+        fitness = self._tampering(record, path) if tampered else evaluation.fitness
         if fitness.harness_error and job.attempt == 1:
             self.progress.line(f"{record.name}: {fitness.reason} on {done.worker}; "
                                "evaluating it once more")
@@ -333,6 +333,14 @@ class Evolution:
         self._show(self._record(record.id))
         self._finished += 1
         self._migrate()
+
+    def _tampering(self, record: Record, path: Path) -> Fitness:
+        """The failure of a candidate whose evaluated file changed, naming that file: a
+        starting candidate's own, or the copy staged for a proposal."""
+        where = (f"its own file candidates/{self.task.name}/{path.name} (a starting "
+                 f"candidate, operator {START!r})" if record.starting
+                 else f"its staged copy {path.name}")
+        return Fitness(False, f"tampering: {where} changed during its evaluation", {}, 0.0)
 
     def _earns_commit(self, done: Done, fitness: Fitness) -> tuple[Fitness, bool, str | None]:
         """AVO's rule against the best of the record's island, then the checks a commit
@@ -713,10 +721,6 @@ def print_lineage(config: pytest.Config) -> int:
 
 #: What a helper module beside a candidate may be called.
 _HELPER = re.compile(r"_[A-Za-z0-9_]+\.py")
-
-
-def _tampering(kind: str) -> Fitness:
-    return Fitness(False, f"tampering: the {kind} file changed during its evaluation", {}, 0.0)
 
 
 def _contents(path: Path) -> bytes | None:
