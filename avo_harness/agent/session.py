@@ -2,8 +2,9 @@
 submits, through the tools, until a submission is accepted or a limit runs out.
 
 The stable prefix (tools and system prompt) is cached for an hour; the conversation so far is
-cached up to its last block on every call, so each turn pays full price only for what is new. When the conversation nears the model's
-context window, its oldest tool results are cut (``context.trim``).
+cached up to its last block on every call, so each turn pays full price only for what is new.
+When the conversation nears the model's context window, its oldest tool results are cut
+(``context.trim``).
 """
 from __future__ import annotations
 
