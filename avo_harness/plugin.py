@@ -36,14 +36,9 @@ class _Deferred:
         if self.settings is not None:
             return self.settings
         settings = settings_of(self.config).harness
-        if not settings.cuda:
-            # Inherited by every candidate's process, before anything there imports triton.
-            os.environ["TRITON_INTERPRET"] = "1"
-        from .collector import SETTINGS_KEY
         from .report import JSONReport, Results
         from .summary import TerminalSummary
 
-        self.config.stash[SETTINGS_KEY] = settings
         self.settings = settings
         results = Results()
         self.results.target = results
@@ -178,7 +173,10 @@ def pytest_collect_file(file_path: Path,
     collected = yield
     if not is_candidate(file_path):
         return collected
-    parent.config.stash[_DEFERRED].start()
+    if not parent.config.stash[_DEFERRED].start().cuda:
+        # A candidate will run in the interpreter: set before anything imports triton, here
+        # or in a process this one starts (a JSON report alone sets nothing).
+        os.environ["TRITON_INTERPRET"] = "1"
     from .collector import CandidateFile
 
     return [c for c in collected if not isinstance(c, pytest.Module)] + [

@@ -66,13 +66,18 @@ def test_a_session_without_candidates_sets_nothing(pytester: pytest.Pytester,
     result.assert_outcomes(passed=1)
     assert "TRITON_INTERPRET" not in os.environ
     assert "avo-harness candidates" not in result.stdout.str()
+    # A report of no candidate is written, and nothing runs in the interpreter for it.
+    result = pytester.runpytest("--avo-device", "cpu", "--avo-report", "r.json")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "r.json").exists() and "TRITON_INTERPRET" not in os.environ
 
 
-# Printed by a conftest at the end of a session in a process of its own.
+# Printed by a conftest at the end of a session in a process of its own (hypothesis is not
+# among them: its own pytest plugin imports it in every session).
 _IMPORTED = ("import sys\n\ndef pytest_unconfigure(config):\n"
-             "    print('heavy:', sorted(m for m in ('torch', 'triton', 'numpy', "
-             "'avo_harness.collector', 'avo_harness.judge.sandbox', 'avo_harness.evolve.lineage') "
-             "if m in sys.modules))\n")
+             "    print('heavy:', sorted(m for m in ('torch', 'triton', 'numpy', 'rich', "
+             "'matplotlib', 'avo_harness.collector', 'avo_harness.judge.sandbox', "
+             "'avo_harness.evolve.lineage', 'avo_harness.report') if m in sys.modules))\n")
 
 
 def test_a_session_without_candidates_imports_nothing_heavy(pytester: pytest.Pytester) -> None:

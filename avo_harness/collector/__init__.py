@@ -23,8 +23,7 @@ from .calibration import load_calibration, save_calibration
 from .candidate import CandidateFile
 from .compile_ahead import compile_workers
 from .correctness import CaseFailure, CorrectnessItem, format_failure
-from .keys import SETTINGS_KEY
 
-__all__ = ["SETTINGS_KEY", "BenchmarkItem", "CandidateFile", "CaseFailure", "CorrectnessItem",
+__all__ = ["BenchmarkItem", "CandidateFile", "CaseFailure", "CorrectnessItem",
            "compile_workers", "format_failure", "load_calibration", "save_calibration",
            "summarize"]

@@ -15,15 +15,16 @@ import pytest
 from ..judge.machine import PRIVATE, Machine
 from ..judge.roofline import Roofline
 from ..judge.timer import clock_name, summarize, time_in_process
+from ..options import settings_of
 from ..tasks import BenchConfig, Call, Task
-from .keys import BASELINES_KEY, MACHINE_KEY, SETTINGS_KEY
+from .keys import BASELINES_KEY, MACHINE_KEY
 
 
 def machine_of(config: pytest.Config) -> Machine:
     """The session's machine: kept from an earlier session (``load_calibration``), or
     measured as the items need it."""
     if MACHINE_KEY not in config.stash:
-        settings = config.stash[SETTINGS_KEY]
+        settings = settings_of(config).harness
         _keep(config, Machine(settings.cuda, settings.timeout_s))
     return config.stash[MACHINE_KEY]
 
@@ -52,7 +53,7 @@ def load_calibration(config: pytest.Config, cuda: bool) -> None:
         baselines = dict(kept["baselines"])
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return
-    _keep(config, Machine(cuda, config.stash[SETTINGS_KEY].timeout_s, roofline, protocol_s))
+    _keep(config, Machine(cuda, settings_of(config).harness.timeout_s, roofline, protocol_s))
     config.stash[BASELINES_KEY] = baselines
 
 

@@ -16,12 +16,11 @@ import pytest
 from ..judge import kernel_cache
 from ..judge.sandbox import Sandbox, candidate_settings
 from ..live import Live
-from ..options import HarnessSettings, raw
+from ..options import HarnessSettings, raw, settings_of
 from ..phases import Phases
 from ..tasks import Task, get_task
 from .benchmark import BenchmarkItem
 from .correctness import CorrectnessItem
-from .keys import SETTINGS_KEY
 
 
 class CandidateFile(pytest.File):
@@ -30,7 +29,7 @@ class CandidateFile(pytest.File):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.task: Task = get_task(self.path.parent.name)
-        self.settings: HarnessSettings = self.config.stash[SETTINGS_KEY]
+        self.settings: HarnessSettings = settings_of(self.config).harness
         self.source = self.path.read_bytes()
         self.correctness_failed = False
         self.phases = Phases()

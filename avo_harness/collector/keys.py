@@ -1,5 +1,6 @@
 """What the collector keeps on the pytest config, one key each, so that every value
-has one home: the plugin stashes the settings, the items the rest, once per session."""
+has one home, once per session. The settings are not among them: they are
+``options.settings_of``'s, read once for the whole session."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,9 +8,7 @@ from typing import Any
 import pytest
 
 from ..judge.machine import Machine
-from ..options import HarnessSettings
 
-SETTINGS_KEY = pytest.StashKey[HarnessSettings]()
 #: The machine's ceilings and protocol costs (``judge.machine``).
 MACHINE_KEY = pytest.StashKey[Machine]()
 #: The task's library baselines, timed once per session, by configuration.
