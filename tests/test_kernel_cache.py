@@ -1,7 +1,9 @@
 """Compiled kernels kept per candidate source, and only for it."""
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,48 @@ def test_a_folder_of_too_many_files_is_not_kept(tmp_path: Path, monkeypatch: obj
     target = kernel_cache.folder(tmp_path / "root", "attention", "d" * 64)
     kernel_cache.persist(compiled, target)
     assert not target.exists()
+
+
+def test_a_changed_helper_misses_the_cache(tmp_path: Path) -> None:
+    """The module imports its helpers: the same module beside other helpers is another
+    candidate, and never sees the kernels this one compiled."""
+    root = tmp_path / "kernel-cache"
+    source = b"from _kernels import BLOCK\n"
+    helpers = {"_kernels.py": b"BLOCK = 64\n"}
+    compiled = tmp_path / "scratch1" / "triton"
+    (compiled / "KEY").mkdir(parents=True)
+    (compiled / "KEY" / "kernel.cubin").write_bytes(b"\x7fELF")
+    kernel_cache.persist(compiled, kernel_cache.folder(
+        root, "attention", kernel_cache.key(source, helpers)))
+
+    def restored(files: dict[str, bytes]) -> bool:
+        into = tmp_path / f"scratch{len(list(tmp_path.iterdir()))}" / "triton"
+        kernel_cache.restore(kernel_cache.folder(root, "attention",
+                                                 kernel_cache.key(source, files)), into)
+        return (into / "KEY" / "kernel.cubin").exists()
+
+    assert restored(dict(helpers))
+    assert not restored({"_kernels.py": b"BLOCK = 128\n"})
+    assert not restored({"_other.py": b"BLOCK = 64\n"})
+    assert not restored({**helpers, "_more.py": b""})
+    assert not restored({})
+    # Without helpers the key is the module's sha256, as the report names it.
+    assert kernel_cache.key(source, {}) == hashlib.sha256(source).hexdigest()
+
+
+def test_a_candidate_file_keys_its_cache_on_the_helpers_beside_it(
+        pytester: pytest.Pytester, write_candidate: Callable[..., Path],
+        honest_attention: str) -> None:
+    path = write_candidate("seed", honest_attention)
+    helper = path.with_name("_kernels.py")
+    keys = []
+    for text in ("BLOCK = 64\n", "BLOCK = 128\n", None):
+        if text is None:
+            helper.unlink()
+        else:
+            helper.write_text(text)
+        items, _ = pytester.inline_genitems("--avo-device", "cpu", "candidates")
+        keys.append(items[0].parent.cache_key)
+    assert keys[0] == kernel_cache.key(path.read_bytes(), {"_kernels.py": b"BLOCK = 64\n"})
+    assert len(set(keys)) == 3
+    assert keys[2] == hashlib.sha256(path.read_bytes()).hexdigest()

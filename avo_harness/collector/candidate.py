@@ -18,7 +18,7 @@ from ..judge.sandbox import Sandbox, candidate_settings
 from ..live import Live
 from ..options import HarnessSettings, raw, settings_of
 from ..phases import Phases
-from ..tasks import Task, get_task
+from ..tasks import Task, get_task, helper_files
 from .benchmark import BenchmarkItem
 from .correctness import CorrectnessItem
 
@@ -31,6 +31,8 @@ class CandidateFile(pytest.File):
         self.task: Task = get_task(self.path.parent.name)
         self.settings: HarnessSettings = settings_of(self.config).harness
         self.source = self.path.read_bytes()
+        #: The helper modules beside it, read with it: they are part of what it compiles.
+        self.helpers = helper_files(self.path)
         self.correctness_failed = False
         self.phases = Phases()
         #: What compiling ahead cost, process by process (the report shows it).
@@ -51,6 +53,11 @@ class CandidateFile(pytest.File):
     def sha256(self) -> str:
         return hashlib.sha256(self.source).hexdigest()
 
+    @property
+    def cache_key(self) -> str:
+        """Its kept kernels' name: the module and its helpers (``kernel_cache.key``)."""
+        return kernel_cache.key(self.source, self.helpers)
+
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
             # The OS sandbox makes all of these read-only; the in-process line refuses too.
@@ -59,10 +66,10 @@ class CandidateFile(pytest.File):
             protected = [root, store]
             if self.settings.report is not None:
                 protected.append(self.settings.report.resolve())
-            # Compiled kernels are kept for the next evaluation of these very bytes (the
-            # interpreter compiles nothing).
+            # Compiled kernels are kept for the next evaluation of these very bytes, helpers
+            # included (the interpreter compiles nothing).
             kept = kernel_cache.folder(store / "kernel-cache", self.task.name,
-                                       self.sha256) if self.settings.cuda else None
+                                       self.cache_key) if self.settings.cuda else None
             self._sandbox = Sandbox(self.path, self.task.name, candidate_settings(
                 [self.path], cuda=self.settings.cuda, timeout_s=self.settings.timeout_s,
                 memory_limit_bytes=self.settings.memory_limit_bytes, protected=protected),

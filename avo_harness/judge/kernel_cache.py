@@ -1,22 +1,25 @@
-"""Compiled kernels kept between evaluations of the same candidate source.
+"""Compiled kernels kept between evaluations of the same candidate files (module, helpers).
 
 A child compiles into its own scratch folder (Triton's cache there). What it compiled is
-kept under ``<store>/kernel-cache/<task>/<sha256 of the source>`` and put back in the
-scratch folder of the next evaluation of the very same source, so a re-evaluation finds
-its kernels compiled. The cache is the candidate's own: only an evaluation of the same
-bytes ever sees it, so whatever a hostile candidate leaves there (a binary that is not
-what its source compiles to) reaches no other candidate's verdict, only its own, which
-it could equally have built at run time (``cpp_extension``). Links are copied as links,
-never followed, and a cache larger than ``MAX_BYTES`` or of more than ``MAX_FILES`` files
-is not kept. Triton names the members of a kernel's group by absolute path, and a scratch
-folder's path is new each evaluation, so a restore points them at their copies
-(``_relocate_groups``); without it every kept kernel misses and compiles again.
+kept under ``<store>/kernel-cache/<task>/<key>`` (``key``: the sha256 of the module and of
+the helper modules beside it) and put back in the scratch folder of the next evaluation of
+the very same files, so a re-evaluation finds its kernels compiled. The cache is the
+candidate's own: only an evaluation of the same bytes ever sees it, so whatever a hostile
+candidate leaves there (a binary that is not what its source compiles to) reaches no other
+candidate's verdict, only its own, which it could equally have built at run time
+(``cpp_extension``). Links are copied as links, never followed, and a cache larger than
+``MAX_BYTES`` or of more than ``MAX_FILES`` files is not kept. Triton names the members of
+a kernel's group by absolute path, and a scratch folder's path is new each evaluation, so a
+restore points them at their copies (``_relocate_groups``); without it every kept kernel
+misses and compiles again.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 MAX_BYTES = 2 << 30
@@ -28,8 +31,19 @@ KEEP = 64
 _MAX_GROUP_BYTES = 1 << 16
 
 
-def folder(root: Path, task: str, sha256: str) -> Path:
-    return root / task / sha256
+def key(source: bytes, helpers: Mapping[str, bytes]) -> str:
+    """The name of a candidate's cache: the sha256 of its module, and, with helper modules
+    (``_*.py``) beside it, of them too, names and all, since a helper changes what its
+    kernels compile to. Without helpers it is the module's sha256 (the report's)."""
+    module = hashlib.sha256(source).hexdigest()
+    if not helpers:
+        return module
+    files = [[name, hashlib.sha256(text).hexdigest()] for name, text in sorted(helpers.items())]
+    return hashlib.sha256(json.dumps([module, files]).encode()).hexdigest()
+
+
+def folder(root: Path, task: str, key: str) -> Path:
+    return root / task / key
 
 
 def restore(cache: Path, into: Path) -> None:

@@ -118,6 +118,13 @@ def is_candidate(path: Path) -> bool:
             and path.parent.parent.name == "candidates" and path.parent.name in task_names())
 
 
+def helper_files(candidate: Path) -> dict[str, bytes]:
+    """The helper modules a candidate may import, by name: the ``_*.py`` files beside it,
+    read through a link as its import would read them."""
+    return {p.name: p.read_bytes() for p in sorted(candidate.parent.glob("_*.py"))
+            if p.is_file()}
+
+
 def get_task(name: str) -> Task:
     """The task called ``name``; a ``LookupError`` naming the known ones otherwise."""
     if name not in task_names():
