@@ -200,6 +200,26 @@ if _HAVE_GLUON:
         return p, m_new, l_i, alpha
 
     @gluon.jit
+    def _g_first_block(q_s, k_smem, q_bar, k_bars, qk_scale, row_shift, Nk,
+                       BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
+                       CAUSAL: gl.constexpr, s_layout: gl.constexpr, o_layout: gl.constexpr,
+                       p_layout: gl.constexpr):
+        """Key block 0 once Q and K_0 are in, always through the masked softmax (it is right
+        for any block): the accumulator, P_0, and the running max and sum the steps take."""
+        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+        l_i = gl.zeros([BLOCK_M], gl.float32, gl.SliceLayout(1, s_layout))
+        o = gl.zeros([BLOCK_M, HEAD_D], gl.float32, o_layout)
+        mbarrier.wait(q_bar, 0)
+        mbarrier.wait(k_bars.index(0), 0)
+        k_t = k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0))
+        s_tok = warpgroup_mma(q_s, k_t, gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout),
+                              use_acc=False, is_async=True)
+        s = warpgroup_mma_wait(0, deps=(s_tok,))
+        p, m_i, l_i, alpha = _g_softmax(s, m_i, l_i, qk_scale, 0, row_shift, Nk,
+                                        BLOCK_M, BLOCK_N, True, CAUSAL, s_layout)
+        return o, gl.convert_layout(p.to(q_s.dtype), p_layout), m_i, l_i
+
+    @gluon.jit
     def _g_step(j, q_s, k_smem, v_smem, k_bars, v_bars, k_desc, v_desc, kv_b, kv_h,
                 o, p_prev, m_i, l_i, qk_scale, row_shift, Nk, n_total,
                 BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_D: gl.constexpr,
@@ -289,20 +309,9 @@ if _HAVE_GLUON:
                        i < n_total, BLOCK_N, STAGES)
 
         q_s = q_smem.reshape([BLOCK_M, HEAD_D])
-        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
-        l_i = gl.zeros([BLOCK_M], gl.float32, gl.SliceLayout(1, s_layout))
-        o = gl.zeros([BLOCK_M, HEAD_D], gl.float32, o_layout)
-
-        # Block 0 (always through the masked softmax: it is right for any block).
-        mbarrier.wait(q_bar, 0)
-        mbarrier.wait(k_bars.index(0), 0)
-        k_t = k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0))
-        s_tok = warpgroup_mma(q_s, k_t, gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout),
-                              use_acc=False, is_async=True)
-        s = warpgroup_mma_wait(0, deps=(s_tok,))
-        p, m_i, l_i, alpha = _g_softmax(s, m_i, l_i, qk_scale, 0, row_shift, Nk,
-                                        BLOCK_M, BLOCK_N, True, CAUSAL, s_layout)
-        p_prev = gl.convert_layout(p.to(dtype), p_layout)
+        o, p_prev, m_i, l_i = _g_first_block(q_s, k_smem, q_bar, k_bars, qk_scale, row_shift,
+                                             Nk, BLOCK_M, BLOCK_N, HEAD_D, CAUSAL, s_layout,
+                                             o_layout, p_layout)
 
         for j in range(1, n_full):
             o, p_prev, m_i, l_i = _g_step(
@@ -406,18 +415,9 @@ if _HAVE_GLUON:
         n_full = full // BLOCK_N
         n_mine = gl.minimum(gl.maximum(gl.cdiv(end, BLOCK_N), 1), n_total)
         q_s = q_smem.reshape([BLOCK_M, HEAD_D])
-        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
-        l_i = gl.zeros([BLOCK_M], gl.float32, gl.SliceLayout(1, s_layout))
-        o = gl.zeros([BLOCK_M, HEAD_D], gl.float32, o_layout)
-        mbarrier.wait(q_bar, 0)
-        mbarrier.wait(k_bars.index(0), 0)
-        k_t = k_smem.index(0).reshape([BLOCK_N, HEAD_D]).permute((1, 0))
-        s_tok = warpgroup_mma(q_s, k_t, gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout),
-                              use_acc=False, is_async=True)
-        s = warpgroup_mma_wait(0, deps=(s_tok,))
-        p, m_i, l_i, alpha = _g_softmax(s, m_i, l_i, qk_scale, 0, row_shift, Nk,
-                                        BLOCK_M, BLOCK_N, True, CAUSAL, s_layout)
-        p_prev = gl.convert_layout(p.to(dtype), p_layout)
+        o, p_prev, m_i, l_i = _g_first_block(q_s, k_smem, q_bar, k_bars, qk_scale, row_shift,
+                                             Nk, BLOCK_M, BLOCK_N, HEAD_D, CAUSAL, s_layout,
+                                             o_layout, p_layout)
         for j in range(1, n_full):
             o, p_prev, m_i, l_i = _g_ws_step(
                 j, q_s, k_smem, v_smem, k_bars, v_bars, empty_bars, o, p_prev, m_i, l_i,
