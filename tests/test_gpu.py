@@ -1,4 +1,5 @@
-"""The sandbox over CUDA IPC: run on the device (``pytest tests/test_gpu.py``); skips without CUDA."""
+"""The sandbox over CUDA IPC: run on the device (``pytest tests/test_gpu.py``); skipped
+without CUDA."""
 from __future__ import annotations
 
 import random

@@ -3,8 +3,9 @@
 The interpreter keeps bfloat16 data as the uint16 words it is stored in, and its
 ``tl.dot`` multiplies those words as integers: an honest bfloat16 kernel would
 fail every check in CI. The mend upcasts bfloat16 operands to float32 first
-(exact but for subnormals, which it flushes; a tensor core accumulates in float32). It only applies where the
-interpreter has the layout it was written for; elsewhere it does nothing.
+(exact but for subnormals, which it flushes; a tensor core accumulates in float32).
+It only applies where the interpreter has the layout it was written for; elsewhere it
+does nothing.
 """
 from __future__ import annotations
 
