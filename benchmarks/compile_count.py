@@ -149,8 +149,7 @@ def count(path: Path, plans: list[dict[str, list[dict[str, Any]]]], sms: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("candidates", nargs="*", type=Path,
-                        default=[CANDIDATES / "seed.py", CANDIDATES / "hopper_best.py",
-                                 CANDIDATES / "gluon_fa3.py"])
+                        default=[CANDIDATES / "seed.py", CANDIDATES / "gluon_fa3.py"])
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sms", type=int, default=132, help="the GPU's SMs (H100, H200: 132)")

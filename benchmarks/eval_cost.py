@@ -5,8 +5,8 @@
 
 Each evaluation runs through ``evolve.evaluate`` (a fresh pytest process, the sandboxed
 child, every check), sharing one ``--avo-calibration`` file as a search run's evaluations
-do. In order: ``hopper_best`` with no kernels kept (the first evaluation of a run, which
-also measures the machine), ``hopper_best`` again (a warm re-evaluation: its kernels kept),
+do. In order: the seed with no kernels kept (the first evaluation of a run, which
+also measures the machine), the seed again (a warm re-evaluation: its kernels kept),
 then ``--mutations`` fresh mutations of the seed, each one tunable moved to another allowed
 choice (new source, so cold). Written: wall seconds, the report's ``phases_s`` and
 ``compile_ahead``, and the fitness of each.
@@ -82,8 +82,8 @@ def main() -> None:
                     "examples": args.examples, "evaluations": []}
         rows = document["evaluations"]
         seed = (CANDIDATES / "seed.py").read_text()
-        plan = [("hopper_best, nothing kept (first of a run)", CANDIDATES / "hopper_best.py"),
-                ("hopper_best again (kernels kept)", CANDIDATES / "hopper_best.py")]
+        plan = [("seed, nothing kept (first of a run)", CANDIDATES / "seed.py"),
+                ("seed again (kernels kept)", CANDIDATES / "seed.py")]
         for i, (move, source) in enumerate(mutations(seed, args.mutations,
                                                      random.Random(args.seed))):
             path = staged / f"mutation_{i}.py"

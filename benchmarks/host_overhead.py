@@ -76,7 +76,7 @@ def measure(fn: Any, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", nargs="+", type=Path,
-                        default=[ROOT / "candidates/attention/hopper_best.py",
+                        default=[ROOT / "candidates/attention/seed.py",
                                  ROOT / "candidates/attention/gluon_fa3.py"])
     parser.add_argument("--configs", nargs="+",
                         default=["d128-n1024", "d128-n1024-causal", "d128-n16384"])

@@ -1,4 +1,4 @@
-"""The Triton attention kernels of the candidates beside it (seed, hopper_best, gluon_fa3).
+"""The Triton attention kernels of the candidates beside it (seed, gluon_fa3).
 
 One source for the kernels: each candidate keeps its own TUNABLES (the search rewrites
 them in the candidate's file) and passes its values here through ``config``. A helper

@@ -1,6 +1,6 @@
-"""FA3-style attention for Hopper in Gluon, with hopper_best's Triton kernels as fallback.
+"""FA3-style attention for Hopper in Gluon, with the seed's Triton kernels as fallback.
 
-Why: hopper_best is Triton 3.6's automatic pipelining and warp specialization, which keep
+Why: the seed's kernels are Triton 3.6's automatic pipelining and warp specialization, which keep
 the two consumer warp groups in phase and never overlap a warp group's softmax with its
 own GEMMs (docs/results.md). Gluon (``triton.experimental.gluon``) writes the
 Hopper primitives out by hand. Two kernels:
@@ -27,8 +27,8 @@ and other strides are 16-byte aligned: it reads q, k and v through 4-D tensor de
 (B, H, N, D), so any such layout, GQA, tails and Nq != Nk work, out-of-range rows reading
 as zeros and never stored. Everything else (float32, other D, other layouts, other GPUs,
 the CPU interpreter) takes the Triton kernels of ``_triton_attention.py`` (the helper
-beside it, the seed's and hopper_best's kernels) with hopper_best's tuned values
-(``_TRITON_CFG``). Per group
+beside it, the seed's kernels) with the values fastest on an H100 in the sweep of
+docs/results.md (``_TRITON_CFG``). Per group
 (D <= 64 or not, causal or not) ``*_GLUON`` chooses the path: D=64 measured slower in
 Gluon on the H200, so those groups start on Triton and a search can hand them back.
 """
@@ -93,9 +93,10 @@ CONSTRAINTS = [
     "D128_BLOCK_M + 2 * D128_STAGES * D128_BLOCK_N <= 900",
     "D128_CAUSAL_BLOCK_M + 2 * D128_CAUSAL_STAGES * D128_CAUSAL_BLOCK_N <= 900",
 ]
-#: hopper_best's causal groups split at this many keys (its *_LONG tunables).
+#: The Triton fallback's causal groups split at this many keys (its *_LONG values).
 LONG_KEYS = 2048
-#: hopper_best's tuned values, used unchanged by the Triton fallback (not searched here).
+#: The H100 sweep's values (docs/results.md), used unchanged by the Triton fallback (not
+#: searched here).
 _TRITON_CFG = {
     "D64_BLOCK_M": 128,
     "D64_BLOCK_N": 64,

@@ -4,8 +4,9 @@ The kernels are ``_triton_attention.py``'s, beside this file (its docstring says
 they do): this module is the search's view of them, its TUNABLES and CONSTRAINTS, and
 passes its own values to the kernels on every call. The tunables come in groups,
 because the best tiles differ: D <= 64 and D > 64, each non-causal, causal, and causal
-over at least LONG_KEYS keys (``group``); ``hopper_best.py`` holds the values that were
-fastest on an H100 (docs/results.md).
+over at least LONG_KEYS keys (``group``). The values fastest on an H100 in a sweep of
+launch settings (docs/results.md) are ``gluon_fa3.py``'s Triton fallback; on the H200
+these defaults measured faster (``benchmarks/results/search-600s-h200.log``).
 """
 from __future__ import annotations
 
