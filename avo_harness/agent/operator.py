@@ -31,7 +31,7 @@ from ..evolve.operators import (
 )
 from ..evolve.progress import Progress
 from ..options import AgentSettings, settings_of
-from ..tasks import Task
+from ..tasks import Task, helper_paths
 from .budget import Limits, Meter, OutOfBudget
 from .client import APIFailure, MessagesClient, StepEnd, Unavailable
 from .context import window_of
@@ -137,8 +137,8 @@ class AgentOperator:
         """This run's notebook, and the helper modules of the lineage's candidates: a seed's
         are the ``_*.py`` files beside it in ``candidates/<task>/``, a proposal's are the
         ``helpers`` event of its generation."""
-        beside = {p.name: p.read_text() for p in sorted(
-            (self.eval_settings.rootdir / "candidates" / task.name).glob("_*.py"))}
+        beside = {p.name: p.read_text() for p in helper_paths(
+            self.eval_settings.rootdir / "candidates" / task.name)}
         helpers = {r.id: beside for r in records if r.starting and beside}
         if not (self.store / "lineage.sqlite").exists():
             return [], helpers

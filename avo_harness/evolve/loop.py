@@ -21,7 +21,6 @@ import contextlib
 import functools
 import os
 import random
-import re
 import shutil
 import tempfile
 import threading
@@ -36,7 +35,8 @@ import pytest
 
 from ..options import EvolveSettings, settings_of
 from ..results import candidate_entry
-from ..tasks import Task, get_task, is_candidate
+from ..tasks import HELPER_NAME, Task, get_task, helper_paths, is_candidate
+from . import precision
 from .cascade import from_lineage
 from .evaluate import EvalSettings, Evaluation, Placement, end_all, settings_from, sweep
 from .fitness import Fitness, accepts, commit_bar
@@ -44,9 +44,8 @@ from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDI
                       Lineage, Record, best_committed, best_start)
 from .operators import (Event, NoCandidate, Operator, OperatorBudgetExceeded, OperatorExhausted,
                         Proposal, StepAborted, VariationContext, available)
-from .progress import Progress
-from . import precision
 from .paired import commits
+from .progress import Progress
 from .scheduler import Done, Executor, Job, LocalExecutor, Pair, RayUnusable, Slot, executor_for
 
 
@@ -408,8 +407,7 @@ class Evolution:
 
     def _beside(self) -> dict[str, str]:
         """The helper modules in candidates/<task>/ now, by name."""
-        return {p.name: p.read_text() for p in sorted(self.candidates_dir.glob("_*.py"))
-                if _HELPER.fullmatch(p.name) and p.is_file()}
+        return {p.name: p.read_text() for p in helper_paths(self.candidates_dir)}
 
     def _helpers(self, record: Record) -> dict[str, str]:
         """The helper modules (``_*.py``) a proposal came with: its generation's ``helpers``
@@ -419,7 +417,7 @@ class Evolution:
             files = event.get("files")
             if event.get("generation") == record.generation and isinstance(files, dict):
                 found.update({name: text for name, text in files.items()
-                              if isinstance(text, str) and _HELPER.fullmatch(str(name))})
+                              if isinstance(text, str) and HELPER_NAME.fullmatch(str(name))})
         return found
 
     def _record_aborted_step(self, generation: int, exc: StepAborted, operator_s: float) -> None:
@@ -717,10 +715,6 @@ def print_lineage(config: pytest.Config) -> int:
     finally:
         lineage.close()
     return 0
-
-
-#: What a helper module beside a candidate may be called.
-_HELPER = re.compile(r"_[A-Za-z0-9_]+\.py")
 
 
 def _contents(path: Path) -> bytes | None:

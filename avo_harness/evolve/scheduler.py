@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 
+from ..tasks import helper_paths
 from . import paired
 from .evaluate import EvalSettings, Evaluation, Placement, evaluate
 from .fitness import harness_fault
@@ -267,8 +268,7 @@ def _connect(ray: Any, address: str) -> None:
 def helpers_beside(path: Path) -> dict[str, str]:
     """The helper modules (``_*.py``) staged beside a candidate: what it imports, which a
     Ray worker's project of its own must hold too. Plain files only, never links."""
-    return {p.name: p.read_text() for p in sorted(path.parent.glob("_*.py"))
-            if p.is_file() and not p.is_symlink()}
+    return {p.name: p.read_text() for p in helper_paths(path.parent) if not p.is_symlink()}
 
 
 def _stage_remote(folder: Path, helpers: dict[str, str]) -> None:

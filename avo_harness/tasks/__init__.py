@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,11 +119,20 @@ def is_candidate(path: Path) -> bool:
             and path.parent.parent.name == "candidates" and path.parent.name in task_names())
 
 
+#: A helper module's name: ``_name.py`` beside the candidates, a plain name, never a path.
+HELPER_NAME = re.compile(r"_[A-Za-z0-9_]+\.py")
+
+
+def helper_paths(folder: Path) -> list[Path]:
+    """The helper modules in ``folder`` that a candidate there may import (links
+    included: an import reads through them), sorted by name."""
+    return [p for p in sorted(folder.glob("_*.py")) if HELPER_NAME.fullmatch(p.name)
+            and p.is_file()]
+
+
 def helper_files(candidate: Path) -> dict[str, bytes]:
-    """The helper modules a candidate may import, by name: the ``_*.py`` files beside it,
-    read through a link as its import would read them."""
-    return {p.name: p.read_bytes() for p in sorted(candidate.parent.glob("_*.py"))
-            if p.is_file()}
+    """The helper modules beside ``candidate``, by name, read as its import reads them."""
+    return {p.name: p.read_bytes() for p in helper_paths(candidate.parent)}
 
 
 def get_task(name: str) -> Task:
