@@ -59,19 +59,19 @@ def _relocate_groups(root: Path) -> None:
     ``root`` at its file beside the group: Triton checks each absolute path exists and
     recompiles the kernel if one does not. Links and odd files are left alone (Triton
     then misses, as without this), so nothing is written outside ``root``."""
-    for key in root.iterdir():
-        if key.is_symlink() or not key.is_dir():
+    for entry in root.iterdir():
+        if entry.is_symlink() or not entry.is_dir():
             continue
-        for group in key.glob("__grp__*.json"):
+        for group in entry.glob("__grp__*.json"):
             try:
                 if group.is_symlink() or group.stat().st_size > _MAX_GROUP_BYTES:
                     continue
                 children = json.loads(group.read_text())["child_paths"]
-                moved = {str(name): str(key / Path(str(path)).name)
+                moved = {str(name): str(entry / Path(str(path)).name)
                          for name, path in children.items()}
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue
-            if all(Path(p).parent == key and Path(p).name not in ("", ".", "..")
+            if all(Path(p).parent == entry and Path(p).name not in ("", ".", "..")
                    for p in moved.values()):
                 group.write_text(json.dumps({"child_paths": moved}))
 
