@@ -691,3 +691,20 @@ def test_folders_a_killed_controller_left_are_swept_and_live_ones_kept(
         assert evaluate_module.sweep() == 2
         assert Path(mine).is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["avo-ray-123-x"]
+
+
+def test_an_evaluation_runs_the_loop_s_command_not_the_session_s_pytest_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PYTEST_ADDOPTS=-n 4, a worker's identity (pytest-benchmark then turns itself off) or
+    # plugins switched off would change every evaluation behind the loop's back.
+    for name, value in [("PYTEST_ADDOPTS", "-n 4"), ("PYTEST_XDIST_WORKER", "gw1"),
+                        ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1"), ("PYTEST_PLUGINS", "x")]:
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AVO_KEPT", "yes")
+    show = "import json, os; print(json.dumps(dict(os.environ)))"
+    status, output = evaluate_module.run_in(tmp_path, [sys.executable, "-c", show], tmp_path,
+                                            evaluate_module.Placement(), 30)
+    seen = json.loads(output)
+    assert status == 0 and seen["AVO_KEPT"] == "yes"
+    assert not [k for k in seen if k.startswith(("PYTEST_ADDOPTS", "PYTEST_XDIST",
+                                                 "PYTEST_DISABLE", "PYTEST_PLUGINS"))]

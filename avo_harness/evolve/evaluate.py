@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -155,6 +156,13 @@ def sweep() -> int:
     return removed
 
 
+#: What the session's own pytest was given through its environment: an evaluation is the
+#: loop's exact command, not also ``PYTEST_ADDOPTS=-n 4`` or a worker's identity (under
+#: which pytest-benchmark turns itself off) or plugins switched off.
+_OUTER_PYTEST = re.compile(r"PYTEST_(ADDOPTS|PLUGINS|DISABLE_PLUGIN_AUTOLOAD|CURRENT_TEST"
+                           r"|XDIST_\w+)")
+
+
 def limit_s(settings: EvalSettings, time_left_s: float | None) -> tuple[float, bool]:
     """How long a harness process may run, and whether that limit is the run's time budget
     (ending there is a cut) rather than ``eval_timeout_s`` (a failure)."""
@@ -172,7 +180,8 @@ def run_in(folder: Path, argv: list[str], rootdir: Path, placement: Placement, l
     (subprocess.TimeoutExpired)."""
     (folder / "tmp").mkdir(exist_ok=True)
     package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
-    env = dict(os.environ, TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
+    env = {k: v for k, v in os.environ.items() if not _OUTER_PYTEST.fullmatch(k)}
+    env.update(TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
     env.update(placement.env)
     proc = start(argv, cwd=rootdir, env=env)
