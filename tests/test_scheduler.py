@@ -494,14 +494,7 @@ def test_each_step_times_on_a_slot_of_its_own_under_that_gpu_s_lock(
         tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
     """What an agent's workbench times, it times holding the lock of the GPU the loop
     placed its step on: never beside an evaluation timed there, nor beside another step."""
-    _slow_evaluations(monkeypatch, 0.05)
-    evolution, _ = _evolution(tmp_path, lineage, 5, workers=2)
-    slots = scheduler.local_slots(True, 2, tmp_path / "locks", gpus=["0", "1"])
-    evolution.executor = scheduler.LocalExecutor(slots)
-    operator = _Placed()
-    evolution.operator = operator
-    evolution._parallel = 2
-    evolution.run()
+    operator, slots = _placed_run(tmp_path, lineage, monkeypatch, generations=5, parallel=2)
     assert operator.peak == 2 and len(operator.placements) == 5
     assert set(operator.placements) == {s.placement for s in slots}
     assert all(p.gpu_lock is not None for p in operator.placements)
@@ -510,15 +503,22 @@ def test_each_step_times_on_a_slot_of_its_own_under_that_gpu_s_lock(
 
 def test_a_step_at_a_time_times_on_the_first_slot(
         tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    operator, slots = _placed_run(tmp_path, lineage, monkeypatch, generations=2, parallel=1)
+    assert operator.placements == [slots[0].placement] * 2
+
+
+def _placed_run(tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch, *,
+                generations: int, parallel: int) -> tuple[_Placed, list[scheduler.Slot]]:
+    """A search over two GPU slots whose operator records the placement of each step."""
     _slow_evaluations(monkeypatch, 0.05)
-    evolution, _ = _evolution(tmp_path, lineage, 2, workers=2)
+    evolution, _ = _evolution(tmp_path, lineage, generations, workers=2)
     slots = scheduler.local_slots(True, 2, tmp_path / "locks", gpus=["0", "1"])
     evolution.executor = scheduler.LocalExecutor(slots)
     operator = _Placed()
     evolution.operator = operator
-    evolution._parallel = 1
+    evolution._parallel = parallel
     evolution.run()
-    assert operator.placements == [slots[0].placement] * 2
+    return operator, slots
 
 
 def test_a_commit_is_refused_when_its_error_drifts_past_the_seeds(
