@@ -5,7 +5,7 @@
 
 Makes one agent workspace (the seed, ``candidates/attention/seed.py``, as the lineage's best
 committed candidate and as the attempt), then calls ``compile_info`` (with its TTGIR, PTX and
-SASS cut short), ``profile``, ``run_case`` and ``time_config`` on one benchmark
+SASS cut short), ``run_case``, ``time_config`` and ``profile`` on one benchmark
 configuration, through ``Workspace.call``: the very path of a tool call in an agent step (the
 judge's sandbox, a workbench process of its own, the step's time, the GPU's lock as a
 search's slot gives it). Prints what each returns, and writes it to ``--out`` (also when a
@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--config", default="d64-n1024", help="benchmark configuration")
     parser.add_argument("--chars", type=int, default=1500, help="characters of each IR text")
     parser.add_argument("--out", type=Path, help="also write the answers here")
+    parser.add_argument("--step-s", type=float, default=300,
+                        help="the agent step's time: every tool call counts against it")
     args = parser.parse_args()
 
     import torch
@@ -51,7 +53,7 @@ def main() -> None:
                           ROOT / ".avo" / "staging" / "agent-tools-gpu",
                           Knowledge.load("attention"), "gpu", print,
                           helpers={1: helpers} if helpers else {},
-                          deadline=time.monotonic() + 3600,
+                          deadline=time.monotonic() + args.step_s,
                           placement=Placement(gpu_lock=Path(locks) / "gpu0.lock"))
     answers = [f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, "
                f"{SEED.relative_to(ROOT)} on {args.config}"]
@@ -59,9 +61,9 @@ def main() -> None:
         calls = [("write_candidate", {"source": source, "candidate_id": 1}),
                  ("compile_info", {"config": args.config, "asm": ["ttgir", "ptx", "sass"],
                                    "chars": args.chars}),
-                 ("profile", {"config": args.config}),
                  ("run_case", {"config": args.config}),
-                 ("time_config", {"configs": [args.config]})]
+                 ("time_config", {"configs": [args.config]}),
+                 ("profile", {"config": args.config})]
         for tool, tool_args in calls:
             text, error = workspace.call(tool, tool_args)
             shown = tool_args if tool != "write_candidate" else {"source": f"<{SEED.name}>"}

@@ -31,7 +31,8 @@ from pathlib import Path
 spec = importlib.util.spec_from_file_location("confine", {confine.__file__!r})
 confine = sys.modules["confine"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(confine)
-confine.restrict_self(confine.{{conf!r}}, scratch=Path({{scratch!r}}), cuda={{cuda!r}})
+confine.restrict_self(confine.{{conf!r}}, scratch=Path({{scratch!r}}), cuda={{cuda!r}},
+                      profiler_ports={{ports!r}})
 
 def attempt(action, *args):
     try:
@@ -54,10 +55,13 @@ def layers(name: str) -> Confinement:
 
 
 def run_child(conf: Confinement, scratch: Path, body: str, *, cuda: bool = False,
-              pass_fds: tuple[int, ...] = ()) -> Any:
-    """Run ``body`` confined in a child; it prints one JSON value, which is returned."""
-    code = PRELUDE.format(conf=conf, scratch=str(scratch), cuda=cuda) + textwrap.dedent(body)
-    argv = wrap([sys.executable, "-c", code], conf, scratch=scratch, cuda=cuda)
+              pass_fds: tuple[int, ...] = (), ports: tuple[int, ...] = (),
+              parent: tuple[str, ...] = ()) -> Any:
+    """Run ``body`` confined in a child (started by ``parent`` inside the sandbox, as a
+    profiler starts it, with ``ports`` opened); it prints one JSON value, returned."""
+    code = (PRELUDE.format(conf=conf, scratch=str(scratch), cuda=cuda, ports=ports)
+            + textwrap.dedent(body))
+    argv = wrap([*parent, sys.executable, "-c", code], conf, scratch=scratch, cuda=cuda)
     done = subprocess.run(argv, pass_fds=pass_fds, capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
@@ -138,6 +142,40 @@ def test_no_network(name: str, scratch: Path) -> None:
         """)
     # The unconfined control reaches the listener: the others fail for their own reason.
     assert got == {"none": "done", "bwrap": "ECONNREFUSED"}.get(name, "EACCES")
+
+
+#: A profiler's stand-in: it listens where Nsight Compute would (a TCP port, an abstract
+#: Unix socket) and on one more port, then starts the child inside the same sandbox.
+PROFILER = """
+import os, socket, subprocess, sys
+ours = socket.create_server(("127.0.0.1", 49152))
+other = socket.create_server(("127.0.0.1", 0))
+unix = socket.socket(socket.AF_UNIX)
+unix.bind("\\0avo-profiler")
+unix.listen()
+env = {**os.environ, "OTHER_PORT": str(other.getsockname()[1])}
+sys.exit(subprocess.run(sys.argv[1:], env=env).returncode)
+"""
+
+
+@pytest.mark.parametrize("opened", [False, True])
+def test_a_profiler_inside_the_sandbox_reaches_only_its_ports(opened: bool,
+                                                               scratch: Path) -> None:
+    conf = layers("bwrap+landlock")
+    if conf.landlock_abi < 6:
+        pytest.skip(f"Landlock ABI {conf.landlock_abi} has no scopes (needs 6)")
+    got = run_child(conf, scratch, """
+        def unix():
+            socket.socket(socket.AF_UNIX).connect("\\0avo-profiler")
+        print(json.dumps({
+            "ours": attempt(socket.create_connection, ("127.0.0.1", 49152), 5),
+            "other": attempt(socket.create_connection,
+                             ("127.0.0.1", int(os.environ["OTHER_PORT"])), 5),
+            "unix": attempt(unix)}))
+    """, ports=(49152,) if opened else (), parent=(sys.executable, "-c", PROFILER))
+    # Opened: the profiler's port and its socket, and still no other port.
+    assert got == ({"ours": "done", "other": "EACCES", "unix": "done"} if opened
+                   else {"ours": "EACCES", "other": "EACCES", "unix": "EPERM"})
 
 
 def test_pid_namespace_hides_the_parent(scratch: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from avo_harness.judge.sandbox import CandidateFault, Sandbox, SandboxSettings
+from avo_harness.judge.sandbox import (CandidateFault, HarnessFault, Profiler, Sandbox,
+                                       SandboxSettings)
 from avo_harness.tasks import Call, get_task
 
 TASK = get_task("attention")
@@ -21,6 +23,7 @@ SETTINGS = SandboxSettings(cuda=False, timeout_s=120, memory_limit_bytes=0)
 # One candidate whose ``mode`` keyword picks what it does.
 PROBE = '''
 import os
+import sys
 import resource
 import sys
 import time
@@ -270,3 +273,46 @@ def test_close_is_safe_twice_and_ends_the_process(tmp_path: Path) -> None:
     box.close()
     box.close()
     assert _gone(pid)
+
+
+#: A profiler's stand-in: it starts the child (keeping the descriptors the sandbox passed),
+#: outlives it, and then writes its report, as Nsight Compute does.
+PROFILER = """
+import subprocess, sys
+code = subprocess.run(sys.argv[2:], close_fds=False).returncode
+open(sys.argv[1] + "/report.txt", "w").write(f"child exited {code}")
+"""
+
+
+def test_a_profiler_starts_the_child_inside_the_sandbox_and_its_report_is_kept(
+        tmp_path: Path) -> None:
+    from avo_harness.judge import confine
+    if confine.detect().bwrap is None:
+        pytest.skip(f"needs bubblewrap: {confine.detect().reason}")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    profiler = Profiler((sys.executable, "-c", PROFILER, str(reports)),
+                        (49152,), reports)
+    box = Sandbox(_write(tmp_path, PROBE), "attention", SETTINGS, profiler=profiler)
+    try:
+        _, returned = _call(box, "double")
+        assert torch.equal(returned.out, _inputs("double").args[0] * 2)
+        assert not (reports / "report.txt").exists()  # the profiler waits for its child
+    finally:
+        box.close()
+    assert (reports / "report.txt").read_text() == "child exited 0"
+
+
+def test_a_profiled_child_needs_bubblewrap(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    from avo_harness.judge import confine
+    monkeypatch.setenv("AVO_SANDBOX", "off")
+    confine.detect.cache_clear()
+    try:
+        box = Sandbox(_write(tmp_path, PROBE), "attention", SETTINGS,
+                      profiler=Profiler(("true",), (49152,), tmp_path))
+        with pytest.raises(HarnessFault, match="needs bubblewrap"):
+            box.start()
+        box.close()
+    finally:
+        confine.detect.cache_clear()

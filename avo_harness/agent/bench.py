@@ -29,7 +29,6 @@ from typing import Any
 import avo_harness
 
 from ..evolve.evaluate import EvalSettings, Placement, start
-from ..judge.sandbox import _libcuda_dir
 from ..tasks import Case, Task
 from .views import floor_text
 
@@ -51,6 +50,8 @@ NCU_METRICS = (
     r"regex:^sm__pipe_tensor.*_cycles_active\.avg\.pct_of_peak_sustained_active$",
     r"regex:^smsp__warp_issue_stalled_.*_per_warp_active\.pct$",
 )
+#: Where ncu and its injection in the profiled child meet, inside the child's sandbox.
+NCU_PORTS = tuple(range(49152, 49152 + 8))
 #: Inputs larger than this are not built for one case (the workbench's memory is the
 #: machine's).
 MAX_CASE_BYTES = {"cpu": 256 << 20, "cuda": 16 << 30}
@@ -101,75 +102,58 @@ class Bench:
         kernel launch profiled (metric name to value as ncu prints it), and the seconds
         waited for the GPU's lock. The attempt first runs once without the profiler, in a
         workbench of its own, compiling into a Triton cache that the profiled run starts
-        from: under ncu nothing is compiled (Triton's C utilities, built by the system's
-        compiler, failed to build under ncu's injection in the sandbox). The profiled child
-        runs first without ncu's LD_PRELOAD (CUDA's injection profiles it; what it starts
-        is not injected), then, if that profiled nothing, as ncu sets it up; failing both,
-        one line says why."""
+        from, so that under ncu nothing is compiled. ncu then starts the attempt's child
+        inside the child's sandbox: its injection talks to it over TCP and abstract Unix
+        sockets, which reach it only so (outside, the sandbox's network namespace and
+        Landlock cut them off, and the profiled child waited for ncu until killed)."""
         tool = ncu()
         assert tool is not None and self.cuda, profile_unavailable(self.cuda)
         names = jit_names(files.values())
         ends = time.monotonic() + limit_s
         with tempfile.TemporaryDirectory(prefix="avo-ncu-") as tmp:
-            report = Path(tmp) / "profile"
+            report = Path(tmp) / "report" / "profile"
+            report.parent.mkdir()
             request = {"case": case, "kernel_cache": str(Path(tmp) / "triton")}
             answer = self._run({"op": "warm", **request}, {"attempt": files}, limit_s)
             if "fault" in answer:
                 raise BenchError(f"profile: the attempt failed on this input ({answer['fault']}); "
                                  "run_case says where")
-            # The clocks as the judge times them (ncu's default locks them to base).
-            wrap = [tool, "--target-processes", "all", "--clock-control", "none",
+            # The clocks as the judge times them (ncu's default locks them to base); only
+            # the child itself, not the compilers it might start.
+            argv = [tool, "--target-processes", "application-only", "--clock-control", "none",
+                    "--port", str(NCU_PORTS[0]), "--max-connections", str(len(NCU_PORTS)),
                     "--metrics", ",".join(NCU_METRICS),
                     "--launch-count", "64", "--export", str(report), "--force-overwrite",
                     *(["--kernel-name", f"regex:^({'|'.join(names)})$"] if names else [])]
-            # First with the child's subprocesses out of ncu's reach (its LD_PRELOAD
-            # dropped), then, if ncu saw no kernel so, as ncu sets it up.
-            failures = []
-            for preload in (False, True):
-                try:
-                    rows, waited_s = self._profiled(tool, {**request, "preload": preload},
-                                                    files, report, ends - time.monotonic(),
-                                                    wrap)
-                    return rows, waited_s
-                except BenchError as exc:
-                    failures.append(str(exc))
-                    if str(exc).startswith(("not run", "stopped after")):
-                        break
-        why = failures[0] if len(set(failures)) == 1 else "; then, ".join(failures)
-        raise BenchError(f"profile: {why[:700]}; compile_info, run_case and time_config still "
-                         "answer")
-
-    def _profiled(self, tool: str, request: dict[str, Any], files: dict[str, str],
-                  report: Path, limit_s: float, wrap: list[str]
-                  ) -> tuple[list[dict[str, str]], float]:
-        """One run of the workbench's ``profile`` under ncu, and what ncu wrote of it."""
-        try:
-            answer = self._run({"op": "profile", **request}, {"attempt": files}, limit_s,
-                               wrap=wrap)
-        except BenchError as exc:
-            text = str(exc)
-            if text.startswith(_NO_ANSWER):  # ncu, or the process under it, failed
-                text = f"ncu's run ended without an answer ({text[len(_NO_ANSWER):]})"
-            raise BenchError(text) from None
-        messages = answer["messages"][:300] or "no message from ncu"
-        if "fault" in answer:  # it ran without the profiler: ncu's doing
-            raise BenchError("the attempt ran without the profiler but failed under Nsight "
-                             f"Compute ({answer['fault'][:240]}; {messages})")
-        rep = report.with_suffix(".ncu-rep")
-        if not rep.exists():
-            raise BenchError(f"ncu wrote no report ({messages})")
-        csv_text = _limited([tool, "--import", str(rep), "--csv", "--page", "raw"], 120,
-                            cwd=report.parent, env=dict(os.environ)).decode(errors="replace")
-        rep.unlink()
-        rows = [r for r in ncu_rows(csv_text) if r.get("Process ID") != str(answer["pid"])]
+            profiler = {"argv": argv, "ports": list(NCU_PORTS), "report_dir": str(report.parent)}
+            try:
+                answer = self._run({"op": "profile", "profiler": profiler, **request},
+                                   {"attempt": files}, ends - time.monotonic(), profiled=True)
+            except BenchError as exc:
+                text = str(exc)
+                if text.startswith(_NO_ANSWER):  # ncu, or the process under it, failed
+                    text = f"ncu's run ended without an answer ({text[len(_NO_ANSWER):]})"
+                raise BenchError(f"profile: {text[:700]}; compile_info, run_case and "
+                                 "time_config still answer") from None
+            messages = answer["messages"][:300] or "no message from ncu"
+            if "fault" in answer:  # it ran without the profiler: ncu's doing
+                raise BenchError("profile: the attempt ran without the profiler but failed "
+                                 f"under Nsight Compute ({answer['fault'][:240]}; {messages})")
+            rep = report.with_suffix(".ncu-rep")
+            if not rep.exists():
+                raise BenchError(f"profile: ncu wrote no report ({messages})")
+            csv_text = _limited([tool, "--import", str(rep), "--csv", "--page", "raw"], 120,
+                                cwd=report.parent, env=dict(os.environ)
+                                ).decode(errors="replace")
+        rows = ncu_rows(csv_text)
         if not rows:
-            raise BenchError(f"ncu profiled no kernel of the candidate's process ({messages})")
+            raise BenchError(f"profile: ncu profiled no kernel of the attempt ({messages})")
         return rows, float(answer.get("lock_wait_s", 0.0))
 
     def _run(self, request: dict[str, Any], files: dict[str, dict[str, str]], limit_s: float,
-             wrap: list[str] | None = None) -> dict[str, Any]:
+             profiled: bool = False) -> dict[str, Any]:
         """Write the files and the request into a new temporary folder, run the workbench
-        on it (under ``wrap``, a profiler), and return its answer."""
+        on it, and return its answer (``profiled``: with what the profiler said)."""
         if limit_s <= 1:
             raise BenchError("not run: the step has no time left for it")
         with tempfile.TemporaryDirectory(prefix="avo-bench-") as tmp:
@@ -195,17 +179,9 @@ class Bench:
             package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
             env.update(self.placement.env)
-            if self.cuda and "TRITON_LIBCUDA_PATH" not in env:
-                # Found here, outside any profiler, and the same for every run: the sandbox
-                # finds it by running ldconfig, which under ncu's injection found none, so
-                # the profiled child's Triton keyed its C utilities to other folders and
-                # built them again, under ncu, where that build fails.
-                libcuda = _libcuda_dir()
-                if libcuda:
-                    env["TRITON_LIBCUDA_PATH"] = libcuda
             env.update(TMPDIR=str(work / "tmp"), PYTHONPATH=os.pathsep.join(
                 p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-            argv = [*(wrap or []), sys.executable, "-m", "avo_harness.agent.workbench",
+            argv = [sys.executable, "-m", "avo_harness.agent.workbench",
                     str(work / "request.json")]
             try:
                 output = _limited(argv, limit_s, cwd=self.settings.rootdir, env=env)
@@ -221,7 +197,7 @@ class Bench:
             answer = json.loads(result.read_text())
         if "error" in answer:
             raise BenchError(f"the harness failed: {answer['error']}")
-        if wrap:  # what the profiler said of its run
+        if profiled:  # what the profiler said of its run
             answer["messages"] = " ".join(line for line in output.decode(errors="replace")
                                           .splitlines() if line.startswith(("==ERROR==",
                                                                             "==WARNING==")))
@@ -238,10 +214,17 @@ def _limited(argv: list[str], limit_s: float, *, cwd: Path, env: dict[str, str])
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        proc.wait()
         if isinstance(exc, subprocess.TimeoutExpired):
+            try:  # what it had printed (a sandboxed child dies with it, closing the pipe)
+                said = proc.communicate(timeout=5)[0].decode(errors="replace")
+            except subprocess.TimeoutExpired:
+                said = ""
+            proc.wait()
+            said = said.strip().splitlines()
             raise BenchError(f"stopped after {limit_s:,.0f} s (the step's time left, or the "
-                             "evaluation timeout)") from None
+                             "evaluation timeout); its last line: "
+                             f"{(said or ['none'])[-1][:200]}") from None
+        proc.wait()
         raise
     return output
 

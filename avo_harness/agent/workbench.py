@@ -10,9 +10,9 @@ it provokes, costs the agent one error line and never the run.
 Requests (``op``): ``case`` checks one case and, if it is right, times it; ``time`` times
 benchmark configurations for the attempt and the best committed candidate, interleaved, in
 this one process; ``compile`` runs one case in a child with an empty Triton cache and reads
-what Triton compiled there (``kernels_in``); ``profile`` calls the attempt a few times for
-Nsight Compute, which runs this process (``bench.profile``), after ``warm`` compiled them
-outside it into the Triton cache they share.
+what Triton compiled there (``kernels_in``); ``profile`` calls the attempt a few times in a
+child that Nsight Compute starts inside the child's sandbox (``bench.profile``), after
+``warm`` compiled them, without it, into the Triton cache they share.
 
 Timing is the judge's own (``judge.machine.Machine``, as a benchmark item times), and it
 holds the lock of the GPU (``judge/gpu_lock.py``, the request's ``gpu_lock``) that the
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from ..judge import gpu_lock
 from ..judge.checker import check_case
 from ..judge.machine import PRIVATE, Machine
 from ..judge.roofline import Roofline
-from ..judge.sandbox import CandidateFault, Sandbox, SandboxSettings
+from ..judge.sandbox import CandidateFault, Profiler, Sandbox, SandboxSettings
 from ..judge.timer import clock_name
 from ..tasks import BenchConfig, Case, Task, get_task
 
@@ -111,7 +110,7 @@ def _answer(request: dict[str, Any], task: Task, machine: Machine,
         return {"verdict": verdict.to_json(), "kernels": kernels}
     if op in ("warm", "profile"):
         # The inputs are made on the CPU, so that this process launches no kernel of its
-        # own: what the profiler sees is the child's. Both keep the child's Triton cache in
+        # own. Both keep the child's Triton cache in
         # ``kernel_cache``: ``warm`` (outside the profiler) compiles the kernels, and the C
         # launchers and utilities Triton builds with the system's compiler, into it, so
         # that under Nsight Compute, ``profile``'s child builds nothing.
@@ -125,8 +124,8 @@ def _answer(request: dict[str, Any], task: Task, machine: Machine,
                     for _ in range(_PROFILED_CALLS if profiled else 1):
                         box.call(call, *task.output_like(call))
             except CandidateFault as fault:
-                return {"pid": os.getpid(), "fault": f"{fault.kind}: {fault}"[:400]}
-        return {"pid": os.getpid()}
+                return {"fault": f"{fault.kind}: {fault}"[:400]}
+        return {}
     raise ValueError(f"unknown request {op!r}")
 
 
@@ -151,38 +150,21 @@ class _Lock:
             yield
 
 
-class _Profiled(Sandbox):
-    """The judge's sandbox, but its child keeps the profiler's injection variables (its
-    environment is otherwise clean): Nsight Compute follows a process only so. Without
-    ``preload``, not ncu's ``LD_PRELOAD``: the child is still profiled through CUDA's
-    injection, but the programs it starts (the C compiler) are not injected."""
-
-    preload = True
-
-    def _environment(self) -> dict[str, str]:
-        env = super()._environment()
-        env.update({k: v for k, v in os.environ.items()
-                    if k == "LD_PRELOAD" and self.preload
-                    or k.startswith(("CUDA_INJECTION", "NV_"))})
-        return env
-
-
-class _ProfiledAlone(_Profiled):
-    preload = False
-
-
 def _box(request: dict[str, Any], who: str, profiled: bool = False,
          kernel_cache: Path | None = None) -> closing[Sandbox]:
     """The candidate ``who`` (the attempt, or the best committed) in a sandbox of its own,
     closed (its child and scratch gone) whatever happens; ``kernel_cache``: its Triton
-    cache is restored from there and kept there (``judge/kernel_cache.py``)."""
+    cache is restored from there and kept there (``judge/kernel_cache.py``); ``profiled``:
+    its child runs under the request's ``profiler``, inside the sandbox."""
     settings = SandboxSettings(bool(request["cuda"]), float(request["timeout_s"]),
                                int(request["memory_limit_bytes"]),
                                tuple(request.get("protected", ())))
-    kind = (Sandbox if not profiled else _Profiled if request.get("preload", True)
-            else _ProfiledAlone)
-    return closing(kind(Path(request[who]), request["task"], settings,
-                        kernel_cache=kernel_cache))
+    profiler = None
+    if profiled:
+        spec = request["profiler"]
+        profiler = Profiler(tuple(spec["argv"]), tuple(spec["ports"]), Path(spec["report_dir"]))
+    return closing(Sandbox(Path(request[who]), request["task"], settings,
+                           kernel_cache=kernel_cache, profiler=profiler))
 
 
 def _warm(task: Task, box: Sandbox, case: Case, device: str) -> None:

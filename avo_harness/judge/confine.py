@@ -49,7 +49,8 @@ _FILE_ACCESS = _EXECUTE | _WRITE_FILE | _READ_FILE | _TRUNCATE
 # Every filesystem right but reading: writing, making, removing, renaming (REFER), truncating.
 _ALL_WRITES = ((1 << 15) - 1) & ~(_EXECUTE | _READ_FILE | _READ_DIR)
 _NET_TCP = 0b11  # BIND_TCP | CONNECT_TCP, ABI 4
-_SCOPES = 0b11  # ABSTRACT_UNIX_SOCKET | SIGNAL, ABI 6
+_RULE_NET_PORT = 2
+_SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 0b01, 0b10  # ABI 6
 
 # What bwrap's fresh /dev holds: the child may write to these.
 _DEV_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
@@ -92,13 +93,14 @@ def detect() -> Confinement:
 
 
 def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
-         readable: Sequence[Path] = ()) -> list[str]:
+         readable: Sequence[Path] = (), writable: Sequence[Path] = ()) -> list[str]:
     """``argv`` as a command line that starts it inside bubblewrap (unchanged without one).
 
     ``readable``: folders the child must read that may lie under ``/tmp`` (a project made
     by a test, the candidate's), bound read-only over the private tmpfs, as the interpreter
-    and the harness are. bwrap passes every
-    descriptor it inherits through to the command (the caller's ``pass_fds``).
+    and the harness are; ``writable``: folders bound writable (a profiler's report; Landlock
+    still keeps the candidate's process out of them). bwrap passes every descriptor it
+    inherits through to the command (the caller's ``pass_fds``).
     """
     if conf.bwrap is None:
         return list(argv)
@@ -113,6 +115,8 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
     for path in sorted({str(Path(p).resolve()) for p in (*readable, *interpreter)}):
         if path.startswith("/tmp/"):
             cmd += ["--ro-bind", path, path]
+    for path in writable:
+        cmd += ["--bind", str(Path(path).resolve()), str(Path(path).resolve())]
     cmd += ["--bind", where, where]  # scratch may lie under /tmp (or a readable folder): last
     if cuda:
         for node in sorted(glob.glob("/dev/nvidia*")):  # the nodes, and /dev/nvidia-caps
@@ -131,19 +135,27 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
                   "--cap-drop", "ALL", "--chdir", where, "--", *argv]
 
 
-def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool) -> None:
+def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool,
+                  profiler_ports: Sequence[int] = ()) -> None:
     """Put this process, and all it starts from now on, under one Landlock ruleset.
 
     Landlock binds the calling thread and what it starts from then on: call this before
     other threads start, so that none is left outside. ``conf`` is the parent's: inside
     bwrap, ``detect`` would find no usable bwrap, and ``/tmp`` is writable only under one.
+
+    ``profiler_ports``: a profiler (Nsight Compute) runs as this process's parent inside
+    the same sandbox and talks to its injection over these TCP ports and abstract Unix
+    sockets; both are opened. Only inside bwrap's network namespace, where they reach
+    nothing but that profiler: without bwrap the parent starts no profiled child
+    (``sandbox.Sandbox``).
     """
     abi = conf.landlock_abi
     if not abi:
         return
     known = (1 << {1: 13, 2: 14}.get(abi, 15)) - 1  # REFER came in ABI 2, TRUNCATE in 3
     handled = (_EXECUTE | _ALL_WRITES) & known
-    attr = _RulesetAttr(handled, _NET_TCP if abi >= 4 else 0, _SCOPES if abi >= 6 else 0)
+    scopes = _SCOPE_SIGNAL | (0 if profiler_ports else _SCOPE_ABSTRACT_UNIX)
+    attr = _RulesetAttr(handled, _NET_TCP if abi >= 4 else 0, scopes if abi >= 6 else 0)
     ruleset = _checked(_syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.sizeof(attr), 0),
                        "landlock_create_ruleset")
     try:
@@ -162,6 +174,10 @@ def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool) -> None:
                 _add_rule(ruleset, node, handled & (_WRITE_FILE | _TRUNCATE))
         for path in allowed_executables(cuda):
             _add_rule(ruleset, path, _EXECUTE)
+        for port in profiler_ports if abi >= 4 else ():
+            rule = _NetPortAttr(_NET_TCP, port)
+            _checked(_syscall(_ADD_RULE, ruleset, _RULE_NET_PORT, ctypes.byref(rule), 0),
+                     f"landlock_add_rule(port {port})")
         _checked(_libc().prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
                                ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_NO_NEW_PRIVS)")
         _checked(_syscall(_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
@@ -192,6 +208,10 @@ def allowed_executables(cuda: bool) -> list[str]:
 class _RulesetAttr(ctypes.Structure):
     _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
                 ("scoped", ctypes.c_uint64)]
+
+
+class _NetPortAttr(ctypes.Structure):
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64)]
 
 
 class _PathBeneathAttr(ctypes.Structure):

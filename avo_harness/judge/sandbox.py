@@ -90,6 +90,19 @@ def candidate_settings(paths: Iterable[Path], *, cuda: bool, timeout_s: float,
                            tuple(dict.fromkeys(str(p) for p in refused)))
 
 
+@dataclass(frozen=True)
+class Profiler:
+    """A profiler that starts the child inside the child's own sandbox (``argv`` before its
+    command), so that the two share the sandbox's network namespace, where ``ports`` are
+    opened for them (``confine.restrict_self``); it writes its report into ``report_dir``."""
+
+    argv: tuple[str, ...]
+    ports: tuple[int, ...]
+    report_dir: Path
+    #: How long the child's exit may take: the profiler writes its report then.
+    exit_s: float = 120.0
+
+
 @dataclass
 class Binding:
     """One call's arguments laid out in the arena: the parent's views of the live inputs
@@ -125,11 +138,14 @@ class Sandbox:
 
     ``kernel_cache``: where the kernels compiled for this very source are kept between
     evaluations (``kernel_cache.py``). ``sibling_of``: share that sandbox's scratch folder
-    (the same candidate in another process, compiling into the same cache)."""
+    (the same candidate in another process, compiling into the same cache). ``profiler``:
+    the child runs under it (the agent's ``profile``)."""
 
     def __init__(self, path: Path | None, task_name: str, settings: SandboxSettings, *,
-                 kernel_cache: Path | None = None, sibling_of: Sandbox | None = None) -> None:
+                 kernel_cache: Path | None = None, sibling_of: Sandbox | None = None,
+                 profiler: Profiler | None = None) -> None:
         self.path = path
+        self.profiler = profiler
         self.task_name = task_name
         self.settings = settings
         self.confinement = confine.detect()
@@ -253,7 +269,7 @@ class Sandbox:
         if self._proc is not None and self._conn is not None:
             try:
                 self._conn.send_bytes(pickle.dumps(("exit", None)))
-                self._proc.wait(timeout=5)
+                self._proc.wait(timeout=self.profiler.exit_s if self.profiler else 5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
         self._kill()
@@ -282,15 +298,21 @@ class Sandbox:
                   "candidate": str(self.path) if self.path else "", "task": self.task_name,
                   "memory_limit_bytes": self.settings.memory_limit_bytes,
                   "protected": list(self.settings.protected), "scratch": str(self._scratch),
-                  "landlock_abi": self.confinement.landlock_abi}
-        argv = [sys.executable, "-m", "avo_harness.judge.worker", json.dumps(config)]
+                  "landlock_abi": self.confinement.landlock_abi,
+                  "profiler_ports": list(self.profiler.ports) if self.profiler else []}
+        argv = [*(self.profiler.argv if self.profiler else ()),
+                sys.executable, "-m", "avo_harness.judge.worker", json.dumps(config)]
         # The candidate's project: its helpers import from there.
         readable = []
         if self.path is not None:
             path = self.path.resolve()
             readable.append(path.parents[2] if len(path.parents) > 2 else path.parent)
+        if self.profiler is not None and not self.confinement.bwrap:
+            raise HarnessFault("a profile needs bubblewrap: its profiler shares the "
+                               "sandbox's network namespace")
         command = confine.wrap(argv, self.confinement, scratch=self._scratch,
-                               cuda=self.settings.cuda, readable=readable)
+                               cuda=self.settings.cuda, readable=readable,
+                               writable=[self.profiler.report_dir] if self.profiler else ())
         try:
             self._proc = subprocess.Popen(command, pass_fds=fds, env=self._environment(),
                                           cwd=self._scratch, stdin=subprocess.DEVNULL)

@@ -42,7 +42,8 @@ def main(config: dict[str, Any]) -> None:
     from . import confine
 
     confine.restrict_self(confine.Confinement(None, config["landlock_abi"], None),
-                          scratch=Path(config["scratch"]), cuda=cuda)
+                          scratch=Path(config["scratch"]), cuda=cuda,
+                          profiler_ports=config.get("profiler_ports", ()))
     import torch
     import torch.multiprocessing  # noqa: F401  (rebuilds the CUDA arena the parent shares)
 
