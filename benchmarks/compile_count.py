@@ -110,6 +110,7 @@ def count(path: Path, plans: list[dict[str, list[dict[str, Any]]]], sms: int,
             if Path(getattr(m, "__file__", None) or "/").resolve().parent == folder]
     backend = CUDABackend(GPUTarget("cuda", arch, 32))
     results = []
+    seen: set[str] = set()  # the kernels the plans before compiled
     for plan in plans:
         keys: dict[str, set[str]] = defaultdict(set)
         recorders = []
@@ -138,8 +139,12 @@ def count(path: Path, plans: list[dict[str, list[dict[str, Any]]]], sms: int,
             "inputs": {part: len(cases) for part, cases in plan.items()},
             "kernels_correctness": len(correctness), "kernels_all": len(every),
             "kernels_benchmarks": len(keys["benchmarks"]),
+            # What this plan compiles that the plans before it did not: a re-evaluation
+            # under a new private seed, all the earlier kernels kept.
+            "kernels_new": len(every - seen),
             "by_kernel": {r.name: sum(k.startswith(r.name + " ") for k in every)
                           for r in recorders if any(k.startswith(r.name + " ") for k in every)}})
+        seen |= every
     sys.path.remove(str(folder))
     for name in [n for n, m in sys.modules.items() if m in ours]:
         del sys.modules[name]  # the next candidate's helpers are its own
@@ -170,7 +175,8 @@ def main() -> None:
             print(f"{path.name} seed {seed}: {plan['kernels_correctness']} kernels for "
                   f"{plan['inputs']['boundary'] + plan['inputs']['examples']} correctness "
                   f"inputs, {plan['kernels_all']} with the {plan['inputs']['benchmarks']} "
-                  f"benchmark configurations {plan['by_kernel']}", flush=True)
+                  f"benchmark configurations {plan['by_kernel']}, {plan['kernels_new']} not "
+                  "in the plans before", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=1) + "\n")
 

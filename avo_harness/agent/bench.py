@@ -264,13 +264,39 @@ def jit_names(sources: Any) -> list[str]:
 
 def ncu_rows(text: str) -> list[dict[str, str]]:
     """The launches of ``ncu --csv --page raw``: its first row names the columns, the second
-    gives their units; ncu's own messages are not CSV rows."""
+    gives their units; ncu's own messages are not CSV rows. ncu picks each unit to fit the
+    value (``usecond``, ``Kbyte/block``, ``Gbyte/second``): times come back in seconds,
+    sizes in bytes."""
     lines = [line for line in text.splitlines() if line.startswith('"')]
     rows = list(csv.reader(io.StringIO("\n".join(lines))))
     if len(rows) < 3:
         return []
-    head = rows[0]
-    return [dict(zip(head, row)) for row in rows[2:] if len(row) == len(head)]
+    head, units = rows[0], rows[1]
+    scales = dict(zip(head, (_unit_scale(unit) for unit in units)))
+    launches = []
+    for row in rows[2:]:
+        if len(row) != len(head):
+            continue
+        launch = dict(zip(head, row))
+        for key, scale in scales.items():
+            value = _number(launch[key]) if scale != 1 else None
+            if value is not None:
+                launch[key] = repr(value * scale)
+        launches.append(launch)
+    return launches
+
+
+_PREFIXES = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def _unit_scale(unit: str) -> float:
+    """What a value in ncu's ``unit`` is multiplied by to be in seconds or bytes."""
+    quantity = unit.split("/", 1)[0]
+    for base in ("second", "byte"):
+        prefix = quantity.removesuffix(base)
+        if quantity.endswith(base) and prefix in _PREFIXES:
+            return _PREFIXES[prefix]
+    return 1.0
 
 
 def _number(text: str | None) -> float | None:
@@ -305,7 +331,7 @@ def profile_text(label: str, rows: list[dict[str, str]], waited_s: float = 0.0) 
             f"{name} (grid {row.get('launch__grid_size', '?')}, block "
             f"{row.get('launch__block_size', '?')}, {row.get('launch__registers_per_thread', '?')}"
             f" registers/thread, {shared:,.0f} B shared/block): duration "
-            + (f"{duration / 1e3:.4g} us" if duration is not None else "-"),
+            + (f"{duration * 1e6:.4g} us" if duration is not None else "-"),
             f"  throughput: compute (SM) {pct('sm__throughput.avg.pct_of_peak_sustained_elapsed')}"
             f", memory {pct('gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed')}"
             f", DRAM {pct('dram__throughput.avg.pct_of_peak_sustained_elapsed')}"
