@@ -99,8 +99,8 @@ _HEAD = ["ID", "Process ID", "Process Name", "Kernel Name", "gpu__time_duration.
          "smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct",
          "smsp__warp_issue_stalled_barrier_per_warp_active.pct",
          "smsp__warp_issue_stalled_wait_per_warp_active.pct"]
-#: ncu picks each unit to fit its value (as it printed on an H200).
-_UNITS = ["", "", "", "", "usecond", "%", "%", "%", "Gbyte/second", "%", "%", "%",
+#: ncu picks each unit to fit its value (as it printed on an H200, time short and size long).
+_UNITS = ["", "", "", "", "us", "%", "%", "%", "Gbyte/second", "%", "%", "%",
           "register/thread", "", "", "byte/block", "Kbyte/block", "%", "%", "%"]
 _ROW = ["0", "4242", "python3.11", "_attn_fwd_ptr", "1,234.57", "71.5", "40.2", "38.9",
         "1,520", "55.25", "11.8", "12.5", "168", "512", "256", "0", "98.304", "30.5",

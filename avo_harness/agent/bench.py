@@ -286,13 +286,16 @@ def ncu_rows(text: str) -> list[dict[str, str]]:
     return launches
 
 
-_PREFIXES = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_PREFIXES = {"": 1.0, "n": 1e-9, "u": 1e-6, "\u00b5": 1e-6, "m": 1e-3, "K": 1e3, "M": 1e6,
+             "G": 1e9, "T": 1e12}
 
 
 def _unit_scale(unit: str) -> float:
-    """What a value in ncu's ``unit`` is multiplied by to be in seconds or bytes."""
+    """What a value in ncu's ``unit`` is multiplied by to be in seconds or bytes: ncu
+    names them long (``usecond``, ``Kbyte``) or short (``us``, ``KB``), by version (the
+    H200's printed ``us`` beside ``Kbyte/block``)."""
     quantity = unit.split("/", 1)[0]
-    for base in ("second", "byte"):
+    for base in ("second", "byte", "s", "B"):
         prefix = quantity.removesuffix(base)
         if quantity.endswith(base) and prefix in _PREFIXES:
             return _PREFIXES[prefix]
