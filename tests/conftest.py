@@ -162,3 +162,12 @@ def _no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--avo-operator auto`` picks the agent when a key is set: no test may spend money."""
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This suite runs under pytest-xdist (README's test command); the pytest runs a test
+    starts are not its workers: pytest-benchmark turns itself off in any process that says
+    it is one, and the plugin's benchmark items would time nothing."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)

@@ -379,6 +379,35 @@ def test_compiling_ahead_calls_every_planned_case_once_and_judges_nothing(
     assert entry["phases_s"]["timing"] > 0
 
 
+def test_the_candidate_s_own_process_outlives_compiling_ahead(
+        tmp_path: Path, honest_attention: str) -> None:
+    # Its sandbox dies with the thread that started it (bwrap's --die-with-parent): started
+    # in the pool's, it was killed as the pool closed, and the checks that came next met a
+    # dying process ("killed by SIGKILL") or paid for a new one.
+    import os
+    import time
+    from types import SimpleNamespace
+
+    from avo_harness.judge.sandbox import Sandbox, SandboxSettings
+    from avo_harness.live import Live
+
+    folder = tmp_path / "candidates" / "attention"
+    folder.mkdir(parents=True)
+    (folder / "honest.py").write_text(honest_attention)
+    task = get_task("attention")
+    box = Sandbox(folder / "honest.py", "attention", SandboxSettings(False, 120, 0))
+    file = SimpleNamespace(sandbox=lambda: box, live=Live(None), task=task, device="cpu")
+    try:
+        spent = compile_ahead.compile_ahead(file, task.boundary_cases(large=False)[:4], 1)
+        assert sum(p["calls"] for p in spent["processes"]) == 4
+        pid = box.pid
+        time.sleep(1.0)
+        assert pid is not None and box._proc is not None and box._proc.poll() is None
+        os.kill(pid, 0)
+    finally:
+        box.close()
+
+
 def test_a_candidate_wrong_everywhere_is_still_judged_after_compiling_ahead(
         write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
         monkeypatch: pytest.MonkeyPatch) -> None:

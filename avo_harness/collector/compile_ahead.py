@@ -43,11 +43,15 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
     file.live.update(phase="compile", cases_done=0, cases_total=len(cases), force=True)
     done = itertools.count(1)
 
-    def run(box: Sandbox) -> dict[str, Any]:
-        began, calls, fault = time.perf_counter(), 0, None
+    def run(box: Sandbox, began: float) -> dict[str, Any]:
+        calls, fault = 0, None
         booted: float | None = None
         try:
-            box.start()
+            if box is main:
+                if main_fault:  # not again here: this thread ends with the pool
+                    raise RuntimeError(main_fault)
+            else:
+                box.start()
             booted = time.perf_counter()
             while True:
                 try:
@@ -60,7 +64,7 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
                 calls += 1
                 file.live.update(cases_done=next(done))
         except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
-            fault = type(exc).__name__
+            fault = main_fault if box is main and main_fault else type(exc).__name__
         finally:
             if box is not main:
                 box.close()
@@ -70,6 +74,16 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
                  "compile_s": round(box.compile_s, 3)}
         return {**spent, "fault": fault} if fault else spent
 
+    began, main_fault = time.perf_counter(), None
     with ThreadPoolExecutor(len(boxes)) as pool:
-        spent = list(pool.map(run, boxes))
+        siblings = [pool.submit(run, box, began) for box in boxes[1:]]
+        # The candidate's own process starts on this thread, which outlives the checks
+        # (the siblings meanwhile boot in the pool's): a sandboxed child is killed when the
+        # thread that started it ends (bubblewrap's --die-with-parent), and the pool's
+        # threads end here.
+        try:
+            main.start()
+        except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
+            main_fault = type(exc).__name__  # the checks meet it again
+        spent = [future.result() for future in [pool.submit(run, main, began), *siblings]]
     return {"cases": len(cases), "processes": spent}
