@@ -28,7 +28,7 @@ class _Deferred:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.settings: Any = None  # the HarnessSettings, once started
-        self.results = _ResultsStandIn()
+        self.results = _ResultsStandIn(self)
         self.summary = _SummaryStandIn()
 
     def start(self) -> Any:
@@ -43,7 +43,8 @@ class _Deferred:
         results = Results()
         self.results.target = results
         self.summary.target = TerminalSummary(settings.cuda, results)
-        if settings.report is not None:
+        # An xdist worker's results travel to the controller, which writes the one report.
+        if settings.report is not None and not hasattr(self.config, "workerinput"):
             self.config.pluginmanager.register(JSONReport(settings.report, settings, results),
                                                "avo-report")
         return settings
@@ -52,11 +53,21 @@ class _Deferred:
 class _ResultsStandIn:
     target: Any = None
 
+    def __init__(self, deferred: _Deferred) -> None:
+        self.deferred = deferred
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         if self.target is None:
             return (yield)
         return (yield from self.target.pytest_runtest_makereport(item, call))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """An xdist controller's share: its workers' candidate reports (it runs none)."""
+        if (hasattr(report, "avo_entry") and not hasattr(self.deferred.config, "workerinput")
+                and self.deferred.config.pluginmanager.has_plugin("dsession")):
+            self.deferred.start()
+            self.target.merge(report)
 
 
 class _SummaryStandIn:
@@ -156,6 +167,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from .collector import save_calibration
 
     save_calibration(session.config, deferred.settings.cuda)
+
+
+#: pytest-xdist's modes that keep a file's items together, in one worker.
+_ONE_WORKER_PER_FILE = ("loadscope", "loadfile")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """On an xdist controller: a candidate's items share one process, and its benchmark
+    items read its correctness verdict, so no mode may split them over workers."""
+    dist = node.config.getoption("dist")
+    if dist not in _ONE_WORKER_PER_FILE and any(
+            is_candidate(Path(nodeid.split("::", 1)[0])) for nodeid in ids):
+        pytest.exit(f"avo-harness: a candidate's items must run in one pytest-xdist worker: "
+                    f"use --dist loadscope or --dist loadfile, not --dist {dist}",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

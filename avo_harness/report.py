@@ -108,16 +108,31 @@ def item_details(item: pytest.Item, report: pytest.TestReport) -> dict[str, Any]
     return details
 
 
+#: The attribute of a candidate item's report that carries its file's entry so far: under
+#: pytest-xdist the report travels from the worker that ran the item to the controller,
+#: which writes the JSON report and prints the summary.
+ENTRY = "avo_entry"
+
+
 class Results:
     """Every candidate item's outcome in this session, gathered into report entries.
 
     The one place that does so: the JSON report writes them, the terminal summary
-    prints them.
+    prints them. The process that runs the items builds them (``makereport``); an xdist
+    controller, which runs none, takes them from the reports its workers send
+    (``merge``).
     """
 
     def __init__(self) -> None:
         self.candidates: dict[str, dict[str, Any]] = {}
         self.baselines: dict[str, dict[str, Any]] = {}
+
+    def merge(self, report: pytest.TestReport) -> None:
+        """Take a worker's entry from ``report`` (its latest state of that candidate)."""
+        carried = getattr(report, ENTRY, None)
+        if isinstance(carried, dict):
+            self.candidates[carried["nodeid"]] = carried["entry"]
+            self.baselines.update(carried["baselines"])
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item,
@@ -143,6 +158,10 @@ class Results:
                 configs[item.bench.name] = precision
                 entry["precision"]["overall"] = merge_precision(list(configs.values()))
             entry["benchmarks"][item.bench.name] = details
+        # Plain JSON values only: xdist's channel carries nothing else.
+        setattr(report, ENTRY, json.loads(json.dumps(
+            {"nodeid": item.file.nodeid, "entry": entry, "baselines": self.baselines},
+            default=str)))
         return report
 
     def _entry(self, file: CandidateFile) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import importlib.metadata
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,15 @@ def test_a_candidate_session_imports_the_harness(pytester: pytest.Pytester,
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "candidates", "--co", "-q")
     result.stdout.fnmatch_lines(["*seed.py::correctness", "heavy: [[]'avo_harness.collector'*"])
     assert "'torch'" in result.stdout.str()
+
+
+@pytest.mark.parametrize("dist", ["load", "worksteal"])
+def test_an_xdist_mode_that_splits_a_candidate_s_items_is_refused(
+        dist: str, make_project: Callable[..., Path], fresh_run: Callable[..., Any],
+        honest_attention: str) -> None:
+    root = make_project({"honest": honest_attention})
+    run = fresh_run(root, "-n", "2", "--dist", dist)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR, run.text
+    assert ("a candidate's items must run in one pytest-xdist worker: use --dist loadscope "
+            f"or --dist loadfile, not --dist {dist}") in run.text
+    assert run.report["candidates"] == {}  # nothing judged

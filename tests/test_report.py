@@ -143,3 +143,23 @@ def test_a_report_that_cannot_be_written_leaves_no_temporary_file(tmp_path: Path
     with pytest.raises(RuntimeError):
         write_json_atomically(path, {"bad": _Unprintable()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_under_xdist_the_controller_writes_every_worker_s_candidates(
+        make_project: Callable[..., Path], fresh_run: Callable[..., Any],
+        honest_attention: str) -> None:
+    # The workers run the items; the controller, which runs none, writes the one report
+    # and prints the summary from the entries their reports carry.
+    root = make_project({"first": honest_attention, "second": honest_attention})
+    run = fresh_run(root, "-n", "2", "--dist", "loadscope")
+    assert run.ret == 0, run.text
+    for name in ("first", "second"):
+        entry = run.candidate(name)
+        assert entry["correctness"]["outcome"] == "passed"
+        benchmarks = entry["benchmarks"]
+        assert benchmarks and all(b["outcome"] == "passed" and b["tflops"] > 0
+                                  for b in benchmarks.values())
+        assert entry["phases_s"]["total"] > 0
+        assert any(line.startswith(f"candidates/attention/{name}.py: passed")
+                   for line in run.lines), run.text
+    assert set(run.report["baselines"]) == set(benchmarks)
