@@ -9,7 +9,8 @@ Two independent layers, each used where this machine has it (``detect``):
   denies writes outside the scratch folder, ``/dev/shm``, a few ``/dev`` nodes and
   bwrap's private ``/tmp``; TCP; signals and ptrace out of the sandbox; and executing
   anything but the compilers and the interpreter that Triton and inductor start. It
-  holds with or without bubblewrap.
+  holds with or without bubblewrap. (A profiled child, the agent's ``profile`` under
+  Nsight Compute inside its bwrap, may use ncu's ports: ``restrict_self``.)
 
 The exec rule narrows what starts directly; it is not a boundary on its own: the
 interpreter itself must run (inductor's compile workers), and the dynamic loader that
