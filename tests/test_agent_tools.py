@@ -240,8 +240,14 @@ def test_time_config_times_attempt_and_best_in_one_process(workspace: Workspace,
                          "interp-d64-n128:"]
     assert lines[2].startswith("  attempt: median ") and lines[3].startswith("  #1 c1: median ")
     assert all("physical floor" in line and "3 rounds" in line for line in lines[2:4])
+    # One clock for both (the same computation; on two busy cores the interpreter's wall
+    # clock alone varies tenfold, so the ratio is checked against the medians, not near 1).
+    medians = [float(m) for m in re.findall(
+        r"median ([\d.e+-]+) ms, IQR [^,]+, 3 rounds, [\d.e+-]+ TFLOP/s \(interpreter-wall\)",
+        text)]
     ratio = float(re.search(r"attempt / best: ([\d.]+)x", text).group(1))
-    assert 0.2 < ratio < 5  # the same computation, one clock
+    assert len(medians) == 2 and ratio == pytest.approx(medians[1] / medians[0],
+                                                            rel=0.01, abs=1e-3)
     workspace.records[0].committed = False
     text, error = workspace.call("time_config", {"configs": ["interp-d64-n128"]})
     assert error and "nothing is committed yet to time against" in text
