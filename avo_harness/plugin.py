@@ -15,6 +15,7 @@ import pytest
 
 from .options import (add_options, raw, read_device, read_settings, resolve_cuda, settings_of,
                       switch)
+from .results import ENTRY
 from .tasks import is_candidate
 
 
@@ -64,7 +65,7 @@ class _ResultsStandIn:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """An xdist controller's share: its workers' candidate reports (it runs none)."""
-        if (hasattr(report, "avo_entry") and not hasattr(self.deferred.config, "workerinput")
+        if (hasattr(report, ENTRY) and not hasattr(self.deferred.config, "workerinput")
                 and self.deferred.config.pluginmanager.has_plugin("dsession")):
             self.deferred.start()
             self.target.merge(report)

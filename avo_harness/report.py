@@ -56,7 +56,7 @@ from .collector import BenchmarkItem, CandidateFile, CorrectnessItem
 from .judge.checker import merge_precision
 from .judge.timer import clock_name
 from .options import HarnessSettings
-from .results import SCHEMA
+from .results import ENTRY, SCHEMA
 
 __all__ = ["SCHEMA", "JSONReport", "Results", "environment", "item_details",
            "write_json_atomically"]
@@ -107,11 +107,6 @@ def item_details(item: pytest.Item, report: pytest.TestReport) -> dict[str, Any]
             report.longrepr, tuple) else "skipped")
     return details
 
-
-#: The attribute of a candidate item's report that carries its file's entry so far: under
-#: pytest-xdist the report travels from the worker that ran the item to the controller,
-#: which writes the JSON report and prints the summary.
-ENTRY = "avo_entry"
 
 
 class Results:

@@ -25,6 +25,10 @@ from typing import Any, TypeVar
 from .phases import describe, listed
 
 SCHEMA = "avo-harness/report/1"
+#: The attribute of a candidate item's report that carries its file's entry so far: under
+#: pytest-xdist the report travels from the worker that ran the item to the controller,
+#: which writes the JSON report and prints the summary.
+ENTRY = "avo_entry"
 
 _N = TypeVar("_N", bound="_Node")
 
