@@ -76,7 +76,19 @@ def test_the_tolerance_is_twice_the_plain_error_plus_one_ulp_of_the_scale(
     plain_err = float((lowp.double() - truth).abs().max())
     assert verdict.lowp_err == pytest.approx(plain_err)
     assert verdict.tolerance == pytest.approx(
-        FACTOR * plain_err + ulp * max(1.0, float(truth.abs().max())))
+        FACTOR * plain_err + ulp * float(truth.abs().max()))
+
+
+def test_a_flat_output_is_held_to_the_ulp_of_its_own_scale() -> None:
+    """Attention over many keys averages to a small output (the scale 0.07 at N = 16384): an
+    error of a few of its ulps, which an ulp of 1.0 would have allowed (float8 scores), fails."""
+    case = {**CAUSAL, "causal": False, "dtype": "bfloat16", "Nq": 16, "Nk": 3000}
+    honest = _judge(ATTENTION, case, lambda call, truth: truth.to(torch.bfloat16))
+    off = _judge(ATTENTION, case, lambda call, truth: (
+        truth + 6 * 2.0**-7 * float(truth.abs().max())).to(torch.bfloat16))
+    assert honest.passed, honest.message
+    assert not off.passed and off.rule == "tolerance"
+    assert off.max_abs_err < 2.0**-7  # within one ulp of 1.0
 
 
 @pytest.mark.parametrize(("task", "case"), LOW_PRECISION, ids=IDS)

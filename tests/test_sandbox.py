@@ -63,6 +63,15 @@ def attention(q, k, v, causal=False, sm_scale=None, mode="double"):
         os._exit(3)
     if mode == "hang":
         time.sleep(600)
+    if mode == "idle-exit":  # ends its own process once no call has come for 50 ms
+        import faulthandler
+        faulthandler.dump_traceback_later(0.05, exit=True, file=open(os.devnull, "w"))
+        return q * 2
+    if mode == "shadow":  # a package named as the harness's, where the child starts
+        os.makedirs(os.path.join(os.getcwd(), "avo_harness"), exist_ok=True)
+        with open(os.path.join(os.getcwd(), "avo_harness", "__init__.py"), "w") as f:
+            f.write("raise SystemExit(7)\\n")
+        os._exit(3)
     if mode == "list":
         return [q.clone()]
     if mode == "parameter":
@@ -171,6 +180,44 @@ def test_a_crash_is_a_fault_and_the_next_call_gets_a_fresh_process(probe: Sandbo
     assert _gone(pid)
     _call(probe, "double")
     assert probe.pid != pid
+
+
+def test_a_process_that_ends_between_calls_is_a_crash(probe: Sandbox) -> None:
+    _call(probe, "idle-exit")
+    time.sleep(0.5)
+    with pytest.raises(CandidateFault) as caught:
+        _call(probe, "double")
+    assert caught.value.kind == "crash" and "the wait for its next call" in str(caught.value)
+    _call(probe, "double")  # then a fresh process
+
+
+def test_a_package_left_in_the_scratch_folder_does_not_shadow_the_harness(
+        probe: Sandbox) -> None:
+    with pytest.raises(CandidateFault) as caught:
+        _call(probe, "shadow")
+    assert caught.value.kind == "crash", caught.value
+    assert (probe.scratch / "avo_harness" / "__init__.py").exists()
+    binding, returned = _call(probe, "double")  # the next child starts, on the real harness
+    assert torch.equal(returned.out, binding.args[0] * 2)
+
+
+def test_a_child_that_cannot_start_again_is_the_candidate_s_fault(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = Sandbox(_write(tmp_path, PROBE), "attention", SETTINGS)
+    try:
+        with pytest.raises(CandidateFault):
+            _call(box, "os-exit")
+        # What a candidate could leave behind to stop its next start (a package of the
+        # harness's name in its folder, before -P) is stood in for by one on PYTHONPATH.
+        (tmp_path / "shadow" / "avo_harness").mkdir(parents=True)
+        (tmp_path / "shadow" / "avo_harness" / "__init__.py").write_text("raise SystemExit(7)\n")
+        broken = {**box._environment(), "PYTHONPATH": str(tmp_path / "shadow")}
+        monkeypatch.setattr(box, "_environment", lambda: broken)
+        with pytest.raises(CandidateFault) as caught:
+            _call(box, "double")
+        assert caught.value.kind == "crash" and "after an earlier start did" in str(caught.value)
+    finally:
+        box.close()
 
 
 @pytest.mark.parametrize("mode, described", [("list", {"type": "builtins.list"}),

@@ -153,6 +153,7 @@ class Lockdown:
         snapshot = tuple((name, owner, {k: v for k, v in vars(owner).items() if callable(v)})
                          for name, owner in _watched())
         record = self.violations
+        dispatch = harness_kernels()
 
         def intact() -> tuple[str, str] | None:
             for name, owner, before in snapshot:
@@ -167,6 +168,12 @@ class Lockdown:
                     added = [k for k, v in now.items() if k not in before and callable(v)]
                     if added:
                         return ("tampering", f"the candidate set {name}.{added[0]}")
+            changed = next((op for op, table in harness_kernels().items()
+                            if table != dispatch[op]), None)
+            if changed is not None:
+                return ("tampering", f"the candidate registered a kernel of its own for {changed},"
+                        " which the harness's code in its process runs (the output's copy, the "
+                        "checks)")
             if library is not None and getattr(library, "m", None) is None:
                 return ("tampering", "the candidate removed the forbidden operators' tripwires")
             modes = active_modes()
@@ -188,6 +195,26 @@ class Lockdown:
                     self.violations.append(found)
                     break
         return self.violations[0] if self.violations else None
+
+
+#: The operators the harness's own code in the child dispatches on the candidate's tensors
+#: and the arena's (``worker._call``, ``checker.same_bits``, ``arena.view``, the allocator's
+#: poison). A kernel the candidate registers for one of them (``torch.library`` in Python, or
+#: ``TORCH_LIBRARY_IMPL`` in an extension) runs inside the harness's work: ``copy_`` after the
+#: end event would hide the candidate's work from the device clock.
+HARNESS_OPS = ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous",
+               "aten::equal", "aten::view.dtype", "aten::as_strided", "aten::slice.Tensor",
+               "aten::transpose.int", "aten::detach", "aten::alias", "aten::empty_like",
+               "aten::empty.memory_format", "aten::empty_strided", "aten::full",
+               "aten::fill_.Scalar")
+
+
+def harness_kernels() -> dict[str, str]:
+    """Each of ``HARNESS_OPS``'s dispatch table, every kernel and fallback with where it was
+    registered: a registration the candidate made anywhere shows as a changed line."""
+    import torch
+
+    return {op: torch._C._dispatch_dump_table(op) for op in HARNESS_OPS}
 
 
 def active_modes() -> str | None:

@@ -156,6 +156,7 @@ class Sandbox:
         self._owns_scratch = sibling_of is None
         self._scratch: Path | None = None if sibling_of is None else sibling_of.scratch_folder()
         self._mapped = False
+        self._booted = False  # a child of this box has booted before
         #: Seconds spent starting children, and what the children said they spent compiling.
         self.start_s = 0.0
         self.compile_s = 0.0
@@ -185,7 +186,11 @@ class Sandbox:
     def start(self) -> None:
         """Import the candidate now unless its process is up: an import that fails is the
         candidate's fault whatever the input, so callers can report it without one."""
-        if self._proc is None or self._proc.poll() is not None:
+        if self._proc is not None and self._proc.poll() is not None:
+            # Every death the parent saw was reported and the child dropped (``_kill``): this
+            # one ended on its own between calls, which no honest candidate does.
+            self._fault_from_exit("the wait for its next call")
+        if self._proc is None:
             began = time.perf_counter()
             try:
                 self._start()
@@ -300,8 +305,11 @@ class Sandbox:
                   "protected": list(self.settings.protected), "scratch": str(self._scratch),
                   "landlock_abi": self.confinement.landlock_abi,
                   "profiler_ports": list(self.profiler.ports) if self.profiler else []}
+        # -P: the working directory (the scratch folder, which the candidate writes) is not
+        # put first on sys.path, so a child started again cannot import a package the last
+        # one left there in the harness's place.
         argv = [*(self.profiler.argv if self.profiler else ()),
-                sys.executable, "-m", "avo_harness.judge.worker", json.dumps(config)]
+                sys.executable, "-P", "-m", "avo_harness.judge.worker", json.dumps(config)]
         # The candidate's project: its helpers import from there.
         readable = []
         if self.path is not None:
@@ -322,11 +330,17 @@ class Sandbox:
         try:
             booted = self._receive("start")
         except CandidateFault as fault:
-            raise HarnessFault(f"the sandboxed process did not start "
-                               f"({self.confinement.label}): {fault}") from None
+            booted = {"error": str(fault)}
         if booted.get("status") != "booted":
             self._kill()
-            raise HarnessFault(f"the sandboxed process did not start: {booted}"[:300])
+            why = f"the sandboxed process did not start ({self.confinement.label}): " \
+                f"{booted.get('error', booted)}"[:300]
+            if self._booted:
+                # It started before, from this scratch folder, which the candidate writes:
+                # what stops it now is the candidate's doing.
+                raise CandidateFault("crash", f"{why}, after an earlier start did")
+            raise HarnessFault(why)
+        self._booted = True
         answer = self._receive("import")
         status = answer.get("status")
         if status == "ready":

@@ -60,6 +60,9 @@ EXPECTED = {
     "pth_exec_scan_bypass": {"tampering"},
     "host_unix_socket_logging": {"tampering"},
     "sdpa_math_decompose": {"forbidden-call", "tampering"},
+    # Found by a red team against the sandboxed child (2026-12-02):
+    "dispatcher_copy_hijack": {"tampering"},
+    "cwd_shadow_restart": {"crash"},
 }
 
 
