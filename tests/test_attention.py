@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 
 from avo_harness.tasks import Call, Case
 from avo_harness.tasks.attention import FA4_NAME, HEAD_DIMS, LAYOUTS, TASK, fa4_absent
@@ -113,6 +113,8 @@ def test_inputs_have_the_contract_shapes_in_every_layout(layout: str) -> None:
         assert q.stride(2) == 64 + 8
     if layout == "mixed":  # no two tensors share strides, and v's head dim is not unit-stride
         assert k.stride(2) == 64 + 8 and v.stride()[2:] == (1, 7)
+    if layout == "dmajor":  # no tensor's head dim is unit-stride
+        assert q.stride()[2:] == (1, 5) and k.stride()[2:] == v.stride()[2:] == (1, 7)
 
 
 def test_inputs_follow_the_seed() -> None:
@@ -126,7 +128,8 @@ def test_inputs_follow_the_seed() -> None:
 @pytest.mark.parametrize("large", [False, True])
 def test_drawn_cases_are_valid_inputs_with_the_boundary_cases_keys(large: bool) -> None:
     keys = set(TASK.boundary_cases(large=large)[0])
-    max_n = 4096 if large else 160
+    max_n = 8192 if large else 640
+    tiles = (2 * 12 * 4096 * 4096) if large else (2 * 12 * 192 * 192)
 
     @settings(max_examples=60, deadline=None, database=None)
     @given(TASK.cases(large=large))
@@ -134,10 +137,31 @@ def test_drawn_cases_are_valid_inputs_with_the_boundary_cases_keys(large: bool) 
         assert set(case) == keys
         assert case["Hq"] % case["Hkv"] == 0 and case["D"] in HEAD_DIMS
         assert 1 <= case["Nq"] <= max_n and 1 <= case["Nk"] <= max_n
+        tiled = [-(-case[n] // 64) * 64 for n in ("Nq", "Nk")]
+        assert case["B"] * case["Hq"] * tiled[0] * tiled[1] <= tiles
         assert case["layout"] in LAYOUTS and case["dtype"] in ("float16", "bfloat16", "float32")
         assert case["sm_scale"] is None or case["sm_scale"] > 0
 
     valid()
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_drawn_cases_reach_the_benchmark_s_heads_long_sequences_and_extreme_scales(
+        large: bool) -> None:
+    """What a red team found never drawn: a candidate could be wrong there unseen."""
+    reach = {
+        "32 query heads over 8 kv heads": lambda c: c["Hq"] == 32 and c["Hkv"] == 8,
+        "16 kv heads": lambda c: c["Hkv"] == 16,
+        "a batch of 3 or more": lambda c: c["B"] >= 3,
+        "a sequence past 256": lambda c: c["Nk"] > 256,
+        "a scale under 0.01": lambda c: (c["sm_scale"] or 1.0) < 0.01,
+        "a scale over 3": lambda c: (c["sm_scale"] or 0.0) > 3.0,
+        "every tensor D-major": lambda c: c["layout"] == "dmajor",
+    }
+    for what, holds in reach.items():
+        found = find(TASK.cases(large=large), holds,
+                     settings=settings(max_examples=2000, database=None))
+        assert holds(found), what
 
 
 def test_the_boundary_cases_cover_the_edges_of_the_contract() -> None:
@@ -206,9 +230,11 @@ def test_fa4_is_absent_with_the_reason_when_flash_attn_does_not_import(
 def test_fa4_is_absent_only_outside_its_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     pretend_gpu(monkeypatch)
     assert "no float32 forward" in str(fa4_absent({**FA4_CASE, "dtype": "float32"}, "cuda"))
-    assert "D-major v" in str(fa4_absent({**FA4_CASE, "layout": "mixed"}, "cuda"))
+    for layout in ("dmajor", "mixed"):
+        assert "D-major tensor" in str(fa4_absent({**FA4_CASE, "layout": layout}, "cuda"))
     covered = [{**FA4_CASE, "dtype": dtype, "layout": layout, "D": d, "causal": causal}
-               for dtype in ("float16", "bfloat16") for layout in set(LAYOUTS) - {"mixed"}
+               for dtype in ("float16", "bfloat16")
+               for layout in set(LAYOUTS) - {"dmajor", "mixed"}
                for d in HEAD_DIMS for causal in (False, True)]
     assert [fa4_absent(case, "cuda") for case in covered] == [None] * len(covered)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 
 from avo_harness.judge.checker import check_case, check_output, references
 from avo_harness.judge.sandbox import Sandbox, SandboxSettings
@@ -88,10 +88,28 @@ def test_drawn_cases_are_valid_inputs_with_the_boundary_cases_keys(large: bool) 
         assert set(case) == keys
         assert len(case["shape"]) in (2, 3) and min(case["shape"]) >= 1
         assert case["shape"][-1] <= max_n
+        assert math.prod(case["shape"]) <= max(max_n, (512 * 16384) if large else (48 * 1100))
         assert case["layout"] in LAYOUTS and case["dtype"] in DTYPES
         assert case["eps"] is None or case["eps"] > 0
 
     valid()
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_drawn_cases_reach_many_rows_big_batches_and_unusual_eps(large: bool) -> None:
+    """What a red team found never drawn: a candidate could be wrong there unseen."""
+    reach = {
+        "more than 200 rows": lambda c: math.prod(c["shape"][:-1]) > 200,
+        "a batch of 5 or more, not contiguous": lambda c: len(c["shape"]) == 3
+        and c["shape"][0] >= 5 and c["layout"] != "contiguous",
+        "an eps not among the usual ones": lambda c: c["eps"] is not None
+        and all(not math.isclose(c["eps"], e) for e in (1e-6, 1e-5, 0.1, 1.0)),
+        "an eps under 1e-9": lambda c: (c["eps"] or 1.0) < 1e-9,
+    }
+    for what, holds in reach.items():
+        found = find(TASK.cases(large=large), holds,
+                     settings=settings(max_examples=2000, database=None))
+        assert holds(found), what
 
 
 def test_the_boundary_cases_cover_the_edges_of_the_contract() -> None:

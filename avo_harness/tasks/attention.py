@@ -26,12 +26,20 @@ if TYPE_CHECKING:
 DTYPES = ("float16", "bfloat16", "float32")
 HEAD_DIMS = (32, 64, 96, 128)
 #: How q, k and v lie in memory: contiguous, a (B, N, H, D) tensor transposed, rows padded,
-#: or "mixed": q transposed, k padded, v head-dim-major (a unit stride along N, not D), so a
-#: kernel that reads one tensor with another's strides is caught.
-LAYOUTS = ("bhnd", "bnhd", "padded", "mixed")
+#: head-dim-major (a unit stride along N, not D), or "mixed": q transposed, k padded, v
+#: head-dim-major, so a kernel that reads one tensor with another's strides is caught.
+LAYOUTS = ("bhnd", "bnhd", "padded", "dmajor", "mixed")
 _MIXED = ("bnhd", "padded", "dmajor")
 # Sequence lengths just off the usual block sizes catch missing tail masks.
-_EDGE_LENGTHS = (1, 2, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129)
+_EDGE_LENGTHS = (1, 2, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129, 255, 257, 511, 513)
+# Drawn shapes: the longest sequence, and the most score tiles (B x Hq x Nq x Nk, lengths
+# rounded up to 64) of one case, in the interpreter and on a GPU. Many heads or long
+# sequences, not both: a case's cost (the interpreter's, the float64 reference's) follows it.
+_MAX_LENGTH = {False: 640, True: 8192}
+_TILE = 64
+_MAX_SCORES = {False: 2 * 12 * 192 * 192, True: 2 * 12 * 4096 * 4096}
+# Explicit softmax scales, drawn log-uniformly: from nearly uniform weights to near one-hot.
+_SCALES = (0.004, 4.0)
 # Score elements materialised at once by the reference (bounds its memory at any size).
 _REFERENCE_CHUNK = 1 << 26
 #: FlashAttention-4 (``flash_attn.cute``, CuTe DSL), timed beside the task's baseline.
@@ -50,12 +58,11 @@ class Attention(Task):
     # Every library attention of torch 2.11-2.13: its public and private Python entry points
     # (for the static scan, whose leaf names they give, and the run-time tripwires) and, in
     # forbidden_ops, the ATen operators behind them (the dispatcher trips those by any route,
-    # torch.compile's generated code included). Left out, as their modules cost seconds to
-    # import (dynamo, Triton) and the dispatcher trips what they reach on the GPU:
-    # torch.nn.attention.varlen (flash or cuDNN attention) and torch.sparse._triton_ops's
-    # block-sparse _scaled_dot_product_attention; and the dense kernels of flex attention's
-    # operator (sdpa_dense, math_attention), whose module its package's attribute of the same
-    # name hides from an attribute path.
+    # torch.compile's generated code included). Names in modules not imported yet are tripped
+    # when they are. Left out: torch.nn.attention.varlen, whose flash or cuDNN kernels the
+    # dispatcher trips; and the dense kernels of flex attention's operator (sdpa_dense,
+    # math_attention), whose module its package's attribute of the same name hides from an
+    # attribute path.
     forbidden = (
         # scaled_dot_product_attention and its backends' bindings.
         "torch.nn.functional.scaled_dot_product_attention",
@@ -78,6 +85,8 @@ class Attention(Task):
         # Python attention over those, or doing the math itself.
         "torch._decomp.decompositions.scaled_dot_product_flash_attention_for_cpu",
         "torch.onnx.ops._impl.attention_23",
+        # Block-sparse attention out of torch's own Triton kernels (no ATen operator).
+        "torch.sparse._triton_ops._scaled_dot_product_attention",
         # Flex attention: its higher-order operator (the object; torch.compile lowers it to a
         # fused kernel), under two names, and the function that calls it.
         "torch.ops.higher_order.flex_attention",
@@ -126,24 +135,29 @@ class Attention(Task):
     def cases(self, *, large: bool) -> SearchStrategy[Case]:
         from hypothesis import strategies as st
 
-        max_n = 4096 if large else 160
-        lengths = st.one_of(st.integers(1, max_n), st.sampled_from(_EDGE_LENGTHS))
+        log_scales = st.floats(*map(math.log, _SCALES)).map(math.exp)
 
         @st.composite
         def draw(draw: st.DrawFn) -> Case:
-            hkv = draw(st.integers(1, 3))
-            group = draw(st.sampled_from((1, 2, 4)))
+            # The benchmark's head counts (16 or 32 query heads, 4 to 32 kv heads) are drawn
+            # too, with a batch of up to 4; the lengths then fit the score budget.
+            hkv = draw(st.one_of(st.integers(1, 4), st.sampled_from((8, 16))))
+            hq = hkv * draw(st.sampled_from((1, 2, 3, 4, 8)))
+            b = draw(st.integers(1, max(1, min(4, _MAX_SCORES[large] // (hq * _TILE**2)))))
+            budget = _MAX_SCORES[large] // (b * hq)
+            nq = draw(_lengths(min(_MAX_LENGTH[large], _whole_tiles(budget // _TILE))))
+            nk = draw(_lengths(min(_MAX_LENGTH[large], _whole_tiles(budget // _tiled(nq)))))
             explicit_scale = draw(st.booleans())
             return {
-                "B": draw(st.integers(1, 2)),
-                "Hq": hkv * group,
+                "B": b,
+                "Hq": hq,
                 "Hkv": hkv,
-                "Nq": draw(lengths),
-                "Nk": draw(lengths),
+                "Nq": nq,
+                "Nk": nk,
                 "D": draw(st.sampled_from(HEAD_DIMS)),
                 "dtype": draw(st.sampled_from(DTYPES)),
                 "causal": draw(st.booleans()),
-                "sm_scale": draw(st.floats(0.02, 2.0)) if explicit_scale else None,
+                "sm_scale": draw(log_scales) if explicit_scale else None,
                 "layout": draw(st.sampled_from(LAYOUTS)),
                 "spread": draw(st.sampled_from((1.0, 4.0))),
                 "seed": draw(st.integers(0, 2**31 - 1)),
@@ -168,6 +182,8 @@ class Attention(Task):
             {**base, "Nq": 31, "Nk": 47, "layout": "padded", "D": 32, "dtype": "float32"},
             {**base, "Nq": 64, "Nk": 64, "spread": 4.0, "dtype": "bfloat16", "causal": True},
             {**base, "B": 2, "Nq": 16, "Nk": 17, "Hq": 4, "sm_scale": 1.7, "layout": "mixed"},
+            {**base, "Nq": 19, "Nk": 70, "layout": "dmajor", "causal": True, "sm_scale": 0.01},
+            {**base, "B": 3, "Nq": 33, "Nk": 40, "Hq": 32, "Hkv": 8},   # the benchmark's heads
             # Logits of a few hundred: exp without the running max overflows even in float32.
             {**base, "Nq": 48, "Nk": 200, "D": 128, "spread": 4.0, "sm_scale": 2.0},
         ]
@@ -288,6 +304,24 @@ class Attention(Task):
         return float(size * (q_and_o + k_and_v))
 
 
+def _tiled(n: int) -> int:
+    """``n`` rounded up to whole tiles: what a blocked kernel's loops cost."""
+    return -(-n // _TILE) * _TILE
+
+
+def _whole_tiles(n: int) -> int:
+    """``n`` rounded down to whole tiles (one at least)."""
+    return max(_TILE, n // _TILE * _TILE)
+
+
+def _lengths(longest: int) -> SearchStrategy[int]:
+    """Sequence lengths from 1 to ``longest``, the edge lengths among them drawn often."""
+    from hypothesis import strategies as st
+
+    edges = [n for n in _EDGE_LENGTHS if n <= longest]
+    return st.one_of(st.integers(1, max(1, longest)), st.sampled_from(edges))
+
+
 def _suite_config(d: int, n: int, hq: int, hkv: int, causal: bool) -> BenchConfig:
     """A configuration of the H100 suite: bf16, batch x length = 32768 tokens (AVO's scheme)."""
     gqa = f"-gqa{hq // hkv}" if hq != hkv else ""
@@ -326,9 +360,9 @@ def fa4_absent(case: Case, device: str) -> str | None:
         return forward
     if case["dtype"] not in _FA4_DTYPES:
         return f"FA4 has no {case['dtype']} forward (float16 and bfloat16 only)"
-    if case["layout"] == "mixed":
-        return ("FA4 reads only unit-stride head dims: layout 'mixed' has a D-major v, which "
-                "it would copy inside the timed call")
+    if case["layout"] in ("dmajor", "mixed"):
+        return (f"FA4 reads only unit-stride head dims: layout {case['layout']!r} has a D-major "
+                "tensor, which it would copy inside the timed call")
     return None
 
 

@@ -25,8 +25,15 @@ DEFAULT_EPS = 1e-6
 # Widths just off the usual block sizes catch missing tail masks.
 _EDGE_WIDTHS = (1, 2, 15, 16, 17, 127, 128, 129, 1000, 1023, 1024, 1025)
 # None: the candidate's default eps is used (and must be DEFAULT_EPS). Large eps values
-# make a kernel that drops or misplaces eps visibly wrong.
+# make a kernel that drops or misplaces eps visibly wrong; any other is drawn log-uniformly
+# from this range, so a kernel that special-cases the usual values is caught.
 _EPS = (None, 1e-6, 1e-5, 0.1, 1.0)
+_EPS_RANGE = (1e-12, 1.0)
+# Drawn shapes: the widest row, the most rows, and the most elements of one case, in the
+# interpreter and on a GPU (many rows or wide ones, not both: a case's cost follows its size).
+_MAX_WIDTH = {False: 1100, True: 16384}
+_MAX_ROWS = {False: 256, True: 4096}
+_MAX_ELEMENTS = {False: 48 * 1100, True: 512 * 16384}
 # Scales of x. At 8.0 a float16 sum of squares overflows past about a thousand elements, while
 # every square, and the plain torch yardstick (which accumulates in float32), stays finite.
 _SPREADS = (0.01, 1.0, 8.0)
@@ -56,20 +63,24 @@ class RMSNorm(Task):
     def cases(self, *, large: bool) -> SearchStrategy[Case]:
         from hypothesis import strategies as st
 
-        max_n, max_rows = (16384, 512) if large else (1100, 48)
-        widths = st.one_of(st.integers(1, max_n), st.sampled_from(_EDGE_WIDTHS))
+        widths = st.one_of(st.integers(1, _MAX_WIDTH[large]), st.sampled_from(_EDGE_WIDTHS))
+        eps = st.one_of(st.sampled_from(_EPS),
+                        st.floats(*map(math.log, _EPS_RANGE)).map(math.exp))
 
         @st.composite
         def draw(draw: st.DrawFn) -> Case:
+            width = draw(widths)
+            rows = max(1, min(_MAX_ROWS[large], _MAX_ELEMENTS[large] // width))
             if draw(st.booleans()):
-                lead = [draw(st.integers(1, max_rows))]
+                lead = [draw(st.integers(1, rows))]
             else:
-                lead = [draw(st.integers(1, 4)), draw(st.integers(1, max_rows // 4))]
+                batch = draw(st.integers(1, min(8, rows)))
+                lead = [batch, draw(st.integers(1, max(1, rows // batch)))]
             return {
-                "shape": [*lead, draw(widths)],
+                "shape": [*lead, width],
                 "dtype": draw(st.sampled_from(DTYPES)),
                 "layout": draw(st.sampled_from(LAYOUTS)),
-                "eps": draw(st.sampled_from(_EPS)),
+                "eps": draw(eps),
                 "spread": draw(st.sampled_from(_SPREADS)),
                 "seed": draw(st.integers(0, 2**31 - 1)),
             }

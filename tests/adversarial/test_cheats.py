@@ -63,6 +63,7 @@ EXPECTED = {
     # Found by a red team against the sandboxed child (2026-12-02):
     "dispatcher_copy_hijack": {"tampering"},
     "cwd_shadow_restart": {"crash"},
+    "sparse_triton_attention": {"forbidden-call"},
 }
 
 
