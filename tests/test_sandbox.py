@@ -72,6 +72,10 @@ def attention(q, k, v, causal=False, sm_scale=None, mode="double"):
         with open(os.path.join(os.getcwd(), "avo_harness", "__init__.py"), "w") as f:
             f.write("raise SystemExit(7)\\n")
         os._exit(3)
+    if mode == "tmp":  # bwrap's /tmp is private and writable
+        with open(f"/tmp/avo-probe-{os.getpid()}", "w") as f:
+            f.write("x")
+        return q * 2
     if mode == "list":
         return [q.clone()]
     if mode == "parameter":
@@ -199,6 +203,15 @@ def test_a_package_left_in_the_scratch_folder_does_not_shadow_the_harness(
     assert (probe.scratch / "avo_harness" / "__init__.py").exists()
     binding, returned = _call(probe, "double")  # the next child starts, on the real harness
     assert torch.equal(returned.out, binding.args[0] * 2)
+
+
+def test_a_child_under_bubblewrap_writes_its_private_tmp(probe: Sandbox) -> None:
+    if not probe.confinement.bwrap:
+        pytest.skip(f"needs bubblewrap: {probe.confinement.reason}")
+    before = set(Path("/tmp").glob("avo-probe-*"))
+    binding, returned = _call(probe, "tmp")
+    assert torch.equal(returned.out, binding.args[0] * 2)
+    assert set(Path("/tmp").glob("avo-probe-*")) == before  # the host's /tmp is untouched
 
 
 def test_a_child_that_cannot_start_again_is_the_candidate_s_fault(

@@ -19,6 +19,16 @@ MAIN = ("if __name__ == '__main__':\n    import sys, torch\n"
      "scaled_dot_product_attention"),
     ("from flash_attn import flash_attn_func", "forbidden-call", "flash_attn"),
     ("name = 'torch._C._nn.scaled_dot_product_attention'", "forbidden-call", "in a string"),
+    ("op = 'aten::_scaled_dot_product_flash_attention'", "forbidden-call", "in a string"),
+    ("import importlib\nm = importlib.import_module('flash_attn.cute')", "forbidden-call",
+     "in a string ('flash_attn')"),
+    # A name the module binds is scanned where it is bound; an imported one is the library's.
+    ("import torch\nrms = torch.nn.functional.scaled_dot_product_attention\n"
+     "def scaled_dot_product_attention(q):\n    return rms(q)", "forbidden-call",
+     "names forbidden torch.nn.functional.scaled_dot_product_attention"),
+    ("from torch.nn.functional import scaled_dot_product_attention as s\ny = s",
+     "forbidden-call", "imports forbidden"),
+    ("import cudnn", "forbidden-call", "imports forbidden cudnn"),
     ("import torch\nf = getattr(torch, 'nn' + '')", "tampering", "computed attribute name"),
     ("import time\ntime.perf_counter = None", "tampering", "assigns to time.perf_counter"),
     ("from torch import cuda\ncuda.synchronize = print", "tampering", "assigns to"),
@@ -59,6 +69,14 @@ def test_scan_finds(source: str, rule: str, words: str) -> None:
     # A CUDA or C++ kernel of its own: compiled inside the sandbox, its native code bound by it.
     "from torch.utils.cpp_extension import load_inline\nm = load_inline('m', 'int f();')",
     "import torch\n" + MAIN.replace("__name__ == '__main__'", "'__main__' == __name__"),
+    # Found rejected by a review of honest code: prose and longer names in strings, a helper
+    # named as a library function, torch's own cudnn settings read.
+    "import logging\nlogging.getLogger('x').info('faster than cudnn for Transformer shapes')",
+    "import torch\nlib = torch.library.custom_op('kern::scaled_dot_product_attention_fwd', "
+    "mutates_args=())",
+    "def scaled_dot_product_attention(q, k, v):\n    return q\n"
+    "def attention(q, k, v):\n    return scaled_dot_product_attention(q, k, v)",
+    "import torch\nfast = torch.backends.cudnn.is_available()",
 ])
 def test_scan_passes_honest_code(source: str) -> None:
     assert scan_source(source, FORBIDDEN) == []

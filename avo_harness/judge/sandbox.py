@@ -303,7 +303,7 @@ class Sandbox:
                   "candidate": str(self.path) if self.path else "", "task": self.task_name,
                   "memory_limit_bytes": self.settings.memory_limit_bytes,
                   "protected": list(self.settings.protected), "scratch": str(self._scratch),
-                  "landlock_abi": self.confinement.landlock_abi,
+                  "bwrap": self.confinement.bwrap, "landlock_abi": self.confinement.landlock_abi,
                   "profiler_ports": list(self.profiler.ports) if self.profiler else []}
         # -P: the working directory (the scratch folder, which the candidate writes) is not
         # put first on sys.path, so a child started again cannot import a package the last

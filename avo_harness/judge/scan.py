@@ -11,7 +11,8 @@ Three rules:
   coding line and BOM honoured), a helper among them, or a compiled helper it cannot read.
   The scan fails closed: what it cannot read, it refuses.
 - ``forbidden-call``: the library implementations of the task (the ``forbidden`` entries'
-  last names, as names, attributes, parts of an import path or inside strings).
+  last names, as names the module does not define itself, attributes, parts of an import
+  path, or parts of a name or dotted path written as a string).
 - ``tampering``: the means to reach the harness, the process or the machine:
 
   * frames and code (``_getframe``, ``tb_frame``, ``f_back``, ``gi_frame``, ``currentframe``,
@@ -65,6 +66,7 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import io
+import re
 import tokenize
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -275,9 +277,17 @@ def _scan_tree(tree: ast.Module, forbidden: list[str], name: str) -> list[Findin
 
 
 def _findings(tree: ast.Module, forbidden: list[str]) -> list[Finding]:
-    leaves = {name.rsplit(".", 1)[-1]: name for name in forbidden}
+    leaves: dict[str, str] = {}
+    for name in forbidden:  # a leaf is named by its first entry: the task lists public first
+        leaves.setdefault(name.rsplit(".", 1)[-1], name)
+    # A package's name is refused where it can only mean the package: in an import, a name
+    # or a string, not as another object's attribute (torch.backends.cudnn is torch's own).
+    attribute_leaves = {leaf: name for leaf, name in leaves.items() if "." in name}
     nodes = list(_walk_imported_code(tree))
     aliases = _import_aliases(nodes)
+    # Names the module defines itself and never imports (a helper ``def rms_norm``): what
+    # they are bound to is scanned where it is bound.
+    own = _own_names(nodes) - set(aliases)
     shared = _shared_names(nodes, set(aliases))
     module_names = {a.asname or a.name.split(".")[0] for node in nodes
                     if isinstance(node, ast.Import) for a in node.names}
@@ -293,7 +303,7 @@ def _findings(tree: ast.Module, forbidden: list[str]) -> list[Finding]:
     def attribute(node: ast.AST, value: ast.expr | None, attr: str) -> None:
         """``value.attr``; ``value`` None for a pattern ``case C(attr=x)``, which reads the
         attribute of whatever it matches."""
-        if attr in leaves:
+        if attr in attribute_leaves:
             add("forbidden-call", f"names forbidden {leaves[attr]}", node)
         if value is None:
             if attr in _PATTERN_ATTRIBUTES:
@@ -323,7 +333,7 @@ def _findings(tree: ast.Module, forbidden: list[str]) -> list[Finding]:
                 add("tampering", f"imports * from {node.module}: its names cannot be told "
                     "from modules", node)
         elif isinstance(node, ast.Name):
-            if node.id in leaves:
+            if node.id in leaves and node.id not in own:
                 add("forbidden-call", f"names forbidden {leaves[node.id]}", node)
             if node.id in _TAMPER_NAMES or node.id in _TAMPER_BUILTINS:
                 add("tampering", f"uses {node.id}", node)
@@ -349,8 +359,9 @@ def _findings(tree: ast.Module, forbidden: list[str]) -> list[Finding]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
                 and id(node) not in docstrings:
             for leaf, full in leaves.items():
-                if leaf in node.value:
-                    add("forbidden-call", f"spells forbidden {full} in a string", node)
+                if _spells(node.value, leaf):
+                    add("forbidden-call", f"spells forbidden {full} in a string ({leaf!r})",
+                        node)
             if node.value == "aten" or node.value.startswith(("aten::", "aten.")):
                 add("tampering", f"names ATen operators in a string ({node.value!r})", node)
         elif isinstance(node, ast.MatchClass):
@@ -544,6 +555,27 @@ def _rebinds_name(tree: ast.Module) -> bool:
         if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name == "__name__":
             return True
     return False
+
+
+def _spells(text: str, leaf: str) -> bool:
+    """``text`` is a name or a dotted path (no spaces) with ``leaf`` as one of its parts:
+    ``"aten::rms_norm"``, ``"flash_attn.cute"``; not prose (``"faster than cudnn"``) nor a
+    longer name (``"mylib::rms_norm_fwd"``). Strings are a backstop: the tripwires trip a
+    name however it was assembled."""
+    return not any(c.isspace() for c in text) and leaf in re.split(r"\W+", text)
+
+
+def _own_names(nodes: list[ast.AST]) -> set[str]:
+    """Every name the module binds by a definition, an assignment or a parameter."""
+    names: set[str] = set()
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
 
 
 def _import_aliases(nodes: list[ast.AST]) -> dict[str, str]:

@@ -41,7 +41,8 @@ def main(config: dict[str, Any]) -> None:
 
     from . import confine
 
-    confine.restrict_self(confine.Confinement(None, config["landlock_abi"], None),
+    # The parent's layers: bwrap's private /tmp is writable, as a candidate's temporaries are.
+    confine.restrict_self(confine.Confinement(config["bwrap"], config["landlock_abi"], None),
                           scratch=Path(config["scratch"]), cuda=cuda,
                           profiler_ports=config.get("profiler_ports", ()))
     import torch

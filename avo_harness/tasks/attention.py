@@ -89,9 +89,9 @@ class Attention(Task):
         "torch.sparse._triton_ops._scaled_dot_product_attention",
         # Flex attention: its higher-order operator (the object; torch.compile lowers it to a
         # fused kernel), under two names, and the function that calls it.
+        "torch.nn.attention.flex_attention.flex_attention",  # first of the three: the scan names it
         "torch.ops.higher_order.flex_attention",
         "torch._higher_order_ops.flex_attention",
-        "torch.nn.attention.flex_attention.flex_attention",  # last of the three: the scan names it
         # Modules whose forward is fused attention (the fast path: _native_multi_head_attention,
         # _transformer_encoder_layer_fwd).
         "torch.nn.MultiheadAttention",
