@@ -190,6 +190,19 @@ def test_torch_s_own_import_time_wrapping_is_not_tampering(tmp_path: Path) -> No
     assert verdict.passed, verdict
 
 
+def test_a_library_s_own_audit_hook_at_import_is_not_tampering(tmp_path: Path) -> None:
+    # filelock (torch.compile's caches lock with it) adds an audit hook when first imported,
+    # from 3.30 on Python 3.12 (seen on an H200: honest torch.compile code refused); the
+    # child imports it before the lockdown.
+    sandbox = _sandbox(tmp_path, "filelock.FileLock(os.path.join(os.getcwd(), 'x.lock'))",
+                       header="import os\nimport filelock\n")
+    try:
+        verdict = check_case(TASK, sandbox, CASE, "cpu")
+    finally:
+        sandbox.close()
+    assert verdict.passed, verdict
+
+
 def test_honest_candidate_passes_and_its_timed_rounds_are_verified(tmp_path: Path) -> None:
     sandbox = _sandbox(tmp_path, "pass")
     try:

@@ -48,6 +48,8 @@ def main(config: dict[str, Any]) -> None:
     import torch
     import torch.multiprocessing  # noqa: F401  (rebuilds the CUDA arena the parent shares)
 
+    _import_early()
+
     from ..tasks import get_task
     from .arena import ChildArena, Place
     from .lockdown import Lockdown
@@ -241,6 +243,20 @@ def _load(path: str, entry: str) -> Any:
     if not callable(fn):
         raise AttributeError(f"{path} defines no function {entry!r}")
     return fn
+
+
+#: Libraries that add an audit hook of their own when first imported, which the lockdown
+#: refuses whoever asks: filelock (torch.compile's caches take its locks) does from 3.30 on
+#: Python 3.12 and later. Imported before the lockdown, an honest candidate's use finds them.
+_EARLY_IMPORTS = ("filelock",)
+
+
+def _import_early() -> None:
+    for name in _EARLY_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _send(conn: Connection, message: dict[str, Any]) -> None:
