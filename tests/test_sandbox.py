@@ -36,6 +36,9 @@ def attention(q, k, v, causal=False, sm_scale=None, mode="double"):
         return q * 2
     if mode == "env":
         return q * (3 if "AVO_TEST_SECRET" in os.environ else 2)
+    if mode == "inductor":  # torch.compile's kernels compile here, with no worker pool
+        import torch._inductor.config as inductor
+        return q * (3 if inductor.compile_threads == 1 else 2)
     if mode == "forge":
         # Write a fake answer straight into the socket: a claim the parent must not believe.
         import json, struct
@@ -250,6 +253,12 @@ def test_a_view_of_an_input_is_refused_and_the_process_is_not_reused(probe: Sand
         _call(probe, "view")
     assert caught.value.kind == "output-aliases-input"
     assert _gone(pid)
+
+
+def test_torch_compile_in_the_child_starts_no_worker_pool(probe: Sandbox) -> None:
+    call = _inputs("inductor")
+    _, returned = probe.call(call, *TASK.output_like(call))
+    assert torch.equal(returned.out, call.args[0] * 3)
 
 
 def test_the_child_gets_none_of_the_parent_s_environment(

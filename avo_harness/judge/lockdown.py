@@ -353,7 +353,9 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
         elif event in process_events:
             program = executable(event, args)
             if event == "os.system" or not by_compiler():
-                why = process_events[event]
+                origin = quietly(first_outside_stdlib)
+                why = (f"{process_events[event]} ({command(event, args)}, from "
+                       f"{os.path.basename(origin) if origin else 'the standard library'})")
             elif program is not None and program not in executables:
                 why = f"starts {program} ({command(event, args)}), which is not a compiler"
         elif event == "open" and args and isinstance(args[0], int) and by_candidate(event):

@@ -365,6 +365,10 @@ class Sandbox:
         env.update(PYTHONPATH=package_root, HOME=scratch, TMPDIR=scratch,
                    TRITON_CACHE_DIR=os.path.join(scratch, "triton"),
                    TORCHINDUCTOR_CACHE_DIR=os.path.join(scratch, "inductor"),
+                   # torch.compile's kernels compile in the candidate's own process: on a GPU
+                   # its pool of compile workers was refused as a process the candidate
+                   # started (seen on an H200), and compiling ahead runs processes already.
+                   TORCHINDUCTOR_COMPILE_THREADS="1",
                    PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
         if not self.settings.cuda:
             env["TRITON_INTERPRET"] = "1"  # before anything there imports triton
