@@ -36,9 +36,9 @@ def session(tmp_path: Path, honest_attention: str, monkeypatch: pytest.MonkeyPat
     """A session against a fake server playing ``script``, under ``limits``."""
     servers: list[FakeMessagesAPI] = []
 
-    def start(script: list[dict[str, Any]], limits: Limits,
-              window: int | None = None) -> tuple[Session, FakeMessagesAPI]:
-        api = FakeMessagesAPI(script, window=window).start()
+    def start(script: list[dict[str, Any]], limits: Limits, window: int | None = None,
+              server_window: int | None = None) -> tuple[Session, FakeMessagesAPI]:
+        api = FakeMessagesAPI(script, window=server_window or window).start()
         servers.append(api)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
@@ -137,6 +137,38 @@ def test_an_empty_reply_is_not_sent_back_and_the_model_is_nudged(session: Any) -
     assert api.requests[2]["messages"][-1]["content"][0]["type"] == "tool_result"
 
 
+def test_empty_text_blocks_and_repeated_tool_use_ids_are_not_sent_back(session: Any) -> None:
+    # What an independent fake model sent: both made the next request a 400, which ended the
+    # run. The fake server refuses them as the real API does.
+    script = [{"reply": [{"type": "text", "text": ""}, {"type": "tool_use", "id": "toolu_1",
+                                                        "name": "read_lineage", "input": {}}]},
+              {"reply": [{"type": "text", "text": "  "},
+                         {"type": "tool_use", "id": "toolu_1", "name": "read_lineage",
+                          "input": {}},
+                         {"type": "tool_use", "id": "toolu_1", "name": "read_lineage",
+                          "input": {"last": 2}}]},
+              {"expect": "seed", "reply": call("read_lineage")}]
+    agent, api = session(script, Limits(turns=3, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(OutOfBudget, match="turn limit"):
+        agent.run("Generation 1.")
+    assert api.left == 0  # every request was valid
+    sent = api.requests[2]["messages"]
+    ids = [b["id"] for m in sent if m["role"] == "assistant" for b in m["content"]
+           if b["type"] == "tool_use"]
+    assert len(ids) == len(set(ids)) == 3
+    answered = [b["tool_use_id"] for b in sent[-1]["content"]]
+    assert answered == ids[1:]
+    assert all(b.get("text", "x").strip() for m in sent for b in m["content"])
+
+
+def test_a_refusal_with_no_content_ends_the_step(session: Any) -> None:
+    script = [{"reply": [], "stop_reason": "refusal"}]
+    agent, api = session(script, Limits(turns=4, tokens=10**7, usd=5.0, seconds=600.0))
+    with pytest.raises(Declined, match="stop reason: refusal"):
+        agent.run("Generation 1.")
+    assert len(api.requests) == 1
+
+
 def test_a_call_cut_at_max_tokens_is_not_run(session: Any) -> None:
     script = [{"reply": call("write_candidate", source="def attention(q, k"),
                "stop_reason": "max_tokens"},
@@ -166,11 +198,28 @@ def test_the_conversation_stays_within_the_context_window(session: Any) -> None:
     assert "was cut" not in json.dumps(last["messages"][-1])  # the latest result is whole
 
 
-def test_an_overflow_answer_ends_the_step(session: Any) -> None:
-    script = [{"status": 400, "message": "prompt is too long: 210000 tokens > 200000 maximum"}]
+def test_an_overflow_answer_without_counts_ends_the_step(session: Any) -> None:
+    script = [{"status": 400, "message": "prompt is too long"}]
     agent, _ = session(script, Limits(turns=2, tokens=10**7, usd=5.0, seconds=600.0))
     with pytest.raises(StepEnd, match="prompt is too long"):
         agent.run("Generation 1.")
+
+
+def test_an_overflow_answer_shrinks_the_window_and_the_step_goes_on(session: Any) -> None:
+    # A model whose window is smaller than the session's table says: its answer gives the
+    # counts, the conversation is cut to fit them, and the call is made again.
+    reads = [{"reply": call("read_knowledge", section=name)}
+             for name in ("triton", "attention", "harness", "triton", "attention", "harness")]
+    probe, _ = session([], Limits(turns=1, tokens=10**7, usd=5.0, seconds=600.0))
+    # The server counts four characters a token, the session three (it errs high).
+    small = probe._stable_tokens * 3 // 4 + 16_000 + 3_000  # type: ignore[attr-defined]
+    agent, api = session(reads, Limits(turns=6, tokens=10**7, usd=5.0, seconds=600.0),
+                         server_window=small)
+    with pytest.raises(OutOfBudget, match="turn limit"):
+        agent.run("Generation 1.")
+    assert api.left == 0 and agent.window < small
+    assert "the window is now" in agent.printed.getvalue()
+    assert "was cut to keep the conversation" in json.dumps(api.requests[-1]["messages"])
 
 
 def test_a_draft_identical_to_a_lineage_candidate_is_not_evaluated(

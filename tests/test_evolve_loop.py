@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -151,6 +152,31 @@ def test_resume_restores_a_committed_file_that_went_missing(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout
     restored = root / "candidates" / "attention" / "seed.py"
     assert source_hash(restored.read_text()) == seed_row["source_hash"]
+
+
+@pytest.mark.slow
+def test_a_store_given_in_two_words_cannot_move_the_project(tmp_path: Path) -> None:
+    """pytest reads ``--avo-store PATH``'s PATH as a test path when PATH exists, and its
+    rootdir moves: a resume restored and committed candidates into the wrong folder."""
+    root = _project(tmp_path / "project", seed=CHUNKED)
+    store = tmp_path / "store"
+    first = _pytest(root, "--avo-evolve", "--avo-generations", "1", "--avo-store", str(store),
+                    *FAST)
+    assert first.returncode == 0, first.stdout + first.stderr
+    seed = root / "candidates" / "attention" / "seed.py"
+    seed.unlink()
+    again = _pytest(root, "--avo-resume", "--avo-generations", "1", "--avo-store", str(store),
+                    *FAST)
+    assert again.returncode == 4, again.stdout
+    assert "write --avo-store=PATH as one word" in again.stderr
+    assert not (tmp_path / "candidates").exists() and not seed.exists()
+    joined = _pytest(root, "--avo-resume", "--avo-generations", "1", f"--avo-store={store}",
+                     *FAST)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    # Restored where it was, and readable as any file the user writes (mkstemp's is 0600).
+    umask = os.umask(0o22)
+    os.umask(umask)
+    assert seed.exists() and seed.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 CRASH = "import os\n" + CHUNKED.replace('    chunk = TUNABLES["CHUNK"]["value"]',

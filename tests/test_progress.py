@@ -39,3 +39,16 @@ def test_a_table_without_its_start_says_best_start() -> None:
     mutant = _record(2, "evo_r1_g002", "builtin", 410.0)
     table = _shown(lambda p: p.table("committed", [mutant], 395.1))
     assert "vs best start" in table and "1.038x" in table
+
+
+def test_control_characters_from_a_model_are_shown_escaped() -> None:
+    """A model's note or rationale cannot drive the user's terminal (an independent fake
+    model sent a NUL; an ESC sequence would recolour or clear it)."""
+    note = "kept \x1b[2J\x1b[31mred\x00 and\ttabs"
+    line = _shown(lambda p: p.line(note))
+    assert "\x1b" not in line and "\x00" not in line
+    assert "kept \\x1b[2J\\x1b[31mred\\x00 and" in line  # (rich expands the tab)
+    mutant = _record(2, "evo_r1_g002", "builtin", 410.0)
+    mutant.rationale = "try\x07 BLOCK_N=128\x1b]0;title\x07"
+    table = _shown(lambda p: p.table("committed", [mutant], 400.0))
+    assert "\x1b" not in table and "\x07" not in table and "\\x07" in table

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -32,6 +33,16 @@ class APIFailure(Exception):
 class StepEnd(APIFailure):
     """The call cannot be made or finished within this step (its time ran out, or the prompt
     is over the context window): the step ends, the run goes on."""
+
+
+class ContextOverflow(StepEnd):
+    """The API refused the prompt as over the model's context window; ``sent`` (the
+    prompt's tokens) and ``maximum`` (the window) are its counts when the answer gives them."""
+
+    def __init__(self, message: str, sent: int | None, maximum: int | None) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.maximum = maximum
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,7 @@ class MessagesClient:
             except sdk.APIStatusError as exc:
                 failure = _describe(exc)
                 if _overflow(exc):
-                    raise StepEnd(failure) from None
+                    raise ContextOverflow(failure, *_overflow_counts(failure)) from None
                 if not _retryable(exc.status_code):
                     raise APIFailure(failure) from None
                 wait = _retry_after(exc.response.headers)
@@ -157,8 +168,22 @@ class MessagesClient:
 
 
 def _overflow(exc: Any) -> bool:
-    """A 400 saying the prompt is over the model's context window."""
-    return exc.status_code == 400 and "prompt is too long" in _describe(exc)
+    """A 400 saying the prompt (or the prompt and the output asked for) is over the model's
+    context window."""
+    text = _describe(exc)
+    return exc.status_code == 400 and ("prompt is too long" in text
+                                       or "exceed context limit" in text)
+
+
+def _overflow_counts(text: str) -> tuple[int | None, int | None]:
+    """The prompt's tokens and the window from "N tokens > M maximum" or "N + K > M"."""
+    number = r"(\d[\d,]*)"
+    found = re.search(rf"{number} tokens > {number}", text) \
+        or re.search(rf"{number} \+ \d[\d,]* > {number}", text)
+    if found is None:
+        return None, None
+    prompt, window = (int(g.replace(",", "")) for g in found.groups())
+    return prompt, window
 
 
 def _describe(exc: Any) -> str:

@@ -183,12 +183,20 @@ def _invalid(body: dict[str, Any]) -> str | None:
         if key not in body:
             return f"{key}: Field required"
     messages = body["messages"]
+    seen: set[str] = set()
     for i, message in enumerate(messages):
         content = message.get("content")
         if not content and i + 1 < len(messages):
             return (f"messages.{i}: all messages must have non-empty content except for the "
                     "optional final assistant message")
         blocks = content if isinstance(content, list) else []
+        for j, block in enumerate(blocks):
+            if block.get("type") == "text" and not block.get("text"):
+                return f"messages.{i}.content.{j}: text content blocks must be non-empty"
+            if block.get("type") == "tool_use":
+                if block.get("id") in seen:
+                    return f"messages.{i}.content.{j}: `tool_use` ids must be unique"
+                seen.add(block.get("id"))
         ids = [b["id"] for b in blocks if b.get("type") == "tool_use"]
         if message.get("role") != "assistant" or not ids:
             continue

@@ -12,7 +12,7 @@ import copy
 from typing import Any, Callable
 
 from .budget import MIN_OUTPUT, Meter
-from .client import MessagesClient, StepEnd
+from .client import ContextOverflow, MessagesClient, StepEnd
 from .context import DEFAULT_WINDOW, tokens, trim
 from .prompts import NUDGE
 from .tools import TOOLS, Submission, Workspace
@@ -42,27 +42,33 @@ class Session:
         self.messages.append({"role": "user", "content": [{"type": "text", "text": opening}]})
         while True:
             max_tokens = self._allowance()
-            reply = self.client.create(system=self.system, tools=self.tools,
-                                       messages=_cached_to_here(self.messages),
-                                       max_tokens=max_tokens, deadline=self.meter.deadline)
+            try:
+                reply = self.client.create(system=self.system, tools=self.tools,
+                                           messages=_cached_to_here(self.messages),
+                                           max_tokens=max_tokens, deadline=self.meter.deadline)
+            except ContextOverflow as exc:
+                self._shrink_window(exc)
+                continue
             cost = self.meter.add(reply.usage)
-            uses = [b for b in reply.content if b.get("type") == "tool_use"]
-            self._show(reply.content, uses, cost)
-            if not reply.content:
+            content = _sendable(reply.content, _tool_use_ids(self.messages))
+            uses = [b for b in content if b.get("type") == "tool_use"]
+            self._show(content, uses, cost)
+            if reply.stop_reason == "refusal":
+                raise Declined("the model declined to continue (stop reason: refusal)")
+            if not content:
                 # The API may answer with no content (after tool results, say); an empty
                 # assistant message would make the next request invalid.
-                self.messages[-1]["content"].append({"type": "text", "text": NUDGE})
+                if self.messages[-1]["content"][-1] != {"type": "text", "text": NUDGE}:
+                    self.messages[-1]["content"].append({"type": "text", "text": NUDGE})
                 continue
-            self.messages.append({"role": "assistant", "content": reply.content})
+            self.messages.append({"role": "assistant", "content": content})
             if not uses:
-                if reply.stop_reason == "refusal":
-                    raise Declined("the model declined to continue (stop reason: refusal)")
                 self.messages.append({"role": "user", "content": [{"type": "text",
                                                                    "text": NUDGE}]})
                 continue
             results = []
             for use in uses:
-                if use is reply.content[-1] and reply.stop_reason == "max_tokens":
+                if use is content[-1] and reply.stop_reason == "max_tokens":
                     text, error = (f"not run: the reply reached its limit of {max_tokens:,} "
                                    "output tokens inside this call, so its input is cut off. "
                                    "Send it again, shorter (edit_candidate changes a part)."), True
@@ -77,6 +83,21 @@ class Session:
             self.messages.append({"role": "user", "content": results})
             if self.workspace.submission is not None:
                 return self.workspace.submission
+
+    def _shrink_window(self, overflow: ContextOverflow) -> None:
+        """After "prompt is too long: N tokens > M maximum", the window becomes what M is
+        in this session's own token estimate, so the next call is cut to fit; an answer
+        without counts, or one that would not shrink the window, ends the step."""
+        if not overflow.sent or not overflow.maximum:
+            raise overflow
+        estimate = self._stable_tokens + tokens(self.messages)
+        ratio = max(1.0, overflow.sent / max(1, estimate))
+        window = int(overflow.maximum / ratio * 0.95)
+        if window >= self.window:
+            raise overflow
+        self.log(f"  context: the API counted {overflow.sent:,} tokens over its "
+                 f"{overflow.maximum:,}; the window is now {window:,} of this session's")
+        self.window = window
 
     def _allowance(self) -> int:
         """The next call's output limit, within the budgets and the context window; the
@@ -99,6 +120,31 @@ class Session:
         calls = ", ".join(f"{u.get('name')}({_brief(u.get('input'))})" for u in uses) or "-"
         said = f" | {' '.join(text.split())[:160]}" if text else ""
         self.log(f"  turn {self.meter.turns} (${cost:.4f}): {calls}{said}")
+
+
+def _tool_use_ids(messages: list[dict[str, Any]]) -> set[str]:
+    return {b.get("id") for m in messages if m["role"] == "assistant" for b in m["content"]
+            if b.get("type") == "tool_use"}
+
+
+def _sendable(content: list[dict[str, Any]], used: set[str]) -> list[dict[str, Any]]:
+    """A reply as it can be sent back: the API refuses a conversation with an empty text
+    block ("text content blocks must be non-empty") or a tool_use id used twice, and a
+    model (or a proxy) may send either. Empty text goes; a repeated id gets a fresh one,
+    which its tool_result then answers."""
+    kept, used = [], set(used)
+    for block in content:
+        if block.get("type") == "text" and not str(block.get("text", "")).strip():
+            continue
+        if block.get("type") == "tool_use":
+            given = str(block.get("id") or "toolu")
+            fresh, n = given, 1
+            while fresh in used:
+                fresh, n = f"{given}_{n}", n + 1
+            used.add(fresh)
+            block = {**block, "id": fresh}
+        kept.append(block)
+    return kept
 
 
 def _brief(args: Any) -> str:

@@ -56,8 +56,8 @@ def main(config: pytest.Config) -> int:
     if settings.operator not in factories:
         raise pytest.UsageError(f"--avo-operator {settings.operator}: unknown operator; "
                                 f"available: {', '.join(sorted(factories))}")
+    rootdir = _project_root(config, settings.task)
     operator = factories[settings.operator](config)
-    rootdir = config.rootpath
     store = settings.store
     eval_settings = settings_from(config)
     task = get_task(settings.task)
@@ -93,6 +93,23 @@ def main(config: pytest.Config) -> int:
                                     "--avo-resume evaluates what was in flight")
             return int(pytest.ExitCode.INTERRUPTED)
     return 1 if evolution.failed else 0
+
+
+def _project_root(config: pytest.Config, task: str) -> Path:
+    """pytest's rootdir, where the candidates are; refused without ``candidates/<task>/``.
+
+    pytest picks its rootdir before plugins' options exist, so the value of ``--avo-store
+    PATH`` (two words) counts as a test path there when PATH exists: the rootdir moves to a
+    common ancestor, and a resume would restore and commit candidates into it."""
+    root = config.rootpath
+    if (root / "candidates" / task).is_dir():
+        return root
+    why = ""
+    if "--avo-store" in config.invocation_params.args:
+        why = (": pytest took its rootdir from --avo-store's value, an existing path; write "
+               "--avo-store=PATH as one word")
+    raise pytest.UsageError(f"--avo-evolve: no candidates/{task}/ under pytest's rootdir "
+                            f"{root}{why}")
 
 
 class Evolution:
@@ -738,6 +755,9 @@ def _write_atomically(path: Path, text: str | bytes) -> None:
     """UTF-8, as the lineage hashes a source."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's is 0600: a committed file reads as any other
     with os.fdopen(fd, "wb") as out:
         out.write(text.encode() if isinstance(text, str) else text)
         out.flush()

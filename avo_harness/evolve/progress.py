@@ -4,7 +4,8 @@ lines only (rich degrades by itself).
 
 Text that comes from elsewhere (a model's notes and rationales, failure reasons) is printed
 as :class:`rich.text.Text`, never parsed as markup or emoji codes: ``acc[/N]`` would raise,
-``y[b, h]`` would vanish."""
+``y[b, h]`` would vanish; and its control characters are shown escaped (``\\x1b``), so that
+it cannot move the cursor, recolour or clear the user's terminal."""
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,7 @@ class Progress:
         one status line shows every evaluation in flight, each with a bar of the inputs or
         configurations done. Safe from the scheduler's threads."""
         if not self.console.is_terminal:
-            self.console.print(Text(f"evaluating {label} ..."))
+            self.console.print(plain(f"evaluating {label} ..."))
             yield lambda state: None
             return
         with self._lock:
@@ -70,11 +71,11 @@ class Progress:
 
     def _refresh(self) -> None:
         assert self._status is not None
-        self._status.update(Text("; ".join(f"evaluating {label}: {bar}"
+        self._status.update(plain("; ".join(f"evaluating {label}: {bar}"
                                            for label, bar in self._shown.items())))
 
     def line(self, text: str) -> None:
-        self.console.print(Text(text))
+        self.console.print(plain(text))
 
     def result(self, record: Record, best: float, start: Record | None, elapsed_s: float,
                budget: str) -> None:
@@ -93,9 +94,9 @@ class Progress:
         took = (f"eval {record.eval_s:,.1f} s{f' ({spent})' if spent else ''}; "
                 if record.eval_s else "")
         self.console.print(Text.assemble(
-            f"gen {record.generation:>3} {record.name}: ", verdict,
-            f"{why}; geomean {_geomean(record)}; best {best:.4g} ({speedup}); {took}"
-            f"{elapsed_s:,.0f} s elapsed; {budget}"))
+            plain(f"gen {record.generation:>3} {record.name}: "), verdict,
+            plain(f"{why}; geomean {_geomean(record)}; best {best:.4g} ({speedup}); {took}"
+            f"{elapsed_s:,.0f} s elapsed; {budget}")))
 
     def table(self, title: str, records: list[Record], start: float) -> None:
         """``records`` with their geomean over ``start``, the best starting candidate's (named
@@ -111,9 +112,16 @@ class Progress:
             table.add_row(str(r.generation), r.name, r.operator, r.label, _geomean(r),
                           f"{r.geomean / start:.3f}x" if r.geomean and start else "-",
                           ",".join(map(str, r.parents)) or "-",
-                          Text((f"{r.rationale} [{r.reason}{_partial(r)}]"
-                                if r.status in _EXPLAINED else r.rationale)[:240]))
+                          plain((f"{r.rationale} [{r.reason}{_partial(r)}]"
+                                 if r.status in _EXPLAINED else r.rationale)[:240]))
         self.console.print(table)
+
+
+def plain(text: str) -> Text:
+    """``text`` as it reads, for a terminal: no markup, and every control character but a
+    newline or a tab escaped (a model's ``\\x1b[2J`` would clear the screen)."""
+    return Text("".join(c if c in "\n\t" or not (ord(c) < 32 or 127 <= ord(c) < 160)
+                        else repr(c)[1:-1] for c in text))
 
 
 def _bar(state: dict[str, Any], width: int = 20) -> str:
