@@ -154,8 +154,7 @@ def test_an_api_failure_ends_the_step_with_what_it_spent(propose: Any) -> None:
 
 
 def test_an_overflow_answer_ends_the_step_not_the_run(propose: Any) -> None:
-    exc, _ = propose([call("read_lineage"), {"status": 400, "message": "prompt is too long: "
-                                             "210000 tokens > 200000 maximum"}])
+    exc, _ = propose([call("read_lineage"), {"status": 400, "message": "prompt is too long"}])
     assert isinstance(exc, NoCandidate) and "prompt is too long" in str(exc)
     assert exc.cost_usd == pytest.approx(0.006)
 
