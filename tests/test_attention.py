@@ -3,6 +3,7 @@ and FlashAttention-4 beside its baseline."""
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -164,6 +165,21 @@ def test_drawn_cases_reach_the_benchmark_s_heads_long_sequences_and_extreme_scal
         found = find(TASK.cases(large=large), holds,
                      settings=settings(max_examples=2000, database=None))
         assert holds(found), what
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_a_failure_on_many_heads_shrinks_to_one_head(large: bool) -> None:
+    """The minimal failing input a reviewer reads has one head where one head shows the bug."""
+    for seed in range(12):
+        found = find(TASK.cases(large=large), lambda c: c["Nk"] >= 2 and c["Hkv"] >= 8,
+                     settings=settings(max_examples=500, database=None),
+                     random=random.Random(seed))
+        assert (found["Hkv"], found["Hq"]) == (8, 8), (seed, found)
+        smallest = find(TASK.cases(large=large),
+                        lambda c: c["Nk"] >= 2 and c["sm_scale"] is not None,
+                        settings=settings(max_examples=500, database=None),
+                        random=random.Random(seed))
+        assert (smallest["B"], smallest["Hq"], smallest["Nq"]) == (1, 1, 1), (seed, smallest)
 
 
 def test_the_boundary_cases_cover_the_edges_of_the_contract() -> None:

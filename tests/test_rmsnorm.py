@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,16 @@ def test_drawn_cases_reach_many_rows_big_batches_and_unusual_eps(large: bool) ->
         found = find(TASK.cases(large=large), holds,
                      settings=settings(max_examples=2000, database=None))
         assert holds(found), what
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_a_failure_shrinks_to_a_2d_input(large: bool) -> None:
+    """A bug that needs two columns shrinks to one row of two, not to a batch of one."""
+    for seed in range(12):
+        found = find(TASK.cases(large=large), lambda c: c["shape"][-1] >= 2,
+                     settings=settings(max_examples=500, database=None),
+                     random=random.Random(seed))
+        assert found["shape"] == [1, 2], (seed, found)
 
 
 def test_the_boundary_cases_cover_the_edges_of_the_contract() -> None:

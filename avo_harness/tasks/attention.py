@@ -140,11 +140,14 @@ class Attention(Task):
         @st.composite
         def draw(draw: st.DrawFn) -> Case:
             # The benchmark's head counts (16 or 32 query heads, 4 to 32 kv heads) are drawn
-            # too, with a batch of up to 4; the lengths then fit the score budget.
-            hkv = draw(st.one_of(st.integers(1, 4), st.sampled_from((8, 16))))
-            hq = hkv * draw(st.sampled_from([g for g in (1, 2, 3, 4, 8)
-                                             if hkv * g * _TILE**2 <= _MAX_SCORES[large]]))
-            b = draw(st.integers(1, max(1, min(4, _MAX_SCORES[large] // (hq * _TILE**2)))))
+            # too, with a batch of up to 4; the lengths then fit the score budget. Each choice
+            # is drawn whatever came before and then fitted, so shrinking the heads leaves the
+            # later choices in place (hypothesis could not shrink 16 heads to 1 otherwise).
+            tiles = _MAX_SCORES[large] // _TILE**2
+            hkv = draw(st.sampled_from((1, 2, 3, 4, 8, 16)))
+            group = draw(st.sampled_from((1, 2, 3, 4, 8)))
+            hq = hkv * (group if hkv * group <= tiles else 1)
+            b = min(draw(st.integers(1, 4)), tiles // hq)
             budget = _MAX_SCORES[large] // (b * hq)
             nq = draw(_lengths(min(_MAX_LENGTH[large], _whole_tiles(budget // _TILE))))
             nk = draw(_lengths(min(_MAX_LENGTH[large], _whole_tiles(budget // _tiled(nq)))))

@@ -71,11 +71,12 @@ class RMSNorm(Task):
         def draw(draw: st.DrawFn) -> Case:
             width = draw(widths)
             rows = max(1, min(_MAX_ROWS[large], _MAX_ELEMENTS[large] // width))
+            # A batch dimension is the choice that shrinks away: a minimal input is 2-D.
             if draw(st.booleans()):
-                lead = [draw(st.integers(1, rows))]
-            else:
                 batch = draw(st.integers(1, min(8, rows)))
                 lead = [batch, draw(st.integers(1, max(1, rows // batch)))]
+            else:
+                lead = [draw(st.integers(1, rows))]
             return {
                 "shape": [*lead, width],
                 "dtype": draw(st.sampled_from(DTYPES)),
