@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..judge import kernel_cache
+from ..judge.compile_server import CompileServer
 from ..judge.sandbox import Sandbox, candidate_settings
 from ..live import Live
 from ..options import HarnessSettings, raw, settings_of
@@ -21,6 +22,7 @@ from ..phases import Phases
 from ..tasks import Task, get_task, helper_files
 from .benchmark import BenchmarkItem
 from .correctness import CorrectnessItem
+from .keys import COMPILE_SERVER_KEY
 
 
 class CandidateFile(pytest.File):
@@ -73,8 +75,18 @@ class CandidateFile(pytest.File):
             self._sandbox = Sandbox(self.path, self.task.name, candidate_settings(
                 [self.path], cuda=self.settings.cuda, timeout_s=self.settings.timeout_s,
                 memory_limit_bytes=self.settings.memory_limit_bytes, protected=protected),
-                kernel_cache=kept)
+                kernel_cache=kept, compile_server=self._compile_server(store))
         return self._sandbox
+
+    def _compile_server(self, store: Path) -> CompileServer | None:
+        """The session's compile server, whose cache every candidate of the store shares
+        (``judge/compile_server.py``); none in the interpreter, which compiles nothing."""
+        if not self.settings.cuda:
+            return None
+        stash = self.config.stash
+        if COMPILE_SERVER_KEY not in stash:
+            stash[COMPILE_SERVER_KEY] = CompileServer(store / "compile-cache")
+        return stash[COMPILE_SERVER_KEY]
 
     def counters(self) -> tuple[float, float]:
         """Seconds the candidate's sandbox spent starting children, and compiling."""

@@ -72,6 +72,8 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
         spent = {"boot_s": round(booted - began, 3), "calls": calls,
                  "calls_s": round(time.perf_counter() - booted, 3),
                  "compile_s": round(box.compile_s, 3)}
+        if box.compiles:  # what the compile server did for it: hits, compiles, ...
+            spent["served"] = dict(box.compiles)
         return {**spent, "fault": fault} if fault else spent
 
     began, main_fault = time.perf_counter(), None

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ..judge.compile_server import CompileServer
 from ..judge.machine import Machine
 
 #: The machine's ceilings and protocol costs (``judge.machine``).
@@ -15,3 +16,5 @@ MACHINE_KEY = pytest.StashKey[Machine]()
 BASELINES_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 #: The commit bar's cascade (``--avo-cascade``), or None without one.
 CASCADE_KEY = pytest.StashKey[Any]()
+#: The session's compile server (``judge.compile_server``), on a GPU only.
+COMPILE_SERVER_KEY = pytest.StashKey[CompileServer]()

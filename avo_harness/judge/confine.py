@@ -137,7 +137,7 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
 
 
 def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool,
-                  profiler_ports: Sequence[int] = ()) -> None:
+                  profiler_ports: Sequence[int] = (), devices: bool | None = None) -> None:
     """Put this process, and all it starts from now on, under one Landlock ruleset.
 
     Landlock binds the calling thread and what it starts from then on: call this before
@@ -149,7 +149,11 @@ def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool,
     sockets; both are opened. Only inside bwrap's network namespace, where they reach
     nothing but that profiler: without bwrap the parent starts no profiled child
     (``sandbox.Sandbox``).
+
+    ``cuda``: the CUDA compilers may run; ``devices`` (``cuda`` unless given): the GPU's
+    nodes may be opened (a compile job, ``compile_job``, runs ptxas and opens none).
     """
+    devices = cuda if devices is None else devices
     abi = conf.landlock_abi
     if not abi:
         return
@@ -169,8 +173,8 @@ def restrict_self(conf: Confinement, *, scratch: Path, cuda: bool,
                 _add_rule(ruleset, path, handled & ~_EXECUTE)
         # The CUDA driver writes to its process's own /proc entry (seen on an H200: without
         # it, cudaGetDeviceCount fails with error 304).
-        own = [os.path.realpath("/proc/self")] if cuda else []
-        for node in (*_DEV_NODES, *(glob.glob("/dev/nvidia*") if cuda else ()), *own):
+        own = [os.path.realpath("/proc/self")] if devices else []
+        for node in (*_DEV_NODES, *(glob.glob("/dev/nvidia*") if devices else ()), *own):
             if os.path.exists(node):
                 _add_rule(ruleset, node, handled & (_WRITE_FILE | _TRUNCATE))
         for path in allowed_executables(cuda):

@@ -20,12 +20,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +36,9 @@ from . import confine
 from . import kernel_cache as kernels
 from .arena import Arena
 
+if TYPE_CHECKING:
+    from .compile_server import CompileServer
+
 #: The longest answer the child may send (a traceback is cut to 8 kB).
 _MAX_ANSWER = 64 << 10
 #: Rules the child may report against itself; any other name it sends is a protocol fault
@@ -41,9 +46,9 @@ _MAX_ANSWER = 64 << 10
 CHILD_RULES = frozenset({"tampering", "forbidden-call", "output-aliases-input",
                          "deferred-write"})
 #: What the child's environment keeps of the parent's (an API key is not the candidate's).
-_ENV_KEPT = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
-             "TRITON_INTERPRET", "TRITON_PTXAS_PATH", "TRITON_LIBCUDA_PATH",
-             "NVIDIA_VISIBLE_DEVICES")
+ENV_KEPT = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
+            "TRITON_INTERPRET", "TRITON_PTXAS_PATH", "TRITON_LIBCUDA_PATH",
+            "NVIDIA_VISIBLE_DEVICES")
 
 
 def _libcuda_dir() -> str | None:
@@ -139,17 +144,23 @@ class Sandbox:
     ``kernel_cache``: where the kernels compiled for this very source are kept between
     evaluations (``kernel_cache.py``). ``sibling_of``: share that sandbox's scratch folder
     (the same candidate in another process, compiling into the same cache). ``profiler``:
-    the child runs under it (the agent's ``profile``)."""
+    the child runs under it (the agent's ``profile``). ``compile_server``: on a GPU, the
+    child's kernels compile there (``compile_server.py``; a sibling's is its box's)."""
 
     def __init__(self, path: Path | None, task_name: str, settings: SandboxSettings, *,
                  kernel_cache: Path | None = None, sibling_of: Sandbox | None = None,
-                 profiler: Profiler | None = None) -> None:
+                 profiler: Profiler | None = None,
+                 compile_server: CompileServer | None = None) -> None:
         self.path = path
         self.profiler = profiler
         self.task_name = task_name
         self.settings = settings
         self.confinement = confine.detect()
         self.kernel_cache = kernel_cache
+        self.compile_server = compile_server or (sibling_of.compile_server if sibling_of
+                                                 else None)
+        #: What the compile server did for this box's children (hits, compiles, ...).
+        self.compiles: Counter[str] = Counter()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._arena: Arena | None = None
@@ -299,7 +310,11 @@ class Sandbox:
         self._mapped = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fds = [theirs.fileno()] + ([self._arena.fd] if self._arena.fd is not None else [])
+        compiles = self._serve_compiles() if self.settings.cuda and self.path else None
+        if compiles is not None:
+            fds.append(compiles.fileno())
         config = {"socket": theirs.fileno(), "memfd": self._arena.fd, "cuda": self.settings.cuda,
+                  "compile_socket": compiles.fileno() if compiles is not None else None,
                   "candidate": str(self.path) if self.path else "", "task": self.task_name,
                   "memory_limit_bytes": self.settings.memory_limit_bytes,
                   "protected": list(self.settings.protected), "scratch": str(self._scratch),
@@ -326,6 +341,8 @@ class Sandbox:
                                           cwd=self._scratch, stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
+            if compiles is not None:
+                compiles.close()
         self._conn = Connection(ours.detach())
         try:
             booted = self._receive("start")
@@ -355,12 +372,23 @@ class Sandbox:
         raise CandidateFault("protocol", f"the candidate's process answered its import with "
                              f"status {str(status)[:60]!r}")
 
+    def _serve_compiles(self) -> socket.socket | None:
+        """The child's end of a connection to the compile server, whose end a thread serves
+        until the child hangs up; None without a server."""
+        server = self.compile_server
+        if server is None:
+            return None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        threading.Thread(target=server.serve, args=(Connection(ours.detach()), self.compiles),
+                         name="avo-compiles", daemon=True).start()
+        return theirs
+
     def _environment(self) -> dict[str, str]:
         """A clean environment: the harness importable, caches and temporary files in the
         scratch folder, nothing else of the parent's (no keys, no tokens)."""
         assert self._scratch is not None
         package_root = str(Path(__file__).resolve().parents[2])
-        env = {k: os.environ[k] for k in _ENV_KEPT if k in os.environ}
+        env = {k: os.environ[k] for k in ENV_KEPT if k in os.environ}
         scratch = str(self._scratch)
         env.update(PYTHONPATH=package_root, HOME=scratch, TMPDIR=scratch,
                    TRITON_CACHE_DIR=os.path.join(scratch, "triton"),

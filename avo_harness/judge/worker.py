@@ -59,6 +59,10 @@ def main(config: dict[str, Any]) -> None:
         torch.cuda.init()  # lazily initialised state would otherwise change under the snapshot
         if config["candidate"]:
             _count_compile_time()
+            if config.get("compile_socket") is not None:
+                from .compile_client import install
+
+                install(Connection(config["compile_socket"]))
     else:
         from .interpreter import mend
 
