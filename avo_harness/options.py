@@ -97,6 +97,9 @@ OPTIONS = (
     Option("precision_drift", "do not commit a candidate whose RMS error over the tolerance "
            "is more than FACTOR x the starting candidates' highest on a benchmark "
            "configuration (0: off)", "2", "FACTOR"),
+    Option("compile_server", "on a GPU, compile candidates' kernels in the sandboxed compile "
+           "server, whose cache every candidate of the store shares (off: each compiles its "
+           "own, in its own process)", "on", "on|off"),
     Option("stress", "run each benchmark configuration N more times on identical inputs and "
            "compare the outputs bit for bit (within the tolerance for a candidate declaring "
            "DETERMINISTIC = False); a change fails nondeterministic (0: off)", "0", "N"),
@@ -167,6 +170,8 @@ class HarnessSettings:
     stress: int = 0
     #: ``--avo-examples`` as given; None when ``examples`` is the default.
     examples_given: int | None = None
+    #: Kernels compile in the shared compile server (``judge/compile_server.py``) on a GPU.
+    compile_server: bool = True
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -262,6 +267,8 @@ def read_settings(config: pytest.Config, *, cuda: bool | None = None) -> Harness
         report=Path(report) if report else None,
         replay=replay,
         stress=parsed(config, "stress", int, lambda v: v >= 0, "an integer >= 0"),
+        compile_server=parsed(config, "compile_server", str, lambda v: v in ("on", "off"),
+                              "on or off") == "on",
     )
 
 

@@ -696,13 +696,17 @@ def test_a_step_the_api_failed_spends_but_uses_no_generation(
     assert "generation budget reached (1)" in out.getvalue()
 
 
-def test_an_evaluation_is_asked_for_its_stress_runs(tmp_path: Path) -> None:
+def test_an_evaluation_is_asked_for_its_stress_runs_and_compile_server(tmp_path: Path) -> None:
     settings = EvalSettings("cuda", 2, 5.0, 60.0, 3.0, tmp_path, stress=3)
     argv = command(tmp_path / "a.py", settings, tmp_path / "r.json", None)
     assert argv[argv.index("--avo-stress") + 1] == "3"
     plain = command(tmp_path / "a.py", EvalSettings("cpu", 2, 5.0, 60.0, 3.0, tmp_path),
                     tmp_path / "r.json", None)
     assert plain[plain.index("--avo-stress") + 1] == "0"
+    assert plain[plain.index("--avo-compile-server") + 1] == "on"
+    own = command(tmp_path / "a.py", EvalSettings("cuda", 2, 5.0, 60.0, 3.0, tmp_path,
+                                                  compile_server=False), tmp_path / "r.json", None)
+    assert own[own.index("--avo-compile-server") + 1] == "off"
 
 
 def test_folders_a_killed_controller_left_are_swept_and_live_ones_kept(

@@ -16,6 +16,7 @@ BAD = [
     ("timeout", "0", "--avo-timeout: expected a number of seconds > 0, got '0'"),
     ("timeout", "soon", "--avo-timeout: expected a number of seconds > 0, got 'soon'"),
     ("memory_limit", "-2", "--avo-memory-limit: expected a number of GiB >= 0, got '-2'"),
+    ("compile_server", "maybe", "--avo-compile-server: expected on or off, got 'maybe'"),
 ]
 
 

@@ -80,8 +80,9 @@ class CandidateFile(pytest.File):
 
     def _compile_server(self, store: Path) -> CompileServer | None:
         """The session's compile server, whose cache every candidate of the store shares
-        (``judge/compile_server.py``); none in the interpreter, which compiles nothing."""
-        if not self.settings.cuda:
+        (``judge/compile_server.py``); none in the interpreter, which compiles nothing, or
+        with ``--avo-compile-server off``."""
+        if not (self.settings.cuda and self.settings.compile_server):
             return None
         stash = self.config.stash
         if COMPILE_SERVER_KEY not in stash:

@@ -57,6 +57,8 @@ class EvalSettings:
     #: ``--avo-stress`` of each evaluation: warp-specialised kernels race, and a race must
     #: fail before a commit, so the search asks for at least 3 runs on a GPU.
     stress: int = 0
+    #: ``--avo-compile-server``: off passes on to every evaluation.
+    compile_server: bool = True
 
 
 def settings_from(config: pytest.Config) -> EvalSettings:
@@ -73,7 +75,8 @@ def settings_from(config: pytest.Config) -> EvalSettings:
         call_timeout_s=harness.timeout_s,
         eval_timeout_s=options.evolve.eval_timeout_s,
         memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=config.rootpath,
-        stress=max(harness.stress, SEARCH_STRESS if harness.cuda else 0))
+        stress=max(harness.stress, SEARCH_STRESS if harness.cuda else 0),
+        compile_server=harness.compile_server)
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | No
             "--avo-timeout", str(settings.call_timeout_s),
             "--avo-memory-limit", str(settings.memory_limit_gib),
             "--avo-stress", str(settings.stress),
+            "--avo-compile-server", "on" if settings.compile_server else "off",
             *([CASCADE_FLAG, str(cascade)] if cascade is not None else []),
             *([CALIBRATION_FLAG, str(settings.calibration)] if settings.calibration else []),
             *([PROGRESS_FLAG, str(progress)] if progress is not None else [])]
