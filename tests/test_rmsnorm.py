@@ -1,6 +1,7 @@
 """The rmsnorm task, its seed kernel, and what it refuses."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -138,6 +139,30 @@ def test_the_boundary_cases_cover_the_edges_of_the_contract() -> None:
         }
         assert all(edges.values()), [edge for edge, ok in edges.items() if not ok]
 
+
+
+def _switches(case: Case) -> dict[str, Any]:
+    """The choices of ``case`` a kernel may branch on, each as one of a few values."""
+    eps = case["eps"]
+    return {"dtype": case["dtype"], "layout": case["layout"],
+            "eps": "default" if eps is None else "small" if eps < 1e-3 else "large",
+            "spread": case["spread"], "3-D": len(case["shape"]) == 3}
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_the_boundary_cases_hold_every_pair_of_switches(large: bool) -> None:
+    """A kernel wrong only under two choices together (the default eps on small x, a
+    feature-major float32 x) fails a boundary case, not only a lucky draw."""
+    values = {"dtype": set(DTYPES), "layout": set(LAYOUTS),
+              "eps": {"default", "small", "large"}, "spread": {0.01, 1.0, 8.0},
+              "3-D": {False, True}}
+    seen = set()
+    for case in TASK.boundary_cases(large=large):
+        if case["spread"] in values["spread"]:
+            seen |= set(itertools.combinations(sorted(_switches(case).items()), 2))
+    wanted = {((a, x), (b, y)) for a, b in itertools.combinations(sorted(values), 2)
+              for x in values[a] for y in values[b]}
+    assert not wanted - seen, sorted(wanted - seen, key=str)[:5]
 
 def test_flops_and_bytes_follow_the_shapes() -> None:
     case = {**BASE, "shape": [2, 5, 64], "dtype": "bfloat16"}

@@ -39,6 +39,24 @@ _MAX_ELEMENTS = {False: 48 * 1100, True: 512 * 16384}
 _SPREADS = (0.01, 1.0, 8.0)
 
 
+# The pairwise boundary cases: dtype, layout, eps (the default, small, large), spread and
+# shape (2-D or 3-D); every pair of values of two of these columns is in some row
+# (tests/test_rmsnorm.py checks it).
+_PAIRS = (
+    ("bfloat16", "contiguous", 1e-5, 8.0, [2, 3, 100]),
+    ("float32", "feature-major", 0.5, 0.01, [2, 2, 33]),
+    ("float16", "padded", 1.0, 8.0, [3, 257]),
+    ("bfloat16", "feature-major", None, 1.0, [4, 64]),
+    ("float32", "contiguous", 3e-6, 0.01, [3, 129]),
+    ("float32", "padded", None, 1.0, [2, 2, 17]),
+    ("float16", "feature-major", 2e-4, 1.0, [2, 3, 1000]),
+    ("float16", "contiguous", None, 0.01, [2, 2, 48]),
+    ("bfloat16", "contiguous", 0.1, 1.0, [5, 31]),
+    ("bfloat16", "padded", 1e-8, 0.01, [3, 200]),
+    ("float32", "feature-major", None, 8.0, [2, 3, 513]),
+)
+
+
 class RMSNorm(Task):
     name = "rmsnorm"
     entry = "rmsnorm"
@@ -104,6 +122,11 @@ class RMSNorm(Task):
             {**base, "shape": [4, 256], "spread": 0.01, "eps": 0.1},     # eps dominates
             {**base, "shape": [3, 64], "spread": 0.0},                   # all zeros: y = 0
             {**base, "shape": [2, 16385], "dtype": "bfloat16"},          # wider than one tile
+            # Every pair of the choices a kernel may branch on, in small cases: a bug that
+            # needs two of them (the default eps on small x, say) cannot hide between the
+            # drawn examples.
+            *({**base, "dtype": dtype, "layout": layout, "eps": eps, "spread": spread,
+               "shape": shape} for dtype, layout, eps, spread, shape in _PAIRS),
         ]
 
     def make_inputs(self, case: Case, device: str) -> Call:

@@ -38,13 +38,15 @@ def names(kind: str) -> list[str]:
 
 def run_project(root: Path, sources: dict[str, str], *args: str,
                 timeout: float = 900) -> tuple[dict[str, Any], str]:
-    """Write ``sources`` as candidates/attention/<name>.py under ``root`` and run pytest on
-    them in a fresh process; returns the JSON report by candidate name, and the output."""
-    folder = root / "candidates" / "attention"
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``sources`` as candidates/attention/<name>.py under ``root`` (a name
+    ``<task>/<name>`` under that task's folder) and run pytest on them in a fresh process;
+    returns the JSON report by candidate name, and the output."""
     for name, source in sources.items():
+        task, _, stem = name.rpartition("/")
+        folder = root / "candidates" / (task or "attention")
+        folder.mkdir(parents=True, exist_ok=True)
         coding = _CODING.match(source.partition("\n")[0])
-        (folder / f"{name}.py").write_bytes(source.encode(coding.group(1) if coding else "utf-8"))
+        (folder / f"{stem}.py").write_bytes(source.encode(coding.group(1) if coding else "utf-8"))
     (root / "pytest.ini").write_text("[pytest]\n")
     # What a backdoor would append to: a project's root conftest.py.
     (root / "conftest.py").write_text("# the project's own hooks\n")
@@ -53,7 +55,7 @@ def run_project(root: Path, sources: dict[str, str], *args: str,
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "avo_harness.plugin", "candidates/attention",
+        [sys.executable, "-m", "pytest", "-p", "avo_harness.plugin", "candidates",
          "--avo-report", str(report), "-q", "-p", "no:cacheprovider", *args],
         cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     document = json.loads(report.read_text())
