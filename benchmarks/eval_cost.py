@@ -1,7 +1,8 @@
 """What one evaluation costs, phase by phase, as the search pays it.
 
     PYTHONPATH=. python benchmarks/eval_cost.py --device cuda \
-        --out benchmarks/results/eval-cost-h200.json [--moves NAME=VALUE ...]
+        --out benchmarks/results/eval-cost-h200.json [--moves NAME=VALUE ...] \
+        [--compile-server off]
     PYTHONPATH=. python benchmarks/eval_cost.py --device cuda --before TREE \
         --out benchmarks/results/eval-cost-before-h200.json --moves NAME=VALUE ...
 
@@ -110,6 +111,8 @@ def main() -> None:
                         help="the mutations' moves (the rest drawn under --seed)")
     parser.add_argument("--before", type=Path, metavar="TREE",
                         help="judge the plan by the code of this exported older commit")
+    parser.add_argument("--compile-server", choices=("on", "off"), default="on",
+                        help="compile kernels in the shared compile server (the default)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -131,12 +134,15 @@ def main() -> None:
             shutil.copy(helper, staged / helper.name)
         settings = EvalSettings(device=args.device, examples=args.examples, call_timeout_s=300,
                                 eval_timeout_s=1800, memory_limit_gib=8, rootdir=ROOT,
-                                calibration=Path(tmp) / "calibration.json")
-        shutil.rmtree(ROOT / ".avo" / "kernel-cache", ignore_errors=True)
+                                calibration=Path(tmp) / "calibration.json",
+                                compile_server=args.compile_server == "on")
+        for kept in ("kernel-cache", "compile-cache"):  # nothing kept from an earlier run
+            shutil.rmtree(ROOT / ".avo" / kept, ignore_errors=True)
         import torch
 
         document = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                     "examples": args.examples, "code": str(tree) if tree else "this tree",
+                    "compile_server": args.compile_server,
                     "evaluations": []}
         rows = document["evaluations"]
         plan = [("seed, nothing kept (first of a run)", seed_path),

@@ -2,6 +2,9 @@
 Triton's CUDA backend and ptxas compile without a device, as the compile jobs do."""
 from __future__ import annotations
 
+import importlib.util
+import inspect
+from pathlib import Path
 from typing import Any
 
 import triton
@@ -31,3 +34,15 @@ def source(block: int = 128) -> ASTSource:
 def compile_here(block: int = 128, **options: Any) -> Any:
     """The kernel as Triton compiles it in this process (into TRITON_CACHE_DIR)."""
     return triton.compile(source(block), target=TARGET, options=options)
+
+
+def compile_from(path: Path, block: int = 128) -> Any:
+    """The same kernel compiled here from a copy of this module's source at ``path``: its
+    IR then names ``path`` in its source locations."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(inspect.getsource(inspect.getmodule(compile_from)))
+    spec = importlib.util.spec_from_file_location(f"sm90_copy_{abs(hash(path))}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return triton.compile(module.source(block), target=TARGET)

@@ -2,6 +2,7 @@
 and FlashAttention-4 beside its baseline."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -198,6 +199,43 @@ def test_the_boundary_cases_cover_the_edges_of_the_contract() -> None:
         }
         assert all(edges.values()), [edge for edge, ok in edges.items() if not ok]
 
+
+
+def _switches(case: Case) -> dict[str, Any]:
+    """The choices of ``case`` a kernel may branch on, each as one of a few values."""
+    group = case["Hq"] // case["Hkv"]
+    nq, nk = case["Nq"], case["Nk"]
+    return {
+        "dtype": case["dtype"], "D": case["D"], "layout": case["layout"],
+        "causal": case["causal"], "explicit scale": case["sm_scale"] is not None,
+        "heads": "MQA" if case["Hkv"] == 1 < case["Hq"] else
+                 "MHA" if group == 1 else "GQA by 3" if group % 3 == 0 else "GQA by 2^k",
+        "lengths": "one query" if nq == 1 < nk else
+                   "Nq < Nk" if nq < nk else "Nq > Nk" if nq > nk else "Nq == Nk",
+        "B > 1": case["B"] > 1, "sharp": case["spread"] > 1,
+    }
+
+
+VALUES: dict[str, set[Any]] = {
+    "dtype": {"float16", "bfloat16", "float32"}, "D": set(HEAD_DIMS), "layout": set(LAYOUTS),
+    "causal": {False, True}, "explicit scale": {False, True},
+    "heads": {"MQA", "MHA", "GQA by 3", "GQA by 2^k"},
+    "lengths": {"one query", "Nq < Nk", "Nq > Nk", "Nq == Nk"},
+    "B > 1": {False, True}, "sharp": {False, True},
+}
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_the_boundary_cases_hold_every_pair_of_switches(large: bool) -> None:
+    """A kernel wrong only under two choices together (one query under GQA, an explicit
+    scale in float32) fails a boundary case, not only a lucky draw."""
+    seen = set()
+    for case in TASK.boundary_cases(large=large):
+        switches = sorted(_switches(case).items())
+        seen |= set(itertools.combinations(switches, 2))
+    wanted = {((a, x), (b, y)) for a, b in itertools.combinations(sorted(VALUES), 2)
+              for x in VALUES[a] for y in VALUES[b]}
+    assert not wanted - seen, sorted(wanted - seen, key=str)[:5]
 
 def test_flops_and_bytes_follow_the_shapes() -> None:
     case = {**BASE, "B": 2, "Hq": 4, "Hkv": 2, "Nq": 6, "Nk": 10, "D": 64, "dtype": "bfloat16"}

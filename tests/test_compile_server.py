@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from avo_harness.judge import compile_server
-from avo_harness.judge.compile_server import CompileServer, Refused, binary, validated
-from sm90_kernel import compile_here
+from avo_harness.judge.compile_server import (MODULE_NAME, CompileServer, Refused, binary,
+                                              portable, requests, validated)
+from sm90_kernel import compile_from, compile_here
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_a_compile_is_triton_s_own_and_is_kept_for_every_later_request(
     answer = server.compile(request_of(kernel))
     assert binary(answer, "cubin") == kernel.asm["cubin"]
     assert answer["asm"]["ptx"] == kernel.asm["ptx"] and answer["metadata"]["name"] == "_add"
-    assert server.counts == Counter(compiles=1)
+    assert requests(server.counts) == Counter(compiles=1)
 
     def no_job(request: Any) -> dict[str, Any]:
         raise AssertionError("compiled again")
@@ -44,7 +45,39 @@ def test_a_compile_is_triton_s_own_and_is_kept_for_every_later_request(
     again = CompileServer(tmp_path / "cache", jobs=1)  # another session, the same store
     monkeypatch.setattr(again, "_run", no_job)
     assert again.compile(request_of(kernel)) == answer
-    assert again.counts == Counter(hits=1)
+    assert requests(again.counts) == Counter(hits=1)
+
+
+def test_a_candidate_finds_the_kernels_of_another_in_another_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mutation staged elsewhere, its kernels in a helper or in its own module, finds
+    what its parent compiled: the absolute paths in the IR's locations do not count."""
+    server = CompileServer(tmp_path / "cache")
+    for place in ("seed", "staged/mutation_1"):
+        for name in ("_kernels.py", "module.py"):
+            module = tmp_path / place / "module.py"
+            # Triton's own cache is keyed by the source alone: one each, as for each child.
+            monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "here" / place / name))
+            kernel = compile_from(module.parent / name)
+            answer = server.compile(request_of(kernel), module=str(module))
+            assert "cubin" in answer["asm"], answer
+            ptx_files = [line for line in answer["asm"]["ptx"].splitlines()
+                         if line.lstrip().startswith(".file")]
+            assert ptx_files and all(str(tmp_path) not in f for f in ptx_files), ptx_files
+            wanted = MODULE_NAME if name == "module.py" else name
+            assert all(wanted in f for f in ptx_files), ptx_files
+    assert requests(server.counts) == Counter(compiles=2, hits=2)
+
+
+def test_only_locations_in_the_candidate_s_folder_are_renamed() -> None:
+    ir = ('#loc = loc("/runs/7/cand.py":3:1)\n#loc1 = loc("/runs/7/_k.py":9:4)\n'
+          '#loc2 = loc("/site/triton/language/standard.py":40:0)\n#loc3 = loc("x"(#loc))\n'
+          '#loc4 = loc("/runs/7/sub/_k.py":1:1)\n')
+    assert portable(ir, "/runs/7/cand.py") == (
+        f'#loc = loc("{MODULE_NAME}":3:1)\n#loc1 = loc("_k.py":9:4)\n'
+        '#loc2 = loc("/site/triton/language/standard.py":40:0)\n#loc3 = loc("x"(#loc))\n'
+        '#loc4 = loc("/runs/7/sub/_k.py":1:1)\n')
+    assert portable(ir, None) == ir
 
 
 def test_another_option_or_target_is_another_entry(tmp_path: Path, kernel: Any) -> None:
@@ -88,7 +121,7 @@ def test_ir_that_does_not_compile_answers_one_line_and_is_not_kept(tmp_path: Pat
     answer = server.compile({"ext": "ttir", "ir": "module { this is not MLIR", "options": {},
                              "target": ["cuda", 90, 32]})
     assert set(answer) == {"error"} and "\n" not in answer["error"], answer
-    assert server.counts == Counter(failures=1)
+    assert requests(server.counts) == Counter(failures=1)
     assert not list((tmp_path / "cache").glob("*/*.json"))
 
 
@@ -99,7 +132,7 @@ def test_a_damaged_entry_is_compiled_again(tmp_path: Path, kernel: Any) -> None:
     (entry,) = (tmp_path / "cache").glob("*/*.json")
     entry.write_text(json.dumps({"asm": {"ptx": "not a cubin"}, "metadata": {}}))
     assert binary(server.compile(request), "cubin") == kernel.asm["cubin"]
-    assert server.counts == Counter(compiles=2)
+    assert requests(server.counts) == Counter(compiles=2)
 
 
 def test_identical_requests_in_flight_wait_for_one_compile(
@@ -129,7 +162,7 @@ def test_a_compile_past_its_time_is_killed(tmp_path: Path, kernel: Any) -> None:
     server = CompileServer(tmp_path / "cache", timeout_s=0.2)  # less than Triton's import
     answer = server.compile(request_of(kernel))
     assert answer == {"error": "the compile took over 0.2 s"}
-    assert server.counts == Counter(failures=1)
+    assert requests(server.counts) == Counter(failures=1)
 
 
 def test_a_job_gets_none_of_the_parent_s_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,4 +189,4 @@ def test_serve_answers_a_child_until_it_hangs_up(tmp_path: Path, kernel: Any) ->
     assert not thread.is_alive()
     assert [a.get("error", "")[:8] for a in answers] == ["refused:", "refused:", ""]
     assert binary(answers[2], "cubin") == kernel.asm["cubin"]
-    assert counts == Counter(refused=2, compiles=1)
+    assert requests(counts) == Counter(refused=2, compiles=1)

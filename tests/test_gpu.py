@@ -92,24 +92,26 @@ def test_library_attention_is_caught_on_cuda(tmp_path: Path) -> None:
 
 def test_a_triton_candidate_compiles_through_the_server_once_for_every_process(
         tmp_path: Path) -> None:
-    from collections import Counter
+    from avo_harness.judge.compile_server import CompileServer, requests
 
-    from avo_harness.judge.compile_server import CompileServer
-
-    source = (Path(__file__).parent / "adversarial" / "honest" / "plain_triton.py").read_text()
-    path = tmp_path / "candidate.py"
-    path.write_text(source)
+    corpus = Path(__file__).parent / "adversarial"  # a fragment, on the helpers it uses
+    source = (corpus / "_base.py").read_text() + "\n\n" + \
+        (corpus / "honest" / "plain_triton.py").read_text()
     server = CompileServer(tmp_path / "compile-cache")
     settings = SandboxSettings(cuda=True, timeout_s=300, memory_limit_bytes=0)
     served = []
-    for _ in range(2):  # a second process (a new Triton cache) finds the kernel compiled
+    # The second, a copy staged elsewhere under another name (a new process, a new Triton
+    # cache), finds the kernel compiled.
+    for path in (tmp_path / "seed" / "candidate.py", tmp_path / "staged" / "mutation.py"):
+        path.parent.mkdir()
+        path.write_text(source)
         box = Sandbox(path, "attention", settings, compile_server=server)
         try:
             verdict = check_case(get_task("attention"), box, CASE, "cuda")
             assert verdict.passed, verdict.message
         finally:
             box.close()
-        served.append(Counter(box.compiles))
+        served.append(requests(box.compiles))
     print(f"compile server: {dict(server.counts)}; per process: {served}")
     assert served[0]["compiles"] >= 1 and not served[0]["failures"], served
     assert served[1]["hits"] == sum(served[0].values()) and not served[1]["compiles"], served

@@ -19,11 +19,13 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -55,6 +57,12 @@ FORWARDED = ("num_warps", "num_ctas", "num_stages", "warp_size", "maxnreg", "ptx
              "backend_name")
 
 
+#: A file in a source location of MLIR's text: ``loc("PATH":line:col)``.
+_FILE_LOC = re.compile(r'loc\("([^"\\]*)":')
+#: The name every candidate's own module goes by in the IR a server compiles.
+MODULE_NAME = "candidate.py"
+
+
 class Refused(ValueError):
     """A request that is not one the client sends."""
 
@@ -77,6 +85,27 @@ def validated(request: Any) -> dict[str, Any]:
         if not _plain(value):
             raise Refused(f"the option {name} = {str(value)[:40]}")
     return {"ext": ext, "ir": ir, "target": target, "options": options}
+
+
+def portable(ir: str, module: str | None) -> str:
+    """``ir`` with its source locations the same wherever the candidate lies: a file of the
+    candidate's folder by its name alone, the candidate's module as ``MODULE_NAME``.
+
+    Locations only say which line an instruction came from (for debuggers and profilers);
+    the code is the same without them. But they hold absolute paths, which differ for every
+    candidate of a search (and every folder the loop stages one in), and would give each
+    candidate entries of its own: a mutation would find none of its parent's kernels."""
+    if not module:
+        return ir
+    folder, _, name = module.rpartition("/")
+
+    def local(match: re.Match[str]) -> str:
+        head, _, tail = match.group(1).rpartition("/")
+        if head != folder:
+            return match.group(0)
+        return f'loc("{MODULE_NAME if tail == name else tail}":'
+
+    return _FILE_LOC.sub(local, ir)
 
 
 def _integer(value: Any) -> bool:
@@ -107,12 +136,14 @@ class CompileServer:
         self._writes = 0
         #: Requests answered from the cache (``hits``), compiled (``compiles``), failed to
         #: compile (``failures``), answered by another's compile in flight (``waited``),
-        #: not compile requests (``refused``).
+        #: not compile requests (``refused``); and the jobs' milliseconds (``job_ms``).
         self.counts: Counter[str] = Counter()
 
-    def serve(self, conn: Connection, counts: Counter[str] | None = None) -> None:
+    def serve(self, conn: Connection, counts: Counter[str] | None = None,
+              module: str | None = None) -> None:
         """Answer one child's requests until it hangs up (run on a thread of its own),
-        tallying what it did for them in ``counts`` too."""
+        tallying what it did for them in ``counts`` too; ``module``: the path of the
+        candidate it runs (its IR's locations name it, see ``portable``)."""
         counts = Counter() if counts is None else counts
         with conn:
             for _ in range(MAX_REQUESTS):
@@ -121,7 +152,7 @@ class CompileServer:
                 except (EOFError, OSError):  # gone, or a message over the limit
                     return
                 try:
-                    answer = self.compile(json.loads(message), counts)
+                    answer = self.compile(json.loads(message), counts, module)
                 except (Refused, ValueError) as exc:
                     self._count("refused", counts)
                     answer = {"error": f"refused: {exc}"[:300]}
@@ -130,10 +161,13 @@ class CompileServer:
                 except OSError:
                     return
 
-    def compile(self, request: Any, counts: Counter[str] | None = None) -> dict[str, Any]:
+    def compile(self, request: Any, counts: Counter[str] | None = None,
+                module: str | None = None) -> dict[str, Any]:
         """The answer to one request: ``{"asm": {stage: text}, "metadata": {...}}`` (a
-        binary stage in base64), or ``{"error": why}`` if it does not compile."""
+        binary stage in base64), or ``{"error": why}`` if it does not compile. What is
+        compiled and kept is the request's IR made ``portable`` for ``module``."""
         request = validated(request)
+        request["ir"] = portable(request["ir"], module)
         key = self.key(request)
         kept = self._read(key)
         if kept is not None:
@@ -149,7 +183,9 @@ class CompileServer:
             return future.result()
         answer = {"error": "the compile server failed"}
         try:
+            began = time.monotonic()
             answer = self._run(request)
+            self._count("job_ms", counts, int(1000 * (time.monotonic() - began)))
             self._count("failures" if "error" in answer else "compiles", counts)
             if "error" not in answer:
                 self._write(key, answer)
@@ -166,11 +202,11 @@ class CompileServer:
         return hashlib.sha256(json.dumps([SCHEMA, _triton_version(), env, request],
                                          sort_keys=True).encode()).hexdigest()
 
-    def _count(self, what: str, counts: Counter[str] | None) -> None:
+    def _count(self, what: str, counts: Counter[str] | None, n: int = 1) -> None:
         with self._lock:
-            self.counts[what] += 1
+            self.counts[what] += n
             if counts is not None:
-                counts[what] += 1
+                counts[what] += n
 
     def _path(self, key: str) -> Path:
         return self.cache / key[:2] / f"{key}.json"
@@ -249,6 +285,11 @@ class CompileServer:
                     f"{tail.splitlines()[-1] if tail else 'no answer'}"[:300]}
         return answer if _answer(answer) or _error(answer) else {
             "error": "the compile job answered something else"}
+
+
+def requests(counts: Mapping[str, int]) -> Counter[str]:
+    """``counts`` without the jobs' milliseconds: the requests, by how they were answered."""
+    return Counter({k: v for k, v in counts.items() if k != "job_ms"})
 
 
 def _answer(answer: Any) -> bool:

@@ -379,7 +379,9 @@ class Sandbox:
         if server is None:
             return None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        threading.Thread(target=server.serve, args=(Connection(ours.detach()), self.compiles),
+        module = os.path.abspath(self.path) if self.path else None
+        threading.Thread(target=server.serve, args=(Connection(ours.detach()), self.compiles,
+                                                    module),
                          name="avo-compiles", daemon=True).start()
         return theirs
 

@@ -235,7 +235,9 @@ def _load(path: str, entry: str) -> Any:
     # Helpers import as they would for a script run from the project: beside the candidate
     # (``_common``) or from the folder that holds ``candidates/`` (``candidates.x._common``).
     # Appended, so they cannot shadow a module of the standard library or torch.
-    folder = os.path.dirname(os.path.abspath(path))
+    # By its absolute path, as its helpers' are: the compile server names both by it.
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
     sys.path += [folder, os.path.dirname(os.path.dirname(folder))]
     spec = importlib.util.spec_from_file_location(f"avo_candidate_{os.getpid()}", path)
     if spec is None or spec.loader is None:

@@ -40,6 +40,37 @@ _TILE = 64
 _MAX_SCORES = {False: 6 * 128 * 128, True: 2 * 12 * 4096 * 4096}
 # Explicit softmax scales, drawn log-uniformly: from nearly uniform weights to near one-hot.
 _SCALES = (0.004, 4.0)
+# The pairwise boundary cases: dtype, D, layout, causal, sm_scale, (Hq, Hkv) (MHA, GQA by
+# 2 and by 3, MQA), (Nq, Nk) (one query, fewer, more and as many queries as keys), B and
+# spread; every pair of values of two of these columns is in some row
+# (tests/test_attention.py checks it).
+_MHA, _GQA2, _GQA3, _MQA = (2, 2), (4, 2), (6, 2), (4, 1)
+_DECODE, _FEWER, _MORE, _EQUAL = (1, 37), (17, 45), (45, 17), (33, 33)
+_PAIRS = (
+    ("bfloat16", 96, "mixed", False, 0.3, _GQA2, _MORE, 1, 4.0),
+    ("float16", 64, "bnhd", True, None, _GQA3, _EQUAL, 1, 1.0),
+    ("float32", 32, "padded", True, 1.7, _MQA, _DECODE, 2, 4.0),
+    ("bfloat16", 128, "bhnd", False, None, _MHA, _FEWER, 2, 1.0),
+    ("float16", 64, "dmajor", False, 0.01, _MHA, _EQUAL, 2, 4.0),
+    ("float32", 96, "dmajor", False, None, _GQA3, _DECODE, 1, 1.0),
+    ("float16", 32, "mixed", False, None, _MQA, _FEWER, 1, 1.0),
+    ("float32", 128, "bnhd", True, 0.05, _GQA3, _FEWER, 2, 4.0),
+    ("float16", 64, "bhnd", True, 2.5, _GQA2, _MORE, 2, 1.0),
+    ("bfloat16", 128, "padded", True, None, _GQA2, _EQUAL, 1, 1.0),
+    ("float32", 64, "mixed", True, None, _MHA, _DECODE, 2, 4.0),
+    ("float32", 96, "bhnd", True, 0.9, _MQA, _EQUAL, 1, 4.0),
+    ("bfloat16", 128, "dmajor", True, None, _MQA, _MORE, 1, 4.0),
+    ("float16", 96, "padded", False, None, _MHA, _FEWER, 1, 1.0),
+    ("bfloat16", 32, "bnhd", False, 0.004, _MHA, _MORE, 1, 4.0),
+    ("float16", 128, "bnhd", False, 0.6, _GQA2, _DECODE, 1, 1.0),
+    ("float32", 32, "dmajor", True, None, _GQA2, _FEWER, 2, 1.0),
+    ("bfloat16", 64, "padded", True, None, _GQA3, _MORE, 1, 1.0),
+    ("bfloat16", 32, "bhnd", False, None, _GQA3, _DECODE, 2, 4.0),
+    ("float32", 96, "bnhd", True, None, _MQA, _MORE, 2, 4.0),
+    ("float16", 32, "mixed", False, 4.0, _GQA3, _EQUAL, 1, 4.0),
+    ("bfloat16", 64, "dmajor", True, 0.2, _MQA, _FEWER, 1, 4.0),
+    ("float32", 128, "mixed", False, 1.1, _MHA, _MORE, 1, 1.0),
+)
 # Score elements materialised at once by the reference (bounds its memory at any size).
 _REFERENCE_CHUNK = 1 << 26
 #: FlashAttention-4 (``flash_attn.cute``, CuTe DSL), timed beside the task's baseline.
@@ -182,14 +213,21 @@ class Attention(Task):
             {**base, "Nq": n, "Nk": n, "causal": True, "D": 96},
             {**base, "Nq": 65, "Nk": 65, "Hq": 4, "Hkv": 1, "causal": True},   # MQA
             {**base, "Nq": 17, "Nk": n, "Hq": 6, "Hkv": 3, "dtype": "bfloat16"},  # GQA
-            {**base, "Nq": 40, "Nk": 33, "layout": "bnhd", "D": 128, "sm_scale": 0.3},
-            {**base, "Nq": 31, "Nk": 47, "layout": "padded", "D": 32, "dtype": "float32"},
             {**base, "Nq": 64, "Nk": 64, "spread": 4.0, "dtype": "bfloat16", "causal": True},
-            {**base, "B": 2, "Nq": 16, "Nk": 17, "Hq": 4, "sm_scale": 1.7, "layout": "mixed"},
-            {**base, "Nq": 19, "Nk": 70, "layout": "dmajor", "causal": True, "sm_scale": 0.01},
             {**base, "B": 3, "Nq": 33, "Nk": 40, "Hq": 32, "Hkv": 8},   # the benchmark's heads
             # Logits of a few hundred: exp without the running max overflows even in float32.
             {**base, "Nq": 48, "Nk": 200, "D": 128, "spread": 4.0, "sm_scale": 2.0},
+            # Long rows, one head: a 16-bit accumulator or row sum drifts past the tolerance
+            # over hundreds of key blocks (it stays within it over the drawn lengths).
+            *({**base, "Hq": 1, "Hkv": 1, "Nq": 128, "Nk": 16384, "dtype": dtype}
+              for dtype in ("float16", "bfloat16")),
+            # Every pair of the choices a kernel may branch on, in small cases: a bug that
+            # needs two of them (one query row under GQA, an explicit scale in float32)
+            # cannot hide between the drawn examples.
+            *({**base, "dtype": dtype, "D": d, "layout": layout, "causal": causal,
+               "sm_scale": scale, "Hq": hq, "Hkv": hkv, "Nq": nq, "Nk": nk, "B": b,
+               "spread": spread}
+              for dtype, d, layout, causal, scale, (hq, hkv), (nq, nk), b, spread in _PAIRS),
         ]
 
     def make_inputs(self, case: Case, device: str) -> Call:
@@ -223,6 +261,7 @@ class Attention(Task):
         hkv, nk = k.shape[1], k.shape[2]
         group = hq // hkv
         scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
+        exact = compute_dtype == torch.float64
         out = torch.zeros(q.shape, dtype=compute_dtype, device=q.device)
         rows = max(1, _REFERENCE_CHUNK // max(1, b * group * nk))
         for h in range(hkv):
@@ -238,7 +277,10 @@ class Attention(Task):
                 kh = k[:, h, :keys].to(compute_dtype)              # (B, keys, D)
                 vh = v[:, h, :keys].to(compute_dtype)
                 qh = q[:, heads, start:stop].to(compute_dtype)     # (B, G, rows, D)
-                s = torch.matmul(qh, kh.transpose(-1, -2).unsqueeze(1)).mul_(scale)
+                if exact:  # one pass over the scores fewer; the same result to 1e-15
+                    s = torch.matmul(qh * scale, kh.transpose(-1, -2).unsqueeze(1))
+                else:  # the yardstick rounds as a kernel in the inputs' dtype would
+                    s = torch.matmul(qh, kh.transpose(-1, -2).unsqueeze(1)).mul_(scale)
                 if causal:
                     query_pos = torch.arange(start, stop, device=q.device)
                     visible = torch.arange(keys, device=q.device)[None, :] \
