@@ -355,6 +355,17 @@ def test_the_cases_planned_ahead_are_the_ones_the_search_then_draws(task_name: s
     assert len(planned) == 30 and searched[boundary:] == planned
 
 
+@pytest.mark.parametrize("task_name", ["attention", "rmsnorm"])
+def test_the_longest_compiles_are_planned_first(task_name: str) -> None:
+    task = get_task(task_name)
+    checked = task.boundary_cases(large=True)
+    benches = [b.case for b in task.bench_configs(cuda=True)]
+    order = compile_ahead.in_compile_order(task, checked, benches)
+    assert order[:len(benches)] == benches and len(order) == len(checked) + len(benches)
+    work = [task.flops(case) for case in order[len(benches):]]
+    assert work == sorted(work, reverse=True) and work[0] > work[-1]
+
+
 def test_no_process_compiles_ahead_in_the_interpreter() -> None:
     assert compile_ahead.compile_workers(cuda=False) == 0
     assert 1 <= compile_ahead.compile_workers(cuda=True) <= 8

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..judge.machine import PRIVATE
 from ..judge.sandbox import CandidateFault, HarnessFault, Sandbox
-from ..tasks import Case
+from ..tasks import Case, Task
 
 if TYPE_CHECKING:
     from .candidate import CandidateFile
@@ -24,6 +24,14 @@ def compile_workers(cuda: bool) -> int:
     """Processes that compile a candidate's kernels ahead, beside its own: half the cores
     (at most 8) on a GPU; none in the interpreter, which compiles nothing."""
     return min(8, max(1, (os.cpu_count() or 2) // 2)) if cuda else 0
+
+
+def in_compile_order(task: Task, checked: list[Case], benches: list[Case]) -> list[Case]:
+    """The cases to compile ahead, longest compiles first: the benchmark configurations
+    (the large-tile, warp-specialized paths, whose compiles take tens of seconds), then the
+    checked cases by their work, largest first. Processes take them in that order, so no
+    slow compile starts last and holds up the checks alone."""
+    return benches + sorted(checked, key=task.flops, reverse=True)
 
 
 def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..judge.scan import scan_file
 from ..options import REPLAY_FLAG
 from ..results import format_failure
 from ..tasks import Case
-from .compile_ahead import compile_ahead, compile_workers
+from .compile_ahead import compile_ahead, compile_workers, in_compile_order
 
 if TYPE_CHECKING:
     from .candidate import CandidateFile
@@ -86,7 +86,8 @@ class CorrectnessItem(pytest.Item):
         """Every input shape this file's items will call the candidate on, as far as it can
         be known ahead: the boundary cases, the examples hypothesis will draw (it draws the
         same ones again under the same seed while every example passes), and the
-        benchmark configurations."""
+        benchmark configurations; in the order they are best compiled in
+        (``in_compile_order``)."""
         from hypothesis import Phase, given, seed
 
         task, large = self.file.task, self.file.settings.cuda
@@ -101,7 +102,7 @@ class CorrectnessItem(pytest.Item):
 
             record()
         benches = [b.case for b in task.bench_configs(cuda=large)]
-        return task.boundary_cases(large=large) + drawn + benches
+        return in_compile_order(task, task.boundary_cases(large=large) + drawn, benches)
 
     def _hypothesis(self) -> None:
         task, large = self.file.task, self.file.settings.cuda
