@@ -17,7 +17,8 @@ EXPECTED = {
     "import_flash_attn": {"tampering"},
     "eval_sdpa": {"forbidden-call", "tampering"},
     "fake_main": {"forbidden-call"},
-    "cache_by_pointer": {"tolerance", "output-shape"},  # whichever reuse of an address comes first
+    # Whichever reuse of an address comes first: new data, a new shape or a new dtype.
+    "cache_by_pointer": {"tolerance", "output-shape", "output-dtype"},
     "cache_by_shape": {"tolerance"},
     "cache_by_partial_hash": {"tolerance"},
     "id_keyed_replay": {"tampering"},
