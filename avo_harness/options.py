@@ -73,7 +73,8 @@ OPTIONS = (
            "not) and output (0: no limit)", "0", "N"),
     Option("seed", "seed of the operators' random choices (same seed, same proposals)", "0",
            "N"),
-    Option("store", "folder of the lineage store and the staging area", ".avo", "PATH"),
+    Option("store", "folder of the lineage store, the staging area and the caches of "
+           "compiled kernels", ".avo", "PATH"),
     Option("eval_timeout", "seconds one whole evaluation may take before it is killed and "
            "recorded as failed", "1800", "SECONDS"),
     Option("margin", "a candidate is committed if its geomean is at least (1 - margin) x the "

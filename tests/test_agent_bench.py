@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from avo_harness.agent.bench import error_map_text, jit_names, ncu_rows, profile_text
+from avo_harness.agent import workbench
+from avo_harness.agent.bench import Bench, error_map_text, jit_names, ncu_rows, profile_text
 from avo_harness.agent.workbench import kernels_in
+from avo_harness.evolve.evaluate import EvalSettings
+from avo_harness.tasks import get_task
 
 
 _COMPILE = """
@@ -148,3 +151,22 @@ def test_the_profile_asks_for_the_attempt_s_triton_kernels() -> None:
               "@triton.autotune(configs=[], key=[])\n@triton.jit\ndef _tuned(x):\n    pass\n\n"
               "@jit\ndef _bare(x):\n    pass\n\ndef attention(q):\n    return q\n")
     assert jit_names([module, "def (broken", "x = 1\n"]) == ["_bare", "_k", "_tuned"]
+
+
+@pytest.mark.parametrize("device, server, store, shared", [
+    ("cuda", True, True, True), ("cuda", False, True, False), ("cpu", True, True, False),
+    ("cuda", True, False, False)])
+def test_the_workbench_compiles_where_the_run_s_evaluations_do(
+        tmp_path: Path, device: str, server: bool, store: bool, shared: bool) -> None:
+    settings = EvalSettings(device, 2, 5.0, 60.0, 3.0, tmp_path, compile_server=server,
+                            store=tmp_path / "store" if store else None)
+    cache = Bench(get_task("attention"), settings, tmp_path / "step")._compile_cache()
+    assert cache == (str(tmp_path / "store" / "compile-cache") if shared else None)
+    request = {"attempt": str(tmp_path / "a.py"), "task": "attention", "cuda": True,
+               "timeout_s": 5, "memory_limit_bytes": 0, "compile_cache": cache}
+    with workbench._box(request, "attempt") as box, workbench._box(request, "attempt") as other:
+        if shared:  # one server for the process's sandboxes, over the run's cache
+            assert box.compile_server is other.compile_server is not None
+            assert box.compile_server.cache == tmp_path / "store" / "compile-cache"
+        else:
+            assert box.compile_server is None

@@ -707,6 +707,10 @@ def test_an_evaluation_is_asked_for_its_stress_runs_and_compile_server(tmp_path:
     own = command(tmp_path / "a.py", EvalSettings("cuda", 2, 5.0, 60.0, 3.0, tmp_path,
                                                   compile_server=False), tmp_path / "r.json", None)
     assert own[own.index("--avo-compile-server") + 1] == "off"
+    assert "--avo-store" not in own
+    stored = command(tmp_path / "a.py", EvalSettings(
+        "cuda", 2, 5.0, 60.0, 3.0, tmp_path, store=tmp_path / "s"), tmp_path / "r.json", None)
+    assert stored[stored.index("--avo-store") + 1] == str(tmp_path / "s")
 
 
 def test_folders_a_killed_controller_left_are_swept_and_live_ones_kept(

@@ -29,6 +29,7 @@ from typing import Any
 import avo_harness
 
 from ..evolve.evaluate import EvalSettings, Placement, start
+from ..judge import compile_server
 from ..tasks import Case, Task
 from .views import floor_text
 
@@ -150,6 +151,15 @@ class Bench:
             raise BenchError(f"profile: ncu profiled no kernel of the attempt ({messages})")
         return rows, float(answer.get("lock_wait_s", 0.0))
 
+    def _compile_cache(self) -> str | None:
+        """The compile server's cache the evaluations of this run use (on a GPU, unless
+        ``--avo-compile-server off``): an attempt finds the kernels its evaluations, its
+        earlier tool calls and the best committed candidate compiled."""
+        settings = self.settings
+        if not (self.cuda and settings.compile_server and settings.store is not None):
+            return None
+        return str(settings.store / compile_server.FOLDER)
+
     def _run(self, request: dict[str, Any], files: dict[str, dict[str, str]], limit_s: float,
              profiled: bool = False) -> dict[str, Any]:
         """Write the files and the request into a new temporary folder, run the workbench
@@ -173,6 +183,7 @@ class Bench:
                            roofline=str(self.folder / f"roofline-{self.settings.device}.json"),
                            gpu_lock=(str(self.placement.gpu_lock)
                                      if self.placement.gpu_lock is not None else None),
+                           compile_cache=self._compile_cache(),
                            result=str(work / "result.json"))
             self.folder.mkdir(parents=True, exist_ok=True)
             (work / "request.json").write_text(json.dumps(request))

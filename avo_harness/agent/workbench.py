@@ -22,6 +22,7 @@ overlap. So does a profile's run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import subprocess
@@ -36,6 +37,7 @@ from typing import Any
 from ..collector import summarize
 from ..judge import gpu_lock
 from ..judge.checker import check_case
+from ..judge.compile_server import CompileServer
 from ..judge.machine import PRIVATE, Machine
 from ..judge.roofline import Roofline
 from ..judge.sandbox import CandidateFault, Profiler, Sandbox, SandboxSettings
@@ -163,8 +165,18 @@ def _box(request: dict[str, Any], who: str, profiled: bool = False,
     if profiled:
         spec = request["profiler"]
         profiler = Profiler(tuple(spec["argv"]), tuple(spec["ports"]), Path(spec["report_dir"]))
+    cache = request.get("compile_cache")
     return closing(Sandbox(Path(request[who]), request["task"], settings,
-                           kernel_cache=kernel_cache, profiler=profiler))
+                           kernel_cache=kernel_cache, profiler=profiler,
+                           compile_server=_compile_server(cache) if cache else None))
+
+
+@functools.cache
+def _compile_server(cache: str) -> CompileServer:
+    """This process's server over the run's compile cache (``judge/compile_server.py``):
+    one for all of a request's sandboxes, so that two asking for one kernel wait for one
+    compile."""
+    return CompileServer(Path(cache))
 
 
 def _warm(task: Task, box: Sandbox, case: Case, device: str) -> None:

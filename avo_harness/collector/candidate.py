@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..judge import kernel_cache
+from ..judge import compile_server
 from ..judge.compile_server import CompileServer
 from ..judge.sandbox import Sandbox, candidate_settings
 from ..live import Live
@@ -86,7 +87,7 @@ class CandidateFile(pytest.File):
             return None
         stash = self.config.stash
         if COMPILE_SERVER_KEY not in stash:
-            stash[COMPILE_SERVER_KEY] = CompileServer(store / "compile-cache")
+            stash[COMPILE_SERVER_KEY] = CompileServer(store / compile_server.FOLDER)
         return stash[COMPILE_SERVER_KEY]
 
     def counters(self) -> tuple[float, float]:

@@ -59,6 +59,9 @@ class EvalSettings:
     stress: int = 0
     #: ``--avo-compile-server``: off passes on to every evaluation.
     compile_server: bool = True
+    #: ``--avo-store``, passed on: the evaluations and the agent's workbench share its
+    #: compile cache; None: each evaluation's own default.
+    store: Path | None = None
 
 
 def settings_from(config: pytest.Config) -> EvalSettings:
@@ -76,7 +79,7 @@ def settings_from(config: pytest.Config) -> EvalSettings:
         eval_timeout_s=options.evolve.eval_timeout_s,
         memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=config.rootpath,
         stress=max(harness.stress, SEARCH_STRESS if harness.cuda else 0),
-        compile_server=harness.compile_server)
+        compile_server=harness.compile_server, store=options.evolve.store)
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,7 @@ def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | No
             "--avo-memory-limit", str(settings.memory_limit_gib),
             "--avo-stress", str(settings.stress),
             "--avo-compile-server", "on" if settings.compile_server else "off",
+            *(["--avo-store", str(settings.store)] if settings.store is not None else []),
             *([CASCADE_FLAG, str(cascade)] if cascade is not None else []),
             *([CALIBRATION_FLAG, str(settings.calibration)] if settings.calibration else []),
             *([PROGRESS_FLAG, str(progress)] if progress is not None else [])]

@@ -35,6 +35,8 @@ from typing import Any
 
 from . import confine
 
+#: The cache's folder in a store (``--avo-store``): every evaluation's and the workbench's.
+FOLDER = "compile-cache"
 #: Bumped when what an entry holds changes: older entries are then never read.
 SCHEMA = 1
 #: Stages an IR may be sent from: Triton's first (after its passes), Gluon's first.
