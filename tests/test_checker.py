@@ -101,6 +101,17 @@ def test_a_result_three_bits_short_of_its_dtype_fails(task: Task, case: Case) ->
     assert 0 < verdict.n_exceeding <= verdict.n_total
 
 
+def test_a_float32_failure_says_what_it_was_held_to_and_how_to_meet_it() -> None:
+    case = {**CAUSAL, "dtype": "float32", "Nq": 40, "Nk": 40}
+    short = _judge(ATTENTION, case, lambda call, truth: (
+        truth.float().view(torch.int32) & ~0xFFFF).view(torch.float32))
+    assert short.rule == "tolerance" and "of a tf32 (rounded to nearest) reference" in \
+        short.message and 'input_precision="ieee"' in short.message, short.message
+    half = _judge(ATTENTION, {**case, "dtype": "float16"},
+                  lambda call, truth: _fewer_bits(truth, torch.float16, 3))
+    assert half.rule == "tolerance" and "ieee" not in half.message, half.message
+
+
 def _attention_without_rescale(call: Call, block: int = 32) -> torch.Tensor:
     """Online softmax that forgets to rescale what it accumulated when the row max grows."""
     q, k, v = (t.double() for t in call.args)

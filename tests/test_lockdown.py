@@ -190,6 +190,32 @@ def test_torch_s_own_import_time_wrapping_is_not_tampering(tmp_path: Path) -> No
     assert verdict.passed, verdict
 
 
+@pytest.mark.parametrize("origin, refused", [
+    ("_dynamo/debug_utils.py", False), ("_inductor/codecache.py", False),
+    ("_dynamo/eval_frame.py", True), (None, True)])
+def test_who_may_start_a_compiler(tmp_path: Path, origin: str | None, refused: bool) -> None:
+    # While torch.compile compiles, dynamo's debug_utils runs `nvcc --version` (seen on an
+    # H200, torch 2.11: the honest compiled_math candidate was refused for it). The rule
+    # holds the code that raised the event: a file of torch's named here, or the candidate.
+    import torch
+
+    from avo_harness.judge import lockdown
+
+    candidate = tmp_path / "cheat.py"
+    nvcc = str(tmp_path / "nvcc")
+    record: list[tuple[str, str]] = []
+    hook = lockdown._audit_hook(str(candidate), (), record, frozenset({nvcc}))
+    where = str(Path(torch.__file__).parent / origin) if origin else str(candidate)
+    code = compile("hook('subprocess.Popen', (nvcc, [nvcc, '--version'], None, None))",
+                   where, "exec")
+    if refused:
+        with pytest.raises(lockdown.Refused, match="starts a process"):
+            exec(code, {"hook": hook, "nvcc": nvcc})
+    else:
+        exec(code, {"hook": hook, "nvcc": nvcc})
+    assert bool(record) == refused, record
+
+
 def test_a_library_s_own_audit_hook_at_import_is_not_tampering(tmp_path: Path) -> None:
     # filelock (torch.compile's caches lock with it) adds an audit hook when first imported,
     # from 3.30 on Python 3.12 (seen on an H200: honest torch.compile code refused); the

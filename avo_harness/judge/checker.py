@@ -106,12 +106,17 @@ def check_output(task: Task, call: Call, out: object, ref: Reference) -> Verdict
     dims = output_dims(task, len(worst))
     passed = n_exceeding == 0 and n_nan == 0 and n_inf == 0
     where = _where(dims, worst)
+    yardstick = "tf32 (rounded to nearest)" if dtype == torch.float32 else \
+        str(dtype).removeprefix("torch.")
     message = (f"max abs error {max_abs:.3e} {'<=' if passed else '>'} tolerance {tolerance:.3e} "
-               f"({FACTOR:g} x {lowp_err:.3e} of a {str(dtype).removeprefix('torch.')} "
+               f"({FACTOR:g} x {lowp_err:.3e} of a {yardstick} "
                f"reference + 1 ulp of the largest expected value); worst at {where}: "
                f"got {float(out64[tuple(worst)]):.6g}, "
                f"expected {float(truth[tuple(worst)]):.6g}; {n_exceeding}/{err.numel()} "
                f"elements over tolerance; {n_nan} NaN, {n_inf} Inf")
+    if not passed and dtype == torch.float32 and not (n_nan or n_inf):
+        message += ("; tensor-core tf32 truncates and can exceed this bound: multiply float32 "
+                    "with input_precision=\"ieee\" (or \"tf32x3\")")
     return Verdict(passed, "ok" if passed else "tolerance", message, max_abs, rel, tolerance,
                    lowp_err, dict(zip(dims, worst)), float(out64[tuple(worst)]),
                    float(truth[tuple(worst)]), n_exceeding, err.numel(), n_nan, n_inf,

@@ -107,11 +107,13 @@ _HARNESS_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os
 _TRUSTED = (_STDLIB, *_SITE, _HARNESS_DIR)
 _TRITON_DIR = _package_dir("triton")
 # Where the code that may start processes lives: Triton (ptxas, the launcher's C compiler,
-# ldconfig), inductor's compilers and workers, and cpp_extension's builds.
+# ldconfig), inductor's compilers and workers, cpp_extension's builds, and dynamo's
+# debug_utils, which runs `nvcc --version` while torch.compile compiles (seen on an H200,
+# torch 2.11: the honest compiled_math candidate was refused for it).
 _SPAWNERS = tuple(
     ([_TRITON_DIR] if _TRITON_DIR else [])
-    + ([_TORCH_DIR + "_inductor", os.path.join(_TORCH_DIR, "utils", "cpp_extension.py")]
-       if _TORCH_DIR else []))
+    + ([_TORCH_DIR + "_inductor", os.path.join(_TORCH_DIR, "utils", "cpp_extension.py"),
+        os.path.join(_TORCH_DIR, "_dynamo", "debug_utils.py")] if _TORCH_DIR else []))
 # Events refused whoever asks: nothing in this process has a reason to do them.
 _ALWAYS = MappingProxyType({
     "os.kill": "sends a signal to a process",
