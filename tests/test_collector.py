@@ -409,7 +409,7 @@ def test_the_candidate_s_own_process_outlives_compiling_ahead(
     box = Sandbox(folder / "honest.py", "attention", SandboxSettings(False, 120, 0))
     file = SimpleNamespace(sandbox=lambda: box, live=Live(None), task=task, device="cpu")
     try:
-        spent = compile_ahead.compile_ahead(file, task.boundary_cases(large=False)[:4], 1)
+        spent = compile_ahead.compile_ahead(file, task.boundary_cases(large=False)[:4], 1).finish()
         assert sum(p["calls"] for p in spent["processes"]) == 4
         pid = box.pid
         time.sleep(1.0)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..judge.machine import PRIVATE
@@ -34,13 +36,34 @@ def in_compile_order(task: Task, checked: list[Case], benches: list[Case]) -> li
     return benches + sorted(checked, key=task.flops, reverse=True)
 
 
-def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[str, Any]:
+@dataclass
+class Ahead:
+    """Compiling ahead once the candidate's own process has done its share: its siblings
+    may still be on their last cases while the checks begin (those meet a kernel still
+    compiling as a wait for it, through the compile server, or compile it themselves)."""
+
+    cases: int
+    main: dict[str, Any]
+    siblings: list[Future[dict[str, Any]]]
+    pool: ThreadPoolExecutor
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the siblings (each closed when done); what every process spent (the
+        report's ``compile_ahead``)."""
+        try:
+            spent = [self.main, *(future.result() for future in self.siblings)]
+        finally:
+            self.pool.shutdown(wait=True)
+        return {"cases": self.cases, "processes": spent}
+
+
+def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> Ahead:
     """Call the candidate once on each of ``cases``, taken from one queue by ``workers``
     sibling processes and its own, all at once, and drop what they return: the kernels
     they compile land in the candidate's one Triton cache (the processes share its scratch
     folder), so the checks that follow find them compiled. No verdict comes from here; a
-    fault stops that process, and the checks meet it again. Returns what each process
-    spent (the report's ``compile_ahead``)."""
+    fault stops that process, and the checks meet it again. Returns when the queue is
+    empty and the candidate's own process is done: ``Ahead.finish`` waits for the rest."""
     main = file.sandbox()
     boxes = [main] + [Sandbox(main.path, main.task_name, main.settings, sibling_of=main)
                       for _ in range(workers)]
@@ -50,13 +73,14 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
         todo.put(case)
     file.live.update(phase="compile", cases_done=0, cases_total=len(cases), force=True)
     done = itertools.count(1)
+    handed_over = threading.Event()  # the checks report progress from then on
 
     def run(box: Sandbox, began: float) -> dict[str, Any]:
         calls, fault = 0, None
         booted: float | None = None
         try:
             if box is main:
-                if main_fault:  # not again here: this thread ends with the pool
+                if main_fault:
                     raise RuntimeError(main_fault)
             else:
                 box.start()
@@ -70,7 +94,8 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
                                              file.device)
                 box.call(call, *file.task.output_like(call))
                 calls += 1
-                file.live.update(cases_done=next(done))
+                if not handed_over.is_set():
+                    file.live.update(cases_done=next(done))
         except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
             fault = main_fault if box is main and main_fault else type(exc).__name__
         finally:
@@ -85,15 +110,15 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> dict[
         return {**spent, "fault": fault} if fault else spent
 
     began, main_fault = time.perf_counter(), None
-    with ThreadPoolExecutor(len(boxes)) as pool:
-        siblings = [pool.submit(run, box, began) for box in boxes[1:]]
-        # The candidate's own process starts on this thread, which outlives the checks
-        # (the siblings meanwhile boot in the pool's): a sandboxed child is killed when the
-        # thread that started it ends (bubblewrap's --die-with-parent), and the pool's
-        # threads end here.
-        try:
-            main.start()
-        except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
-            main_fault = type(exc).__name__  # the checks meet it again
-        spent = [future.result() for future in [pool.submit(run, main, began), *siblings]]
-    return {"cases": len(cases), "processes": spent}
+    pool = ThreadPoolExecutor(max(1, workers))
+    siblings = [pool.submit(run, box, began) for box in boxes[1:]]
+    # The candidate's own process starts and works on this thread, which outlives the
+    # checks (the siblings meanwhile boot in the pool's): a sandboxed child is killed when
+    # the thread that started it ends (bubblewrap's --die-with-parent).
+    try:
+        main.start()
+    except (CandidateFault, HarnessFault, RuntimeError, OSError, ValueError) as exc:
+        main_fault = type(exc).__name__  # the checks meet it again
+    mine = run(main, began)
+    handed_over.set()
+    return Ahead(len(cases), mine, siblings, pool)

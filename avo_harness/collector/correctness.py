@@ -55,11 +55,22 @@ class CorrectnessItem(pytest.Item):
                                      + "; ".join(str(f) for f in findings)))
         replay = file.settings.replay
         workers = compile_workers(file.settings.cuda)
+        ahead = None
         if replay is None and workers:
             # The candidate's own process starts there too, beside its siblings; if it
             # could not, starting it again below says why.
             with file.phases.measure("compile", file.counters):
-                file.compile_ahead = compile_ahead(file, self._planned_cases(), workers)
+                ahead = compile_ahead(file, self._planned_cases(), workers)
+        try:
+            self._correctness(replay)
+        finally:
+            if ahead is not None:  # the siblings' last compiles, if the checks outran them
+                with file.phases.measure("compile", file.counters):
+                    file.compile_ahead = ahead.finish()
+        self.details = {"outcome": "passed", "examples": self.examples_run}
+
+    def _correctness(self, replay: Case | None) -> None:
+        file = self.file
         boundary = len(file.task.boundary_cases(large=file.settings.cuda))
         file.live.update(phase="correctness", cases_done=0, force=True,
                          cases_total=1 if replay is not None else boundary + file.settings.examples)
@@ -72,7 +83,6 @@ class CorrectnessItem(pytest.Item):
                     self._fail(failure.case, failure.verdict)
             else:
                 self._hypothesis()
-        self.details = {"outcome": "passed", "examples": self.examples_run}
 
     def _start(self) -> None:
         try:
