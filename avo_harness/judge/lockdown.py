@@ -265,9 +265,10 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
             frame = frame.f_back
         return frame.f_code.co_filename if frame is not None else None
 
-    def first_outside_stdlib() -> str | None:
-        """The file of the nearest caller outside the standard library."""
-        frame = getframe(4)  # here, quietly, by_candidate or by_compiler, the hook, the caller
+    def first_outside_stdlib(depth: int = 4) -> str | None:
+        """The file of the nearest caller outside the standard library (``depth``: frames
+        between here and the caller: here, quietly, by_candidate or by_compiler, the hook)."""
+        frame = getframe(depth)
         while frame is not None:
             name = frame.f_code.co_filename
             if not _is_stdlib(name):
@@ -355,7 +356,7 @@ def _audit_hook(candidate: str, protected: tuple[str, ...], record: list[tuple[s
         elif event in process_events:
             program = executable(event, args)
             if event == "os.system" or not by_compiler():
-                origin = quietly(first_outside_stdlib)
+                origin = quietly(first_outside_stdlib, 3)  # here, quietly, the hook
                 why = (f"{process_events[event]} ({command(event, args)}, from "
                        f"{os.path.basename(origin) if origin else 'the standard library'})")
             elif program is not None and program not in executables:
