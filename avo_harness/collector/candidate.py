@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from ..judge import kernel_cache
-from ..judge import compile_server
+from ..judge import compile_server, kernel_cache
 from ..judge.compile_server import CompileServer
 from ..judge.sandbox import Sandbox, candidate_settings
 from ..live import Live
