@@ -73,8 +73,11 @@ def one(label: str, path: Path, settings: EvalSettings) -> dict[str, Any]:
            "passed": evaluation.fitness.passed, "reason": evaluation.fitness.reason,
            "geomean_tflops": round(evaluation.fitness.geomean, 2),
            "phases_s": entry.get("phases_s"), "compile_ahead": entry.get("compile_ahead")}
-    print(json.dumps({k: row[k] for k in ("label", "wall_s", "passed", "geomean_tflops",
-                                          "phases_s")}), flush=True)
+    jobs = sorted((job for process in (row["compile_ahead"] or {}).get("processes", [])
+                   for job in process.get("longest_jobs", [])), key=lambda job: -job[1])
+    print(json.dumps({**{k: row[k] for k in ("label", "wall_s", "passed", "geomean_tflops",
+                                             "phases_s")}, "longest_jobs": jobs[:4]}),
+          flush=True)
     return row
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from avo_harness.judge import compile_server
 from avo_harness.judge.compile_server import (MODULE_NAME, CompileServer, Refused, binary,
-                                              portable, requests, validated)
+                                              kernel_name, portable, validated)
 from sm90_kernel import compile_from, compile_here
 
 
@@ -36,7 +36,7 @@ def test_a_compile_is_triton_s_own_and_is_kept_for_every_later_request(
     answer = server.compile(request_of(kernel))
     assert binary(answer, "cubin") == kernel.asm["cubin"]
     assert answer["asm"]["ptx"] == kernel.asm["ptx"] and answer["metadata"]["name"] == "_add"
-    assert requests(server.counts) == Counter(compiles=1)
+    assert server.counts == Counter(compiles=1)
 
     def no_job(request: Any) -> dict[str, Any]:
         raise AssertionError("compiled again")
@@ -45,7 +45,7 @@ def test_a_compile_is_triton_s_own_and_is_kept_for_every_later_request(
     again = CompileServer(tmp_path / "cache", jobs=1)  # another session, the same store
     monkeypatch.setattr(again, "_run", no_job)
     assert again.compile(request_of(kernel)) == answer
-    assert requests(again.counts) == Counter(hits=1)
+    assert again.counts == Counter(hits=1)
 
 
 def test_a_candidate_finds_the_kernels_of_another_in_another_folder(
@@ -66,7 +66,7 @@ def test_a_candidate_finds_the_kernels_of_another_in_another_folder(
             assert ptx_files and all(str(tmp_path) not in f for f in ptx_files), ptx_files
             wanted = MODULE_NAME if name == "module.py" else name
             assert all(wanted in f for f in ptx_files), ptx_files
-    assert requests(server.counts) == Counter(compiles=2, hits=2)
+    assert server.counts == Counter(compiles=2, hits=2)
 
 
 def test_only_locations_in_the_candidate_s_folder_are_renamed() -> None:
@@ -121,8 +121,16 @@ def test_ir_that_does_not_compile_answers_one_line_and_is_not_kept(tmp_path: Pat
     answer = server.compile({"ext": "ttir", "ir": "module { this is not MLIR", "options": {},
                              "target": ["cuda", 90, 32]})
     assert set(answer) == {"error"} and "\n" not in answer["error"], answer
-    assert requests(server.counts) == Counter(failures=1)
+    assert server.counts == Counter(failures=1)
     assert not list((tmp_path / "cache").glob("*/*.json"))
+
+
+def test_a_job_is_named_by_its_kernel_s_function_and_launch_options() -> None:
+    ir = 'module {\n  tt.func public @_attn_fwd(%arg0: !tt.ptr<f16>) {\n'
+    request = {"ext": "ttgir", "ir": ir, "target": ["cuda", 90, 32],
+               "options": {"num_warps": 8, "num_stages": 3}}
+    assert kernel_name(request) == "_attn_fwd w8 s3"
+    assert kernel_name({**request, "ir": "module {}"}) == "? w8 s3"
 
 
 def test_a_damaged_entry_is_compiled_again(tmp_path: Path, kernel: Any) -> None:
@@ -132,7 +140,7 @@ def test_a_damaged_entry_is_compiled_again(tmp_path: Path, kernel: Any) -> None:
     (entry,) = (tmp_path / "cache").glob("*/*.json")
     entry.write_text(json.dumps({"asm": {"ptx": "not a cubin"}, "metadata": {}}))
     assert binary(server.compile(request), "cubin") == kernel.asm["cubin"]
-    assert requests(server.counts) == Counter(compiles=2)
+    assert server.counts == Counter(compiles=2)
 
 
 def test_identical_requests_in_flight_wait_for_one_compile(
@@ -162,7 +170,7 @@ def test_a_compile_past_its_time_is_killed(tmp_path: Path, kernel: Any) -> None:
     server = CompileServer(tmp_path / "cache", timeout_s=0.2)  # less than Triton's import
     answer = server.compile(request_of(kernel))
     assert answer == {"error": "the compile took over 0.2 s"}
-    assert requests(server.counts) == Counter(failures=1)
+    assert server.counts == Counter(failures=1)
 
 
 def test_a_job_gets_none_of_the_parent_s_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +185,9 @@ def test_serve_answers_a_child_until_it_hangs_up(tmp_path: Path, kernel: Any) ->
     server = CompileServer(tmp_path / "cache")
     ours, theirs = socket.socketpair()
     counts: Counter[str] = Counter()
-    thread = threading.Thread(target=server.serve, args=(Connection(ours.detach()), counts))
+    jobs: list[compile_server.Job] = []
+    thread = threading.Thread(target=server.serve,
+                              args=(Connection(ours.detach()), counts, None, jobs))
     thread.start()
     child = Connection(theirs.detach())
     for message in (b"not json", json.dumps({"ext": "ttir"}).encode(),
@@ -189,4 +199,5 @@ def test_serve_answers_a_child_until_it_hangs_up(tmp_path: Path, kernel: Any) ->
     assert not thread.is_alive()
     assert [a.get("error", "")[:8] for a in answers] == ["refused:", "refused:", ""]
     assert binary(answers[2], "cubin") == kernel.asm["cubin"]
-    assert requests(counts) == Counter(refused=2, compiles=1)
+    assert counts == Counter(refused=2, compiles=1)
+    assert [job.kernel for job in jobs] == ["_add w4 s?"] and jobs[0].seconds > 0

@@ -21,6 +21,9 @@ from ..tasks import Case, Task
 if TYPE_CHECKING:
     from .candidate import CandidateFile
 
+#: Compile jobs a process's entry of the report names, longest first.
+LONGEST_JOBS = 3
+
 
 def compile_workers(cuda: bool) -> int:
     """Processes that compile a candidate's kernels ahead, beside its own: half the cores
@@ -107,6 +110,9 @@ def compile_ahead(file: CandidateFile, cases: list[Case], workers: int) -> Ahead
                  "compile_s": round(box.compile_s, 3)}
         if box.compiles:  # what the compile server did for it: hits, compiles, ...
             spent["served"] = dict(box.compiles)
+        if box.compile_jobs:  # and the longest jobs it ran for it, which bound the phase
+            spent["longest_jobs"] = [list(job) for job in sorted(
+                box.compile_jobs, key=lambda job: -job.seconds)[:LONGEST_JOBS]]
         return {**spent, "fault": fault} if fault else spent
 
     began, main_fault = time.perf_counter(), None

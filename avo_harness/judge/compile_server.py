@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import confine
 
@@ -63,6 +63,25 @@ FORWARDED = ("num_warps", "num_ctas", "num_stages", "warp_size", "maxnreg", "ptx
 _FILE_LOC = re.compile(r'loc\("([^"\\]*)":')
 #: The name every candidate's own module goes by in the IR a server compiles.
 MODULE_NAME = "candidate.py"
+
+
+class Job(NamedTuple):
+    """One compile the server ran: the kernel (its name, warps and stages) and its seconds
+    (a sandboxed process's start included), to find which kernels bound a compile phase."""
+    kernel: str
+    seconds: float
+
+
+#: A kernel's name in the IR of either stage: ``tt.func public @name(``.
+_FUNC = re.compile(r"tt\.func (?:public )?@([\w$.]+)")
+
+
+def kernel_name(request: Mapping[str, Any]) -> str:
+    """``name wW sS`` for a validated request (``?`` where its IR names no function)."""
+    found = _FUNC.search(request["ir"])
+    options = request["options"]
+    return (f"{found.group(1) if found else '?'} w{options.get('num_warps', '?')} "
+            f"s{options.get('num_stages', '?')}")
 
 
 class Refused(ValueError):
@@ -138,14 +157,15 @@ class CompileServer:
         self._writes = 0
         #: Requests answered from the cache (``hits``), compiled (``compiles``), failed to
         #: compile (``failures``), answered by another's compile in flight (``waited``),
-        #: not compile requests (``refused``); and the jobs' milliseconds (``job_ms``).
+        #: not compile requests (``refused``).
         self.counts: Counter[str] = Counter()
 
     def serve(self, conn: Connection, counts: Counter[str] | None = None,
-              module: str | None = None) -> None:
+              module: str | None = None, jobs: list[Job] | None = None) -> None:
         """Answer one child's requests until it hangs up (run on a thread of its own),
-        tallying what it did for them in ``counts`` too; ``module``: the path of the
-        candidate it runs (its IR's locations name it, see ``portable``)."""
+        tallying what it did for them in ``counts`` and the jobs it ran in ``jobs`` too;
+        ``module``: the path of the candidate it runs (its IR's locations name it, see
+        ``portable``)."""
         counts = Counter() if counts is None else counts
         with conn:
             for _ in range(MAX_REQUESTS):
@@ -154,7 +174,7 @@ class CompileServer:
                 except (EOFError, OSError):  # gone, or a message over the limit
                     return
                 try:
-                    answer = self.compile(json.loads(message), counts, module)
+                    answer = self.compile(json.loads(message), counts, module, jobs)
                 except (Refused, ValueError) as exc:
                     self._count("refused", counts)
                     answer = {"error": f"refused: {exc}"[:300]}
@@ -164,10 +184,11 @@ class CompileServer:
                     return
 
     def compile(self, request: Any, counts: Counter[str] | None = None,
-                module: str | None = None) -> dict[str, Any]:
+                module: str | None = None, jobs: list[Job] | None = None) -> dict[str, Any]:
         """The answer to one request: ``{"asm": {stage: text}, "metadata": {...}}`` (a
         binary stage in base64), or ``{"error": why}`` if it does not compile. What is
-        compiled and kept is the request's IR made ``portable`` for ``module``."""
+        compiled and kept is the request's IR made ``portable`` for ``module``; a compile
+        it ran is appended to ``jobs``."""
         request = validated(request)
         request["ir"] = portable(request["ir"], module)
         key = self.key(request)
@@ -187,7 +208,8 @@ class CompileServer:
         try:
             began = time.monotonic()
             answer = self._run(request)
-            self._count("job_ms", counts, int(1000 * (time.monotonic() - began)))
+            if jobs is not None:
+                jobs.append(Job(kernel_name(request), round(time.monotonic() - began, 3)))
             self._count("failures" if "error" in answer else "compiles", counts)
             if "error" not in answer:
                 self._write(key, answer)
@@ -204,11 +226,11 @@ class CompileServer:
         return hashlib.sha256(json.dumps([SCHEMA, _triton_version(), env, request],
                                          sort_keys=True).encode()).hexdigest()
 
-    def _count(self, what: str, counts: Counter[str] | None, n: int = 1) -> None:
+    def _count(self, what: str, counts: Counter[str] | None) -> None:
         with self._lock:
-            self.counts[what] += n
+            self.counts[what] += 1
             if counts is not None:
-                counts[what] += n
+                counts[what] += 1
 
     def _path(self, key: str) -> Path:
         return self.cache / key[:2] / f"{key}.json"
@@ -287,11 +309,6 @@ class CompileServer:
                     f"{tail.splitlines()[-1] if tail else 'no answer'}"[:300]}
         return answer if _answer(answer) or _error(answer) else {
             "error": "the compile job answered something else"}
-
-
-def requests(counts: Mapping[str, int]) -> Counter[str]:
-    """``counts`` without the jobs' milliseconds: the requests, by how they were answered."""
-    return Counter({k: v for k, v in counts.items() if k != "job_ms"})
 
 
 def _answer(answer: Any) -> bool:

@@ -37,7 +37,7 @@ from . import kernel_cache as kernels
 from .arena import Arena
 
 if TYPE_CHECKING:
-    from .compile_server import CompileServer
+    from .compile_server import CompileServer, Job
 
 #: The longest answer the child may send (a traceback is cut to 8 kB).
 _MAX_ANSWER = 64 << 10
@@ -161,6 +161,8 @@ class Sandbox:
                                                  else None)
         #: What the compile server did for this box's children (hits, compiles, ...).
         self.compiles: Counter[str] = Counter()
+        #: The compiles the server ran for them.
+        self.compile_jobs: list[Job] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._arena: Arena | None = None
@@ -381,7 +383,7 @@ class Sandbox:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         module = os.path.abspath(self.path) if self.path else None
         threading.Thread(target=server.serve, args=(Connection(ours.detach()), self.compiles,
-                                                    module),
+                                                    module, self.compile_jobs),
                          name="avo-compiles", daemon=True).start()
         return theirs
 
