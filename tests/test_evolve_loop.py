@@ -522,8 +522,24 @@ def test_no_evaluation_starts_that_the_time_left_cannot_finish(
     assert [(g["name"], g["time_left_s"]) for g in given] == [
         ("seed", 100.0), ("evo_r1_g001", 70.0), ("evo_r1_g002", 40.0)]
     assert reason == "time budget: 10 s left, less than an evaluation takes (the longest of " \
-                     "this run's: 30 s)"
+                     "this run's proposals: 30 s)"
     assert len(lineage.records(evolution.run_id)) == 3 and clock.now - 1000.0 == 90.0
+
+
+def test_the_estimate_forgets_the_starting_candidates_once_a_proposal_is_timed(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    clock = _Clock()
+    # The seed pays for the cold compiles and the calibration: 60 s; proposals take 20 s.
+    given = _timed(monkeypatch, clock, {"seed": 60.0, **{f"evo_r1_g00{i}": 20.0
+                                                          for i in range(1, 10)}})
+    evolution, _ = _evolution(root, lineage, 10, time_budget_s=125.0)
+    reason = evolution.run()
+    # After the seed, 65 s are left (more than 60): a proposal; after it the estimate is
+    # its 20 s, not the seed's 60, so two more start.
+    assert [g["name"] for g in given] == ["seed", "evo_r1_g001", "evo_r1_g002", "evo_r1_g003"]
+    assert reason == "time budget: 5 s left, less than an evaluation takes (the longest of " \
+                     "this run's proposals: 20 s)"
 
 
 def test_a_proposal_the_time_left_cannot_evaluate_waits_for_resume(

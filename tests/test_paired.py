@@ -180,6 +180,67 @@ def test_a_source_the_scan_refuses_starts_no_sandbox(
     assert doc["timings"] == [] and "rms_norm" in failure["message"]
 
 
+def test_both_sides_warm_up_at_once_and_the_candidate_s_failure_is_the_one_reported(
+        make_project: Callable[..., Path], honest_rmsnorm: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = "raise ImportError('no such kernel')\n"
+    root = make_project({"candidate": broken, "best": broken}, "rmsnorm")
+    spans: dict[str, tuple[float, float]] = {}
+    real = judge._warm
+
+    def timed(task: Any, who: str, *args: Any) -> None:
+        began = time.monotonic()
+        time.sleep(0.5)
+        try:
+            real(task, who, *args)
+        finally:
+            spans[who] = (began, time.monotonic())
+
+    monkeypatch.setattr(judge, "_warm", timed)
+    folder = root / "candidates" / "rmsnorm"
+    doc = judge.run(TASK, folder / "candidate.py", folder / "best.py", 2, cuda=False,
+                    settings=_settings(root), gpu_lock_path=None)
+    assert max(began for began, _ in spans.values()) < min(end for _, end in spans.values())
+    (failure,) = doc["failures"]
+    assert (failure["who"], failure["stage"]) == ("candidate", "warm-up")
+    assert "no such kernel" in failure["message"] and doc["timings"] == []
+
+
+def test_the_run_s_calibration_is_used_and_not_measured_again(
+        make_project: Callable[..., Path], honest_rmsnorm: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project({"candidate": honest_rmsnorm, "best": honest_rmsnorm}, "rmsnorm")
+    kept = root / "calibration.json"
+    machine.Machine(False, 60, machine.Roofline("kept cpu", 1e12, 1e11)).keep(kept, {})
+    measured: list[bool] = []
+    monkeypatch.setattr(machine, "measure", lambda cuda: measured.append(cuda) or
+                        machine.Roofline("measured cpu", 1e12, 1e11))
+    folder = root / "candidates" / "rmsnorm"
+    doc = judge.run(TASK, folder / "candidate.py", folder / "best.py", 1, cuda=False,
+                    settings=_settings(root), gpu_lock_path=None, calibration=kept)
+    assert doc["failures"] == [] and doc["device"] == "kept cpu" and measured == []
+    doc = judge.run(TASK, folder / "candidate.py", folder / "best.py", 1, cuda=False,
+                    settings=_settings(root), gpu_lock_path=None,
+                    calibration=root / "none.json")
+    assert doc["device"] == "measured cpu" and measured == [False]
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_the_measurement_shares_the_run_s_compile_cache_and_calibration(
+        tmp_path: Path, device: str) -> None:
+    from avo_harness.evolve.paired import command
+
+    settings = EvalSettings(device, 2, 60.0, 300.0, 8.0, tmp_path, store=tmp_path / "store",
+                            calibration=tmp_path / "store" / "calibration" / "run-1.json")
+    argv = command(tmp_path / "a.py", tmp_path / "b.py", settings, 3, tmp_path / "o.json", None)
+    assert argv[argv.index("--calibration") + 1] == str(settings.calibration)
+    if device == "cuda":
+        assert argv[argv.index("--compile-cache") + 1] == str(tmp_path / "store" /
+                                                              "compile-cache")
+    else:  # the interpreter compiles nothing
+        assert "--compile-cache" not in argv
+
+
 # compare(): judge.paired in a fresh process group, as the loop runs it.
 def _compare(root: Path, rounds: int = 2, *, call_timeout_s: float = 60.0,
              eval_timeout_s: float = 300.0, time_left_s: float | None = None,

@@ -29,7 +29,6 @@ from typing import Any
 import avo_harness
 
 from ..evolve.evaluate import EvalSettings, Placement, start
-from ..judge import compile_server
 from ..tasks import Case, Task
 from .views import floor_text
 
@@ -152,13 +151,11 @@ class Bench:
         return rows, float(answer.get("lock_wait_s", 0.0))
 
     def _compile_cache(self) -> str | None:
-        """The compile server's cache the evaluations of this run use (on a GPU, unless
-        ``--avo-compile-server off``): an attempt finds the kernels its evaluations, its
-        earlier tool calls and the best committed candidate compiled."""
-        settings = self.settings
-        if not (self.cuda and settings.compile_server and settings.store is not None):
-            return None
-        return str(settings.store / compile_server.FOLDER)
+        """The compile server's cache of the run (``EvalSettings.compile_cache``): an attempt
+        finds the kernels its evaluations, its earlier tool calls and the best committed
+        candidate compiled."""
+        cache = self.settings.compile_cache()
+        return None if cache is None else str(cache)
 
     def _run(self, request: dict[str, Any], files: dict[str, dict[str, str]], limit_s: float,
              profiled: bool = False) -> dict[str, Any]:

@@ -6,14 +6,12 @@ next, so every candidate of a run is held to the same floor, protocol cost and b
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..judge.machine import PRIVATE, Machine
-from ..judge.roofline import Roofline
 from ..judge.timer import clock_name, summarize, time_in_process
 from ..options import settings_of
 from ..tasks import BenchConfig, Call, Task
@@ -43,39 +41,19 @@ def load_calibration(config: pytest.Config, cuda: bool) -> None:
     """Start from the machine's measurements kept in ``--avo-calibration PATH`` (which
     ``--avo-evolve`` passes to its evaluations: the first measures, the others reuse).
     A file of another device, or none, or one that does not parse, is measured anew."""
-    path = _calibration_path(config)
-    try:
-        kept = json.loads(path.read_text()) if path is not None else None
-        if not isinstance(kept, dict) or kept.get("device") != _device_name(cuda):
-            return
-        roofline = Roofline(**kept["roofline"])
-        protocol_s = {str(k): float(v) for k, v in kept["protocol_s"].items()}
-        baselines = dict(kept["baselines"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return
-    _keep(config, Machine(cuda, settings_of(config).harness.timeout_s, roofline, protocol_s))
-    config.stash[BASELINES_KEY] = baselines
+    kept = Machine.kept(_calibration_path(config), cuda, settings_of(config).harness.timeout_s)
+    if kept is not None:
+        _keep(config, kept[0])
+        config.stash[BASELINES_KEY] = kept[1]
 
 
 def save_calibration(config: pytest.Config, cuda: bool) -> None:
     """Keep what this session measured of the machine for the next evaluation."""
-    from ..report import write_json_atomically
-
     path = _calibration_path(config)
     machine = config.stash.get(MACHINE_KEY, None)
     if path is None or machine is None or machine.roofline is None:
         return
-    roof = machine.roofline
-    write_json_atomically(path, {
-        "device": _device_name(cuda), "roofline": {"device": roof.device,
-        "matmul_flops_per_s": roof.matmul_flops_per_s, "copy_bytes_per_s": roof.copy_bytes_per_s},
-        "protocol_s": machine.protocol, "baselines": config.stash.get(BASELINES_KEY, {})})
-
-
-def _device_name(cuda: bool) -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if cuda else "cpu"
+    machine.keep(path, config.stash.get(BASELINES_KEY, {}))
 
 
 def baseline(config: pytest.Config, task: Task, bench: BenchConfig,

@@ -63,6 +63,16 @@ class EvalSettings:
     #: compile cache; None: each evaluation's own default.
     store: Path | None = None
 
+    def compile_cache(self) -> Path | None:
+        """The compile server's cache the run's GPU processes share (evaluations, paired
+        timings, the agent's workbench); None in the interpreter, with the server off, or
+        without a store."""
+        from ..judge.compile_server import FOLDER
+
+        if self.device != "cuda" or not self.compile_server or self.store is None:
+            return None
+        return self.store / FOLDER
+
 
 def settings_from(config: pytest.Config) -> EvalSettings:
     """How this session evaluates a candidate: one place for the loop and for any operator

@@ -6,7 +6,7 @@ stage it, evaluate it with pytest in a fresh process, record it, and commit it t
 at least the best committed one (ties accepted, ``--avo-margin`` for noise). The
 run stops on the first budget reached: generations, wall time, operator cost or tokens.
 The time budget is hard: no evaluation starts that the time left cannot finish (by the
-longest of this run's evaluations timed in full), and one in flight is ended at the limit
+longest of this run's proposals timed in full), and one in flight is ended at the limit
 and recorded as cut. A proposal's evaluation gets the cascade (cascade.py), which stops
 timing it once it cannot reach the commit bar.
 
@@ -614,17 +614,21 @@ class Evolution:
         """Why no evaluation may start now, if the time budget says so. The estimate is the
         longest of this run's evaluations that timed every configuration: a proposal worth
         having is timed in full, and one ended at the limit is lost, so the estimate errs
-        long. Shorter evaluations (failed, cut) and ones killed (a hang) do not count."""
+        long. Shorter evaluations (failed, cut) and ones killed (a hang) do not count, nor
+        do the starting candidates' once a proposal's counts: they paid for the run's cold
+        compiles and the machine's calibration, which no later evaluation pays again."""
         left = self._time_left()
         if left is None:
             return None
         if left <= 0:
             return f"time budget reached ({time.monotonic() - self.started:,.0f} s)"
-        full = [r.eval_s for r in self.lineage.records(self.run_id)
-                if r.status == PASSED and r.eval_s]
-        if full and max(full) > left:
+        full = [r for r in self.lineage.records(self.run_id) if r.status == PASSED and r.eval_s]
+        proposals = [r for r in full if not r.starting]
+        longest = max((r.eval_s or 0.0 for r in proposals or full), default=0.0)
+        if longest > left:
+            whose = "proposals" if proposals else "evaluations"
             return (f"time budget: {left:,.0f} s left, less than an evaluation takes "
-                    f"(the longest of this run's: {max(full):,.0f} s)")
+                    f"(the longest of this run's {whose}: {longest:,.0f} s)")
         return None
 
     def _budget_spent(self, steps: int = 0) -> str | None:

@@ -121,6 +121,8 @@ def command(candidate: Path, best: Path, settings: EvalSettings, rounds: int, ou
             "--timeout", str(settings.call_timeout_s),
             "--memory-limit", str(settings.memory_limit_gib), "--root", str(settings.rootdir),
             *(["--gpu-lock", str(gpu_lock)] if gpu_lock is not None else []),
+            *(["--compile-cache", str(cache)] if (cache := settings.compile_cache()) else []),
+            *(["--calibration", str(settings.calibration)] if settings.calibration else []),
             str(candidate.resolve()), str(best.resolve())]
 
 

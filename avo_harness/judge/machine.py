@@ -8,7 +8,11 @@ collector (one per session, kept across evaluations by ``--avo-calibration``) an
 """
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
+
+from typing import Any
 
 from ..tasks import BenchConfig, Task
 from .checker import Verdict, calibrate, check_timed
@@ -77,8 +81,44 @@ class Machine:
                 break
         return verdict, times, floor
 
+    @classmethod
+    def kept(cls, path: Path | None, cuda: bool, timeout_s: float
+             ) -> tuple[Machine, dict[str, Any]] | None:
+        """The machine as an earlier process measured it and kept it in ``path`` (the
+        collector's ``--avo-calibration``), with the baselines kept beside it; None if
+        there is no file, or it is another device's, or it does not parse."""
+        try:
+            kept = json.loads(path.read_text()) if path is not None else None
+            if not isinstance(kept, dict) or kept.get("device") != device_name(cuda):
+                return None
+            roofline = Roofline(**kept["roofline"])
+            protocol_s = {str(k): float(v) for k, v in kept["protocol_s"].items()}
+            baselines = dict(kept["baselines"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+        return cls(cuda, timeout_s, roofline, protocol_s), baselines
+
+    def keep(self, path: Path, baselines: dict[str, Any]) -> None:
+        """Write what ``kept`` reads: the ceilings, the protocol's costs, ``baselines``."""
+        from ..report import write_json_atomically
+
+        assert self.roofline is not None
+        roof = self.roofline
+        write_json_atomically(path, {
+            "device": device_name(self.cuda), "roofline": {
+                "device": roof.device, "matmul_flops_per_s": roof.matmul_flops_per_s,
+                "copy_bytes_per_s": roof.copy_bytes_per_s},
+            "protocol_s": self.protocol, "baselines": baselines})
+
     def close(self) -> None:
         """Stop the stand-in's child, if one started."""
         if self._stand_in is not None:
             self._stand_in.close()
             self._stand_in = None
+
+
+def device_name(cuda: bool) -> str:
+    """The device a calibration describes: the GPU's name, or cpu."""
+    import torch
+
+    return torch.cuda.get_device_name() if cuda else "cpu"

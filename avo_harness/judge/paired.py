@@ -4,14 +4,18 @@ Noise between two evaluations (another process on the machine, another GPU, cloc
 that drift) can make a candidate look faster than the best when it is not. Before a
 commit the controller (``evolve/paired.py``) runs this module in a fresh process: one
 sandbox per candidate, started as the collector starts one (the same settings, the
-same static scan first), then round after round each benchmark configuration timed for
-both with the judge's own timed check (every timed output verified: a wrong one is a
-failure, never a timing), the one that goes first alternating from round to round
-(A, B, then B, A), all of it holding the GPU's lock. It writes what it measured as JSON;
-the statistic is the controller's, which never runs candidate code.
+same static scan first; both warmed up at once, their kernels from the run's compile
+server), then round after round each benchmark configuration timed for both with the
+judge's own timed check (every timed output verified: a wrong one is a failure, never a
+timing), the one that goes first alternating from round to round (A, B, then B, A), all
+of it holding the GPU's lock. The machine's ceilings and protocol costs are the run's
+(``--calibration``, what its evaluations measured), so both sides and every evaluation
+are held to the same floor. It writes what it measured as JSON; the statistic is the
+controller's, which never runs candidate code.
 
     python -m avo_harness.judge.paired --task T --device cpu|cuda --rounds R --out OUT.json
-        [--gpu-lock PATH] [--timeout S] [--memory-limit GIB] [--root DIR] CANDIDATE.py BEST.py
+        [--gpu-lock PATH] [--timeout S] [--memory-limit GIB] [--root DIR]
+        [--compile-cache DIR] [--calibration PATH] CANDIDATE.py BEST.py
 
 The document (``avo-harness/paired/1``): ``task``, ``device`` (the GPU's name, or cpu),
 ``clock``, ``sandbox``, ``rounds``, ``paths`` and ``configs``; ``timings``, one entry per
@@ -25,11 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..tasks import BenchConfig, Task, get_task
 from . import confine, gpu_lock
+from .compile_server import CompileServer
 from .checker import Verdict, fault_verdict, harness_verdict
 from .machine import PRIVATE, Machine
 from .sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings, candidate_settings
@@ -60,9 +66,12 @@ def _failure(who: str, stage: str, verdict: Verdict, **where: Any) -> _Failed:
 
 
 def run(task: Task, candidate: Path, best: Path, rounds: int, *, cuda: bool,
-        settings: SandboxSettings, gpu_lock_path: Path | None) -> dict[str, Any]:
+        settings: SandboxSettings, gpu_lock_path: Path | None,
+        compile_cache: Path | None = None, calibration: Path | None = None) -> dict[str, Any]:
     """Time ``candidate`` and ``best`` interleaved over ``rounds`` rounds of every benchmark
-    configuration: the document this module writes (its format in the module's docstring)."""
+    configuration: the document this module writes (its format in the module's docstring).
+    ``compile_cache``: the compile server's (on a GPU); ``calibration``: the machine as the
+    run's evaluations measured it (measured here if absent)."""
     paths = dict(zip(SIDES, (candidate, best)))
     configs = task.bench_configs(cuda=cuda)
     doc: dict[str, Any] = {
@@ -79,14 +88,24 @@ def run(task: Task, candidate: Path, best: Path, rounds: int, *, cuda: bool,
                 False, findings[0].rule, "the source " + "; ".join(map(str, findings)))).record)
     if doc["failures"]:
         return doc
-    boxes = {who: Sandbox(path, task.name, settings) for who, path in paths.items()}
+    server = CompileServer(compile_cache) if cuda and compile_cache is not None else None
+    boxes = {who: Sandbox(path, task.name, settings, compile_server=server)
+             for who, path in paths.items()}
+    # Each side starts and warms up on a thread of its own, which outlives the timing: a
+    # sandboxed child is killed when the thread that started it ends (--die-with-parent).
+    pool = ThreadPoolExecutor(len(boxes))
     try:
-        for who, box in boxes.items():
-            _warm(task, who, box, configs, "cuda" if cuda else "cpu")
+        warming = [pool.submit(_warm, task, who, box, configs, "cuda" if cuda else "cpu")
+                   for who, box in boxes.items()]
+        for future in warming:  # both sides warm up whole; the first side's failure counts
+            future.exception()
+        for future in warming:
+            future.result()
         with gpu_lock.exclusive(gpu_lock_path):
-            machine = Machine(cuda, settings.timeout_s)
+            kept = Machine.kept(calibration, cuda, settings.timeout_s)
+            machine = kept[0] if kept is not None else Machine(cuda, settings.timeout_s)
             try:
-                machine.calibrate(task, configs)
+                machine.calibrate(task, configs)  # what the run's calibration lacks, if any
             except (CandidateFault, *_HARNESS_FAULTS) as exc:
                 raise _failure("harness", "calibration",
                                harness_verdict(exc, "measuring the machine")) from None
@@ -111,6 +130,7 @@ def run(task: Task, candidate: Path, best: Path, rounds: int, *, cuda: bool,
     finally:
         for box in boxes.values():
             box.close()
+        pool.shutdown()
     return doc
 
 
@@ -142,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="GiB of address space for a candidate's process (0: no limit)")
     parser.add_argument("--root", type=Path, default=Path.cwd(),
                         help="the project, protected from the candidates' writes")
+    parser.add_argument("--compile-cache", type=Path,
+                        help="the compile server's cache (on a GPU): the run's")
+    parser.add_argument("--calibration", type=Path,
+                        help="the machine as the run's evaluations measured it")
     parser.add_argument("candidate", type=Path)
     parser.add_argument("best", type=Path)
     args = parser.parse_args(argv)
@@ -153,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                                   memory_limit_bytes=int(args.memory_limit * 2**30),
                                   protected=[args.root.resolve(), args.out.resolve()])
     doc = run(get_task(args.task), *paths, args.rounds, cuda=cuda, settings=settings,
-              gpu_lock_path=args.gpu_lock)
+              gpu_lock_path=args.gpu_lock, compile_cache=args.compile_cache,
+              calibration=args.calibration)
     args.out.write_text(json.dumps(doc, indent=1))
     return 0
 
