@@ -475,6 +475,39 @@ def test_a_second_session_reuses_the_machine_s_measurements_of_the_first(
     assert "measured again" in other.text
 
 
+def test_what_an_evaluation_beside_it_measured_meanwhile_is_not_measured_again(
+        write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
+        honest_attention: str, pytester: pytest.Pytester,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_candidate("honest", honest_attention)
+    full = pytester.path / "measured.json"
+    first = avo_run("--avo-calibration", str(full), examples=0)
+    # The second session starts with nothing kept; "another evaluation" keeps the machine's
+    # measurements once the first benchmark item is set up (as one started beside it would,
+    # holding the GPU's lock first), and this one measures none of it.
+    shared = pytester.path / "shared.json"
+    pytester.makeconftest(f"""
+import shutil
+
+def pytest_runtest_setup(item):
+    if item.name.startswith("benchmark[") and not {str(shared)!r} in _done:
+        _done.append({str(shared)!r})
+        shutil.copy({str(full)!r}, {str(shared)!r})
+
+_done = []
+""")
+
+    def no_measuring(cuda: bool) -> Roofline:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(machine, "measure", no_measuring)
+    second = avo_run("--avo-calibration", str(shared), examples=0)
+    assert second.report["baselines"] == first.report["baselines"]
+    assert all(b["outcome"] == "passed"
+               for b in second.candidate("honest")["benchmarks"].values())
+    assert json.loads(shared.read_text())["baselines"] == first.report["baselines"]
+
+
 def test_an_import_that_fails_while_compiling_ahead_is_still_the_verdict(
         write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
         monkeypatch: pytest.MonkeyPatch) -> None:

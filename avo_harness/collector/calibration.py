@@ -56,6 +56,29 @@ def save_calibration(config: pytest.Config, cuda: bool) -> None:
     machine.keep(path, config.stash.get(BASELINES_KEY, {}))
 
 
+def catch_up(config: pytest.Config, cuda: bool, bench: BenchConfig) -> bool:
+    """Before ``bench`` is timed, with the GPU's lock held: what another evaluation of the
+    run measured of the machine since this one started and kept (``--avo-calibration``),
+    merged in, so that the evaluations that start a run together measure it once. Whether
+    ``bench``'s protocol cost or baseline is still to be measured (then ``save_calibration``
+    after it, under the same lock)."""
+    machine = machine_of(config)
+    baselines = config.stash.setdefault(BASELINES_KEY, {})
+
+    def missing() -> bool:
+        return (cuda and bench.name not in machine.protocol) or bench.name not in baselines
+
+    if not missing():
+        return False
+    kept = Machine.kept(_calibration_path(config), cuda, machine.timeout_s)
+    if kept is not None:
+        other, other_baselines = kept
+        machine.roofline = machine.roofline or other.roofline
+        machine.protocol = {**other.protocol, **machine.protocol}
+        baselines.update({k: v for k, v in other_baselines.items() if k not in baselines})
+    return missing()
+
+
 def baseline(config: pytest.Config, task: Task, bench: BenchConfig,
              device: str) -> dict[str, Any] | None:
     """The task's library implementation timed on ``bench`` by the same clock, once per session.
