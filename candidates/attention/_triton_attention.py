@@ -408,8 +408,9 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
         # float32 tiles are twice as large: keep a pipelined K/V tile within shared memory.
         # Hopper's tf32 truncates, so float32 products are three tf32 ones on the tensor
         # cores (each operand's high and low halves: float32's accuracy to a few ulp).
-        # Exact products ("ieee") unroll into FMAs: 18 s of compiling a kernel at D = 128
-        # (sm_90, on a CPU), 1.8 s this way; a float32 case is checked, never timed.
+        # Exact products ("ieee") unroll into FMAs: 19 s of compiling a 4-warp kernel at
+        # D = 128 (sm_90, benchmarks/compile_time.py), 4.7 s this way; float32 is checked,
+        # never timed.
         block_n, stages, precision = min(block_n, 32), 1, "tf32x3"
     grid = (triton.cdiv(Nq, block_m), B * Hq)
     _attn_fwd_ptr[grid](
