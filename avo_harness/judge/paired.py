@@ -35,8 +35,8 @@ from typing import Any
 
 from ..tasks import BenchConfig, Task, get_task
 from . import confine, gpu_lock
-from .compile_server import CompileServer
 from .checker import Verdict, fault_verdict, harness_verdict
+from .compile_server import CompileServer
 from .machine import PRIVATE, Machine
 from .sandbox import CandidateFault, HarnessFault, Sandbox, SandboxSettings, candidate_settings
 from .scan import scan_file
