@@ -542,6 +542,30 @@ def test_the_estimate_forgets_the_starting_candidates_once_a_proposal_is_timed(
                      "this run's proposals: 20 s)"
 
 
+def test_a_proposal_cut_as_slower_counts_in_the_estimate(
+        tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, seed=CHUNKED)
+    clock = _Clock()
+    given = _timed(monkeypatch, clock, {"seed": 60.0})
+    timed = scheduler.evaluate
+
+    def cut_after_20_s(path: Path, settings: EvalSettings, **kwargs: Any) -> Evaluation:
+        if path.stem == "seed":
+            return timed(path, settings, **kwargs)
+        given.append({"name": path.stem})
+        clock.now += 20.0
+        return Evaluation(Fitness(False, "cut: slower (1 of 2 configurations timed)",
+                                  {"a": 0.5}, 0.0, cut="slower"), None, 20.0)
+
+    monkeypatch.setattr(scheduler, "evaluate", cut_after_20_s)
+    evolution, _ = _evolution(root, lineage, 10, time_budget_s=125.0)
+    reason = evolution.run()
+    # The cut proposals took 20 s: the seed's 60 s no longer holds the search back.
+    assert [g["name"] for g in given] == ["seed", "evo_r1_g001", "evo_r1_g002", "evo_r1_g003"]
+    assert [r.status for r in lineage.records(evolution.run_id)][1:] == ["cut-slower"] * 3
+    assert reason.endswith("(the longest of this run's proposals: 20 s)")
+
+
 def test_a_proposal_the_time_left_cannot_evaluate_waits_for_resume(
         tmp_path: Path, lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _project(tmp_path, seed=CHUNKED)

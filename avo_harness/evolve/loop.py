@@ -614,16 +614,19 @@ class Evolution:
         """Why no evaluation may start now, if the time budget says so. The estimate is the
         longest of this run's evaluations that timed every configuration: a proposal worth
         having is timed in full, and one ended at the limit is lost, so the estimate errs
-        long. Shorter evaluations (failed, cut) and ones killed (a hang) do not count, nor
-        do the starting candidates' once a proposal's counts: they paid for the run's cold
-        compiles and the machine's calibration, which no later evaluation pays again."""
+        long. Failed evaluations and ones killed (a hang) do not count, nor do the starting
+        candidates' once a proposal's counts: they paid for the run's cold compiles and the
+        machine's calibration, which no later evaluation pays again. A proposal cut as
+        slower counts (the cascade cuts late: it was timed on most configurations)."""
         left = self._time_left()
         if left is None:
             return None
         if left <= 0:
             return f"time budget reached ({time.monotonic() - self.started:,.0f} s)"
-        full = [r for r in self.lineage.records(self.run_id) if r.status == PASSED and r.eval_s]
-        proposals = [r for r in full if not r.starting]
+        records = self.lineage.records(self.run_id)
+        full = [r for r in records if r.status == PASSED and r.eval_s]
+        proposals = [r for r in records if not r.starting and r.eval_s
+                     and r.status in (PASSED, CUT_SLOWER)]
         longest = max((r.eval_s or 0.0 for r in proposals or full), default=0.0)
         if longest > left:
             whose = "proposals" if proposals else "evaluations"
