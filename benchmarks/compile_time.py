@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+HELPERS = ROOT / "candidates" / "attention"
 #: (dtype, BLOCK_M, BLOCK_N, head dimension, input_precision, warps, stages).
 SHAPES = [("fp16", 128, 64, 64, "tf32", 8, 3), ("fp16", 128, 128, 128, "tf32", 4, 2),
           ("fp32", 128, 32, 64, "ieee", 8, 1), ("fp32", 128, 32, 64, "tf32x3", 8, 1),
@@ -36,7 +37,8 @@ def compile_s(dtype: str, block_m: int, block_n: int, d: int, precision: str, wa
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    sys.path.insert(0, str(ROOT / "candidates" / "attention"))
+    if str(HELPERS) not in sys.path:
+        sys.path.insert(0, str(HELPERS))
     import _triton_attention as kernels
 
     fn = kernels._attn_fwd_ptr
@@ -50,7 +52,7 @@ def compile_s(dtype: str, block_m: int, block_n: int, d: int, precision: str, wa
         if name in constants or (name.startswith("stride") and name.endswith("d")):
             signature[name] = "constexpr"  # a unit last stride is specialized to 1
             fixed[(i,)] = constants.get(name, 1)
-        elif name in "QKVO":
+        elif name in ("Q", "K", "V", "O"):
             signature[name], attrs[(i,)] = f"*{dtype}", [["tt.divisibility", 16]]
         elif name == "qk_scale":
             signature[name] = "fp32"
@@ -74,17 +76,18 @@ def main() -> None:
     import triton
 
     rows = []
-    for shape in SHAPES:
-        row = dict(zip(("dtype", "block_m", "block_n", "d", "precision", "warps", "stages"),
-                       shape), seconds=round(compile_s(*shape), 2))
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+    try:
+        for shape in SHAPES:
+            row = dict(zip(("dtype", "block_m", "block_n", "d", "precision", "warps",
+                            "stages"), shape), seconds=round(compile_s(*shape), 2))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    finally:
+        cache.cleanup()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"triton": triton.__version__, "target": "cuda sm_90",
                                     "kernel": "_attn_fwd_ptr", "compiles": rows}, indent=1)
                         + "\n")
-    cache.cleanup()
-
 
 if __name__ == "__main__":
     main()

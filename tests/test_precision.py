@@ -61,27 +61,24 @@ def rmsnorm(x, weight, eps=1e-6):
     return y.to(x.dtype)
 '''
 
-#: The drift to catch: the mean of squares accumulated over (at most 128) blocks of the row
-#: in an accumulator rounded to float16 after every block. It passes the tolerance.
-FLOAT16_ACCUMULATOR = '''
+#: The drift to catch: the seed's arithmetic with its result scaled by 1 + 2^-11 (half a
+#: float16 ulp) before the rounding, as a float16 accumulator's bias would. It passes the
+#: tolerance, and its RMS error is several times the seed's. (An accumulator rounded to
+#: float16 after each of 128 blocks came within 2% of the tolerance, and once past it.)
+DRIFTED = '''
 import torch
 
 def rmsnorm(x, weight, eps=1e-6):
-    x32, n = x.float(), x.shape[-1]
-    step = -(-n // 128)
-    acc = torch.zeros(x.shape[:-1] + (1,), dtype=torch.float16)
-    for start in range(0, n, step):
-        block = x32[..., start:start + step].pow(2).sum(-1, keepdim=True) / n
-        acc = (acc.float() + block).half()
-    y = x32 * torch.rsqrt(acc.float() + eps) * weight.float()
-    return y.to(x.dtype)
+    x32 = x.float()
+    y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
+    return (y * (1 + 2 ** -11)).to(x.dtype)
 '''
 
 
-def test_a_float16_accumulator_is_caught_against_a_float32_seed(
+def test_a_drift_within_the_tolerance_is_caught_against_a_float32_seed(
         write_candidate: Callable[..., Path], avo_run: Callable[..., Any]) -> None:
     write_candidate("seed", FLOAT32_ACCUMULATOR, task="rmsnorm")
-    write_candidate("drifted", FLOAT16_ACCUMULATOR, task="rmsnorm")
+    write_candidate("drifted", DRIFTED, task="rmsnorm")
     run = avo_run(examples=0)
     seed, drifted = (run.candidate(name, task="rmsnorm") for name in ("seed", "drifted"))
     for entry in (seed, drifted):  # both right: the tolerance alone lets the drift through

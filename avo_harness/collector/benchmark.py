@@ -100,9 +100,10 @@ class BenchmarkItem(pytest.Function):
         floor: float | None = None
         times: list[float] = []
         machine = machine_of(self.config)
-        uncalibrated = catch_up(self.config, cuda, self.bench)
+        uncalibrated = False
         try:
             with file.phases.measure("calibration", file.counters):
+                uncalibrated = catch_up(self.config, cuda, self.bench)
                 protocol_s = machine.protocol_s(task, self.bench)
         except (CandidateFault, HarnessFault, RuntimeError, OSError) as exc:
             verdict = harness_verdict(exc, "measuring the protocol's cost on its stand-in")

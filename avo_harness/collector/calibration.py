@@ -53,7 +53,10 @@ def save_calibration(config: pytest.Config, cuda: bool) -> None:
     machine = config.stash.get(MACHINE_KEY, None)
     if path is None or machine is None or machine.roofline is None:
         return
-    machine.keep(path, config.stash.get(BASELINES_KEY, {}))
+    try:
+        machine.keep(path, config.stash.get(BASELINES_KEY, {}))
+    except OSError:  # not kept: a later evaluation measures again, and no verdict changes
+        pass
 
 
 def catch_up(config: pytest.Config, cuda: bool, bench: BenchConfig) -> bool:
@@ -61,7 +64,7 @@ def catch_up(config: pytest.Config, cuda: bool, bench: BenchConfig) -> bool:
     run measured of the machine since this one started and kept (``--avo-calibration``),
     merged in, so that the evaluations that start a run together measure it once. Whether
     ``bench``'s protocol cost or baseline is still to be measured (then ``save_calibration``
-    after it, under the same lock)."""
+    after it: ``Machine.keep`` adds it to the file under the file's own lock)."""
     machine = machine_of(config)
     baselines = config.stash.setdefault(BASELINES_KEY, {})
 

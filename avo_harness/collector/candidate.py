@@ -68,6 +68,9 @@ class CandidateFile(pytest.File):
             protected = [root, store]
             if self.settings.report is not None:
                 protected.append(self.settings.report.resolve())
+            calibration = self.config.getoption("avo_calibration")
+            if calibration is not None:  # read again after candidates ran (catch_up)
+                protected.append(Path(calibration).resolve())
             # Compiled kernels are kept for the next evaluation of these very bytes, helpers
             # included (the interpreter compiles nothing).
             kept = kernel_cache.folder(store / "kernel-cache", self.task.name,

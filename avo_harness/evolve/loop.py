@@ -617,17 +617,19 @@ class Evolution:
         long. Failed evaluations and ones killed (a hang) do not count, nor do the starting
         candidates' once a proposal's counts: they paid for the run's cold compiles and the
         machine's calibration, which no later evaluation pays again. A proposal cut as
-        slower counts (the cascade cuts late: it was timed on most configurations)."""
+        slower after timing at least half the configurations counts as it would have taken
+        timed in full (its seconds scaled by configurations over those timed)."""
         left = self._time_left()
         if left is None:
             return None
         if left <= 0:
             return f"time budget reached ({time.monotonic() - self.started:,.0f} s)"
-        records = self.lineage.records(self.run_id)
-        full = [r for r in records if r.status == PASSED and r.eval_s]
-        proposals = [r for r in records if not r.starting and r.eval_s
-                     and r.status in (PASSED, CUT_SLOWER)]
-        longest = max((r.eval_s or 0.0 for r in proposals or full), default=0.0)
+        total = len(self.task.bench_configs(cuda=self.eval_settings.device == "cuda"))
+        records = [r for r in self.lineage.records(self.run_id) if r.eval_s]
+        full = {r.id: r.eval_s or 0.0 for r in records if r.status == PASSED}
+        proposals = {r.id: s for r in records if not r.starting and (s := (
+            full.get(r.id) if r.status == PASSED else _in_full(r, total))) is not None}
+        longest = max((proposals or full).values(), default=0.0)
         if longest > left:
             whose = "proposals" if proposals else "evaluations"
             return (f"time budget: {left:,.0f} s left, less than an evaluation takes "
@@ -770,3 +772,12 @@ def _write_atomically(path: Path, text: str | bytes) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
+
+
+def _in_full(record: Record, configs: int) -> float | None:
+    """What a proposal cut as slower would have taken timed on all ``configs``, if it was
+    timed on at least half of them (its ``scores``); None otherwise."""
+    timed = len(record.scores or {})
+    if record.status != CUT_SLOWER or not record.eval_s or 2 * timed < configs:
+        return None
+    return record.eval_s * configs / timed

@@ -277,6 +277,13 @@ def _stage_remote(folder: Path, helpers: dict[str, str]) -> None:
         (folder / Path(name).name).write_text(text)
 
 
+def _node_calibration(settings: EvalSettings) -> Path | None:
+    """Where a Ray node keeps the run's measurements of itself (they describe that machine)."""
+    if settings.calibration is None:
+        return None
+    return Path(tempfile.gettempdir()) / f"avo-{settings.calibration.name}"
+
+
 def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
                      cascade: Cascade | None, time_left_s: float | None,
                      helpers: dict[str, str]) -> tuple[Evaluation, str, str]:
@@ -286,8 +293,7 @@ def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
 
     context = ray.get_runtime_context()
     worker = f"ray:{context.get_node_id()[:8]}/gpu{','.join(map(str, ray.get_gpu_ids()))}"
-    calibration = (Path(tempfile.gettempdir()) / f"avo-{settings.calibration.name}"
-                   if settings.calibration is not None else None)
+    calibration = _node_calibration(settings)
     with tempfile.TemporaryDirectory(prefix="avo-ray-") as root:
         path = Path(root, "candidates", task, f"{name}.py")
         _stage_remote(path.parent, helpers)
@@ -309,7 +315,8 @@ def _remote_compare(task: str, name: str, source: str, best_name: str, best_sour
         (folder / f"{name}.py").write_text(source)
         (folder / f"{best_name}.py").write_text(best_source)
         return paired.compare(folder / f"{name}.py", folder / f"{best_name}.py",
-                              replace(settings, rootdir=Path(root)), rounds,
+                              replace(settings, rootdir=Path(root),
+                                      calibration=_node_calibration(settings)), rounds,
                               gpu_lock=None, time_left_s=time_left_s, margin=margin)
 
 

@@ -77,10 +77,11 @@ _FUNC = re.compile(r"tt\.func (?:public )?@([\w$.]+)")
 
 
 def kernel_name(request: Mapping[str, Any]) -> str:
-    """``name wW sS`` for a validated request (``?`` where its IR names no function)."""
+    """``name wW sS`` for a validated request (``?`` where its IR names no function; a name
+    the candidate chose, so at most 80 characters of it)."""
     found = _FUNC.search(request["ir"])
     options = request["options"]
-    return (f"{found.group(1) if found else '?'} w{options.get('num_warps', '?')} "
+    return (f"{found.group(1)[:80] if found else '?'} w{options.get('num_warps', '?')} "
             f"s{options.get('num_stages', '?')}")
 
 

@@ -8,16 +8,21 @@ collector (one per session, kept across evaluations by ``--avo-calibration``) an
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import random
+import time
 from pathlib import Path
-
 from typing import Any
 
 from ..tasks import BenchConfig, Task
 from .checker import Verdict, calibrate, check_timed
 from .roofline import Roofline, measure
 from .sandbox import Sandbox, SandboxSettings
+
+#: The longest wait for the calibration file's lock (``keep``): any process that can read
+#: the file can take it, a candidate's too, and a save is never worth a stalled evaluation.
+LOCK_WAIT_S = 10.0
 
 #: Inputs come from here: the OS's entropy, which a candidate can neither read nor replay.
 PRIVATE = random.SystemRandom()
@@ -94,21 +99,30 @@ class Machine:
             roofline = Roofline(**kept["roofline"])
             protocol_s = {str(k): float(v) for k, v in kept["protocol_s"].items()}
             baselines = dict(kept["baselines"])
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError, AttributeError):
             return None
         return cls(cuda, timeout_s, roofline, protocol_s), baselines
 
     def keep(self, path: Path, baselines: dict[str, Any]) -> None:
-        """Write what ``kept`` reads: the ceilings, the protocol's costs, ``baselines``."""
+        """Add what ``kept`` reads to ``path``: the ceilings, the protocol's costs and
+        ``baselines``, where the file has none yet. What it holds stays (every evaluation of
+        a run is held to the first measurement of each), and the read and the write hold a
+        lock beside it, so evaluations running at once lose none of each other's."""
         from ..report import write_json_atomically
 
         assert self.roofline is not None
-        roof = self.roofline
-        write_json_atomically(path, {
-            "device": device_name(self.cuda), "roofline": {
-                "device": roof.device, "matmul_flops_per_s": roof.matmul_flops_per_s,
-                "copy_bytes_per_s": roof.copy_bytes_per_s},
-            "protocol_s": self.protocol, "baselines": baselines})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            _lock(lock, LOCK_WAIT_S)
+            kept = Machine.kept(path, self.cuda, self.timeout_s)
+            machine, held = kept if kept is not None else (self, {})
+            roof = machine.roofline or self.roofline
+            protocol = {**self.protocol, **machine.protocol}
+            write_json_atomically(path, {
+                "device": device_name(self.cuda), "roofline": {
+                    "device": roof.device, "matmul_flops_per_s": roof.matmul_flops_per_s,
+                    "copy_bytes_per_s": roof.copy_bytes_per_s},
+                "protocol_s": protocol, "baselines": {**baselines, **held}})
 
     def close(self) -> None:
         """Stop the stand-in's child, if one started."""
@@ -122,3 +136,16 @@ def device_name(cuda: bool) -> str:
     import torch
 
     return torch.cuda.get_device_name() if cuda else "cpu"
+
+
+def _lock(file: Any, wait_s: float) -> None:
+    """An exclusive lock on ``file`` within ``wait_s`` seconds, or TimeoutError."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{file.name} stayed locked for {wait_s:g} s") from None
+            time.sleep(0.05)

@@ -4,14 +4,14 @@ Noise between two evaluations (another process on the machine, another GPU, cloc
 that drift) can make a candidate look faster than the best when it is not. Before a
 commit the controller (``evolve/paired.py``) runs this module in a fresh process: one
 sandbox per candidate, started as the collector starts one (the same settings, the
-same static scan first; both warmed up at once, their kernels from the run's compile
-server), then round after round each benchmark configuration timed for both with the
-judge's own timed check (every timed output verified: a wrong one is a failure, never a
-timing), the one that goes first alternating from round to round (A, B, then B, A), all
-of it holding the GPU's lock. The machine's ceilings and protocol costs are the run's
-(``--calibration``, what its evaluations measured), so both sides and every evaluation
-are held to the same floor. It writes what it measured as JSON; the statistic is the
-controller's, which never runs candidate code.
+same static scan first; both warmed up at once, their kernels compiled through a compile
+server on the run's cache), then round after round each benchmark configuration timed for
+both with the judge's own timed check (every timed output verified: a wrong one is a
+failure, never a timing), the one that goes first alternating from round to round (A, B,
+then B, A), all of it holding the GPU's lock. The machine's ceilings and protocol costs
+are the run's (``--calibration``, what its evaluations measured), so both sides and every
+evaluation are held to the same floor. It writes what it measured as JSON; the statistic
+is the controller's, which never runs candidate code.
 
     python -m avo_harness.judge.paired --task T --device cpu|cuda --rounds R --out OUT.json
         [--gpu-lock PATH] [--timeout S] [--memory-limit GIB] [--root DIR]
@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,9 @@ def run(task: Task, candidate: Path, best: Path, rounds: int, *, cuda: bool,
     try:
         warming = [pool.submit(_warm, task, who, box, configs, "cuda" if cuda else "cpu")
                    for who, box in boxes.items()]
-        for future in warming:  # both sides warm up whole; the first side's failure counts
-            future.exception()
+        # The candidate's failure is the one reported: raised as soon as it is known (the
+        # best's box is closed on the way out), the best's only once the candidate warmed up.
+        wait(warming, return_when=FIRST_EXCEPTION)
         for future in warming:
             future.result()
         with gpu_lock.exclusive(gpu_lock_path):
@@ -175,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = [args.candidate.resolve(), args.best.resolve()]
     settings = candidate_settings(paths, cuda=cuda, timeout_s=args.timeout,
                                   memory_limit_bytes=int(args.memory_limit * 2**30),
-                                  protected=[args.root.resolve(), args.out.resolve()])
+                                  protected=[p.resolve() for p in (
+                                      args.root, args.out, args.calibration,
+                                      args.compile_cache) if p is not None])
     doc = run(get_task(args.task), *paths, args.rounds, cuda=cuda, settings=settings,
               gpu_lock_path=args.gpu_lock, compile_cache=args.compile_cache,
               calibration=args.calibration)
