@@ -451,6 +451,11 @@ def test_the_cascade_cuts_the_configurations_left_only_when_the_bar_is_out_of_re
     assert (fitness.reason or "").startswith("cut: slower") is cut
 
 
+def _no_measuring(cuda: bool) -> Roofline:
+    """``roofline.measure`` where a test says the machine must not be measured again."""
+    raise AssertionError("measured again")
+
+
 def test_a_second_session_reuses_the_machine_s_measurements_of_the_first(
         write_candidate: Callable[..., Path], avo_run: Callable[..., Any],
         honest_attention: str, pytester: pytest.Pytester,
@@ -462,10 +467,7 @@ def test_a_second_session_reuses_the_machine_s_measurements_of_the_first(
     assert measured["device"] == "cpu" and measured["roofline"]["copy_bytes_per_s"] > 0
     assert set(measured["baselines"]) == set(first.report["baselines"])
 
-    def no_measuring(cuda: bool) -> Roofline:
-        raise AssertionError("measured again")
-
-    monkeypatch.setattr(machine, "measure", no_measuring)
+    monkeypatch.setattr(machine, "measure", _no_measuring)
     second = avo_run("--avo-calibration", str(kept), examples=0)
     assert second.report["baselines"] == first.report["baselines"]  # the same yardstick
     assert second.candidate("honest")["benchmarks"]
@@ -497,10 +499,7 @@ def pytest_runtest_setup(item):
 _done = []
 """)
 
-    def no_measuring(cuda: bool) -> Roofline:
-        raise AssertionError("measured again")
-
-    monkeypatch.setattr(machine, "measure", no_measuring)
+    monkeypatch.setattr(machine, "measure", _no_measuring)
     second = avo_run("--avo-calibration", str(shared), examples=0)
     assert second.report["baselines"] == first.report["baselines"]
     assert all(b["outcome"] == "passed"
