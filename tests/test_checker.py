@@ -315,3 +315,26 @@ def test_every_timed_round_sees_inputs_no_earlier_round_saw(tmp_path: Path) -> N
         box.close()
     assert verdict.passed, verdict.message
     assert len(calls) > len(times) and len(set(calls)) == len(calls)
+
+
+def test_locating_the_worst_element_imports_no_sympy() -> None:
+    """``torch.unravel_index`` imports sympy (seconds, in every evaluation's first check)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from avo_harness.judge.checker import Reference, check_output\n"
+        "from avo_harness.tasks import get_task\n"
+        "task = get_task('rmsnorm')\n"
+        "call = task.make_inputs({'shape': [4, 8, 16], 'dtype': 'float16', 'spread': 1.0,"
+        " 'layout': 'contiguous', 'eps': None, 'seed': 1}, 'cpu')\n"
+        "truth = task.reference(call, torch.float64)\n"
+        "out = truth.half(); out[2, 5, 7] += 1.0\n"
+        "v = check_output(task, call, out, Reference(truth, 1e-3, 1.0))\n"
+        "print(v.worst_index, 'sympy' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parent.parent)
+    where, imported = done.stdout.rsplit(" ", 1)
+    assert imported.strip() == "False"
+    assert list(eval(where).values()) == [2, 5, 7]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import avo_harness
 
 from .. import live
+from ..judge import bytecode
 
 from ..results import candidate_entry
 from .fitness import Fitness, from_report, harness_fault, out_of_time
@@ -200,6 +201,7 @@ def run_in(folder: Path, argv: list[str], rootdir: Path, placement: Placement, l
     env.update(TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
     env.update(placement.env)
+    bytecode.for_harness(env)
     proc = start(argv, cwd=rootdir, env=env)
     try:
         output = _wait(proc, limit, progress, on_progress)
@@ -222,7 +224,8 @@ def command(path: Path, settings: EvalSettings, report: Path, cascade: Path | No
     from ..options import CALIBRATION_FLAG, CASCADE_FLAG, PROGRESS_FLAG
 
     return [sys.executable, "-m", "pytest", str(path), "-p", "avo_harness.plugin",
-            "-p", "no:cacheprovider", "-q", "--benchmark-quiet",
+            "-p", "no:cacheprovider", "--assert=plain", "-q",
+            "--benchmark-quiet",
             "--rootdir", str(settings.rootdir), "--avo-report", str(report),
             "--avo-device", settings.device, "--avo-examples", str(settings.examples),
             "--avo-timeout", str(settings.call_timeout_s),

@@ -97,7 +97,7 @@ def check_output(task: Task, call: Call, out: object, ref: Reference) -> Verdict
     err = torch.where(torch.isnan(err), torch.full_like(err, float("inf")), err)
 
     flat = int(torch.argmax(err))
-    worst = [int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape)]
+    worst = _unravel(flat, tuple(err.shape))
     max_abs = float(err.reshape(-1)[flat])
     n_exceeding = int((err > tolerance).sum())
     ref_norm = float(truth.norm())
@@ -159,6 +159,16 @@ def merge_precision(parts: list[dict[str, float]]) -> dict[str, float] | None:
 
 #: Rows of an error map; longer outputs are max-pooled down to this.
 _MAP_ROWS = 256
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """The index of element ``flat`` of a contiguous tensor of ``shape``, in plain integers
+    (``torch.unravel_index`` would import sympy, seconds on the first failure check)."""
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return index[::-1]
 
 
 def error_map(err: torch.Tensor, worst: list[int],

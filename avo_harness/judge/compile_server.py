@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import confine
+from . import bytecode, confine
 
 #: The cache's folder in a store (``--avo-store``): every evaluation's and the workbench's.
 FOLDER = "compile-cache"
@@ -271,10 +271,11 @@ class CompileServer:
         argv = [sys.executable, "-P", "-m", "avo_harness.judge.compile_job", str(scratch),
                 str(self.confinement.landlock_abi)]
         command = confine.wrap(argv, self.confinement, scratch=scratch, cuda=False)
+        env = _job_environment(str(scratch))
+        bytecode.for_child(env)  # not in ``_job_environment``: a key's part, it compiles nothing
         with open(scratch / "stderr", "wb") as err:
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=err, env=_job_environment(str(scratch)),
-                                    cwd=scratch, start_new_session=True)
+                                    stderr=err, env=env, cwd=scratch, start_new_session=True)
         expired = threading.Event()
 
         def expire() -> None:

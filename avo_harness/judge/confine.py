@@ -109,10 +109,11 @@ def wrap(argv: Sequence[str], conf: Confinement, *, scratch: Path, cuda: bool,
     # The tmpfs mounts are memory the address-space limit does not count: sized.
     cmd = [conf.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--size", str(_TMPFS_BYTES),
            "--tmpfs", "/tmp"]
-    # The interpreter, its packages and the harness the child imports, wherever they live (a
-    # checkout and its venv under /tmp).
+    # The interpreter, its packages, the harness the child imports and their bytecode (this
+    # process's, ``bytecode.read_only``), wherever they live (a checkout and its venv under
+    # /tmp). This module imports nothing of the harness: the tests load it alone.
     interpreter = (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-                   Path(__file__).resolve().parents[2])
+                   Path(__file__).resolve().parents[2], *filter(None, [sys.pycache_prefix]))
     for path in sorted({str(Path(p).resolve()) for p in (*readable, *interpreter)}):
         if path.startswith("/tmp/"):
             cmd += ["--ro-bind", path, path]

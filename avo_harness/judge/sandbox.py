@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..tasks import Call
-from . import confine
+from . import bytecode, confine
 from . import kernel_cache as kernels
 from .arena import Arena
 
@@ -90,7 +90,8 @@ def candidate_settings(paths: Iterable[Path], *, cuda: bool, timeout_s: float,
     of each of ``paths``, ``protected`` (the project, the outputs) and the harness itself
     refused to its writes."""
     harness = Path(__file__).resolve().parents[1]
-    refused = [*(p.parent.parent for p in paths), *protected, harness]
+    shared = [Path(p) for p in (bytecode.read_only(),) if p]  # what other processes load
+    refused = [*(p.parent.parent for p in paths), *protected, harness, *shared]
     return SandboxSettings(cuda, timeout_s, memory_limit_bytes,
                            tuple(dict.fromkeys(str(p) for p in refused)))
 
@@ -400,8 +401,8 @@ class Sandbox:
                    # torch.compile's kernels compile in the candidate's own process: on a GPU
                    # its pool of compile workers was refused as a process the candidate
                    # started (seen on an H200), and compiling ahead runs processes already.
-                   TORCHINDUCTOR_COMPILE_THREADS="1",
-                   PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
+                   TORCHINDUCTOR_COMPILE_THREADS="1", PYTHONNOUSERSITE="1")
+        bytecode.for_child(env)
         if not self.settings.cuda:
             env["TRITON_INTERPRET"] = "1"  # before anything there imports triton
         elif "TRITON_LIBCUDA_PATH" not in env:
