@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.attention.flex_attention
 
-from . import BenchConfig, Call, Case, Task, _attention_truth
+from . import BenchConfig, Call, Case, Task
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -262,11 +262,6 @@ class Attention(Task):
         group = hq // hkv
         scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
         exact = compute_dtype == torch.float64
-        if exact and _attention_truth.applies(q, k):  # large, on a GPU: fused, same result
-            try:
-                return _attention_truth.truth(q, k, v, causal, scale)
-            except _attention_truth.Unavailable:
-                pass
         out = torch.zeros(q.shape, dtype=compute_dtype, device=q.device)
         rows = max(1, _REFERENCE_CHUNK // max(1, b * group * nk))
         for h in range(hkv):
