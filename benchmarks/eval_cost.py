@@ -12,7 +12,9 @@ do. In order: the seed with no kernels kept (the first evaluation of a run, whic
 also measures the machine), the seed again (a warm re-evaluation: its kernels kept),
 then ``--mutations`` fresh mutations of the seed, each one tunable moved to another allowed
 choice (new source, so cold; ``--moves`` names them, so that two runs make the same).
-Written: wall seconds, the report's ``phases_s`` and ``compile_ahead``, and the fitness.
+Written: wall seconds, the report's ``phases_s`` and ``compile_ahead``, and the fitness. On
+a GPU each evaluation after the first runs in the process the one before started for it
+(``evolve/spare.py``), as in a search.
 
 ``--before TREE``: the same plan judged by older code, ``TREE`` being that commit's files
 (``git archive REV | tar -x -C TREE``): its own ``pytest`` on its own seed, with the same
@@ -138,7 +140,8 @@ def main() -> None:
         settings = EvalSettings(device=args.device, examples=args.examples, call_timeout_s=300,
                                 eval_timeout_s=1800, memory_limit_gib=8, rootdir=ROOT,
                                 calibration=Path(tmp) / "calibration.json",
-                                compile_server=args.compile_server == "on")
+                                compile_server=args.compile_server == "on",
+                                spare=args.device == "cuda")  # as a GPU search starts them
         for kept in ("kernel-cache", "compile-cache"):  # nothing kept from an earlier run
             shutil.rmtree(ROOT / ".avo" / kept, ignore_errors=True)
         import torch

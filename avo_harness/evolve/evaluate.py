@@ -63,6 +63,9 @@ class EvalSettings:
     #: ``--avo-store``, passed on: the evaluations and the agent's workbench share its
     #: compile cache; None: each evaluation's own default.
     store: Path | None = None
+    #: Start the next evaluation's process as this one starts (``spare.py``): a search on a
+    #: GPU, whose every evaluation would otherwise spend seconds on its imports first.
+    spare: bool = False
 
     def compile_cache(self) -> Path | None:
         """The compile server's cache the run's GPU processes share (evaluations, paired
@@ -90,7 +93,8 @@ def settings_from(config: pytest.Config) -> EvalSettings:
         eval_timeout_s=options.evolve.eval_timeout_s,
         memory_limit_gib=harness.memory_limit_bytes / 2**30, rootdir=config.rootpath,
         stress=max(harness.stress, SEARCH_STRESS if harness.cuda else 0),
-        compile_server=harness.compile_server, store=options.evolve.store)
+        compile_server=harness.compile_server, store=options.evolve.store,
+        spare=harness.cuda)
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
     is given where the evaluation is (``live.py``) about twice a second while it runs."""
     started = time.monotonic()
     limit, budget_cut = limit_s(settings, time_left_s)
-    with harness_folder("eval") as tmp:
+    spare = _spare_for(settings, placement) if settings.spare else None
+    with spare.folder if spare is not None else harness_folder("eval") as tmp:
         folder = Path(tmp)
         report_path = folder / "report.json"
         cascade_path = None
@@ -132,9 +137,11 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
             from ..options import GPU_LOCK_FLAG
 
             argv += [GPU_LOCK_FLAG, str(placement.gpu_lock)]
+        if settings.spare:  # the next evaluation's, importing while this one runs
+            _start_spare(settings, placement)
         try:
             status, output = run_in(folder, argv, settings.rootdir, placement, limit,
-                                    progress_path, on_progress)
+                                    progress_path, on_progress, spare)
         except subprocess.TimeoutExpired:
             fitness = (out_of_time(limit) if budget_cut else Fitness(
                 False, f"evaluation timed out after {limit:g} s", {}, 0.0))
@@ -190,19 +197,16 @@ def limit_s(settings: EvalSettings, time_left_s: float | None) -> tuple[float, b
 
 def run_in(folder: Path, argv: list[str], rootdir: Path, placement: Placement, limit: float,
            progress: Path | None = None,
-           on_progress: Callable[[dict[str, Any]], None] | None = None) -> tuple[int, bytes]:
+           on_progress: Callable[[dict[str, Any]], None] | None = None,
+           spare: Spare | None = None) -> tuple[int, bytes]:
     """Run one harness process (an evaluation, a paired timing) to its end: its temporary
     files under ``folder``, the harness importable, placed as the slot says; its exit status
     and output. Killed whole on any interruption, and after ``limit`` seconds
-    (subprocess.TimeoutExpired)."""
-    (folder / "tmp").mkdir(exist_ok=True)
-    package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
-    env = {k: v for k, v in os.environ.items() if not _OUTER_PYTEST.fullmatch(k)}
-    env.update(TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
-        p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-    env.update(placement.env)
-    bytecode.for_harness(env)
-    proc = start(argv, cwd=rootdir, env=env)
+    (subprocess.TimeoutExpired). ``spare``: a pytest process already started in ``folder``
+    for this slot (``argv`` is then pytest's), given its arguments instead of a new one."""
+    proc = spare.hand(argv) if spare is not None else None
+    if proc is None:
+        proc = start(argv, cwd=rootdir, env=_environment(folder, placement))
     try:
         output = _wait(proc, limit, progress, on_progress)
     except BaseException:
@@ -210,6 +214,69 @@ def run_in(folder: Path, argv: list[str], rootdir: Path, placement: Placement, l
         raise
     _forget(proc)
     return proc.returncode, output
+
+
+def _environment(folder: Path, placement: Placement) -> dict[str, str]:
+    """A harness process's environment: this one's, without the outer pytest's, temporary
+    files under ``folder``, the harness importable, placed as the slot says."""
+    (folder / "tmp").mkdir(exist_ok=True)
+    package_root = str(Path(avo_harness.__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if not _OUTER_PYTEST.fullmatch(k)}
+    env.update(TMPDIR=str(folder / "tmp"), PYTHONPATH=os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    env.update(placement.env)
+    bytecode.for_harness(env)
+    return env
+
+
+@dataclass
+class Spare:
+    """A pytest process started for a slot before its candidate is known (``spare.py``),
+    with the evaluation folder it will use."""
+
+    proc: subprocess.Popen[bytes]
+    folder: tempfile.TemporaryDirectory[str]
+
+    def hand(self, argv: list[str]) -> subprocess.Popen[bytes] | None:
+        """Give the process pytest's part of ``argv``; None if it is no longer there to take
+        it (then a new process is started, as without a spare)."""
+        assert self.proc.stdin is not None and argv[1:3] == ["-m", "pytest"]
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps(argv[3:]).encode() + b"\n")
+                self.proc.stdin.close()
+                return self.proc
+            except OSError:  # it ended between the poll and the write
+                pass
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        _end(self.proc)
+        return None
+
+
+#: Spare processes by what they were started for: the interpreter, the project and the slot.
+_SPARES: dict[tuple[Any, ...], list[Spare]] = {}
+
+
+def _spare_key(settings: EvalSettings, placement: Placement) -> tuple[Any, ...]:
+    return settings.device, str(settings.rootdir), placement.env
+
+
+def _spare_for(settings: EvalSettings, placement: Placement) -> Spare | None:
+    """A spare started for this slot, if one is waiting."""
+    with _RUNNING_LOCK:
+        waiting = _SPARES.get(_spare_key(settings, placement), [])
+        return waiting.pop(0) if waiting else None
+
+
+def _start_spare(settings: EvalSettings, placement: Placement) -> None:
+    """Start the process of the next evaluation on this slot: it imports, then waits."""
+    folder = harness_folder("eval")
+    env = _environment(Path(folder.name), placement)
+    proc = start([sys.executable, "-m", "avo_harness.evolve.spare", settings.device],
+                 cwd=settings.rootdir, env=env, stdin=subprocess.PIPE)
+    with _RUNNING_LOCK:
+        _SPARES.setdefault(_spare_key(settings, placement), []).append(Spare(proc, folder))
 
 
 def last_line(output: bytes) -> str:
@@ -255,10 +322,11 @@ _RUNNING: set[subprocess.Popen[bytes]] = set()
 _RUNNING_LOCK = threading.Lock()
 
 
-def start(argv: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(argv: list[str], *, cwd: Path, env: dict[str, str],
+          stdin: int | None = None) -> subprocess.Popen[bytes]:
     """An evaluation's process: its own process group (killed whole by ``_end``), its output
-    in one pipe, dying with the thread that waits on it."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+    in one pipe, dying with the thread that started it."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=_die_with_parent)
     with _RUNNING_LOCK:
