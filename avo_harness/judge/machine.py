@@ -8,20 +8,19 @@ collector (one per session, kept across evaluations by ``--avo-calibration``) an
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
 from ..tasks import BenchConfig, Task
+from . import gpu_lock
 from .checker import Verdict, calibrate, check_timed
 from .roofline import Roofline, measure
 from .sandbox import Sandbox, SandboxSettings
 
-#: The longest wait for the calibration file's lock (``keep``): any process that can read
-#: the file can take it, a candidate's too, and a save is never worth a stalled evaluation.
+#: The longest wait for the calibration file's lock (``keep``): a save is never worth a
+#: stalled evaluation.
 LOCK_WAIT_S = 10.0
 
 #: Inputs come from here: the OS's entropy, which a candidate can neither read nor replay.
@@ -112,8 +111,7 @@ class Machine:
 
         assert self.roofline is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "a") as lock:
-            _lock(lock, LOCK_WAIT_S)
+        with gpu_lock.held(path.with_name(path.name + ".lock"), wait_s=LOCK_WAIT_S):
             kept = Machine.kept(path, self.cuda, self.timeout_s)
             machine, held = kept if kept is not None else (self, {})
             roof = machine.roofline or self.roofline
@@ -137,15 +135,3 @@ def device_name(cuda: bool) -> str:
 
     return torch.cuda.get_device_name() if cuda else "cpu"
 
-
-def _lock(file: Any, wait_s: float) -> None:
-    """An exclusive lock on ``file`` within ``wait_s`` seconds, or TimeoutError."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{file.name} stayed locked for {wait_s:g} s") from None
-            time.sleep(0.05)
