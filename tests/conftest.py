@@ -11,7 +11,7 @@ import json
 import pkgutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,41 +171,3 @@ def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     it is one, and the plugin's benchmark items would time nothing."""
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
-
-
-_HOLDER = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.lockf(fd, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.read()
-"""
-
-
-class LockHolder:
-    """Another process holding a ``gpu_lock`` lock (POSIX locks: one process does not
-    exclude itself), until ``release``."""
-
-    def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline() == "held\n"
-
-    def release(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            self.proc.wait(30)
-
-
-@pytest.fixture
-def hold_lock() -> Iterator[Callable[[Path], LockHolder]]:
-    holders: list[LockHolder] = []
-
-    def hold(path: Path) -> LockHolder:
-        holders.append(LockHolder(path))
-        return holders[-1]
-
-    yield hold
-    for holder in holders:
-        holder.release()

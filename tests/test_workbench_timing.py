@@ -5,13 +5,14 @@ an agent's timing waits for theirs, and says so."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 import re
 import tempfile
 import threading
 import time
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,14 +61,21 @@ def test_a_time_under_a_stale_floor_is_measured_again_not_refused(
     assert again["matmul_flops_per_s"] > 1e6 and again["copy_bytes_per_s"] > 1e6
 
 
+def _hold(path: Path) -> int:
+    """Take ``path``'s lock as an evaluation's parent does (another open file: flock sees
+    another holder, as it would another process)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def test_a_workbench_timing_waits_for_the_gpu_s_lock(workspace: Workspace, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    hold_lock: Callable[..., Any]) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     lock = workspace.placement.gpu_lock
     assert lock is not None
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the workbench's folder
-    holder = hold_lock(lock)  # as an evaluation's parent holds it
+    fd = _hold(lock)
     released: list[float] = []
 
     def release() -> None:
@@ -79,7 +87,7 @@ def test_a_workbench_timing_waits_for_the_gpu_s_lock(workspace: Workspace, tmp_p
             time.sleep(0.1)
         time.sleep(2.0)
         released.append(time.monotonic())
-        holder.release()
+        os.close(fd)
 
     releaser = threading.Thread(target=release)
     releaser.start()
@@ -95,12 +103,12 @@ def test_a_workbench_timing_waits_for_the_gpu_s_lock(workspace: Workspace, tmp_p
     assert re.search(r"timed: median .* 3 rounds", text), text
 
     # Held for longer than the step has left: the tool stops and says why, timing nothing.
-    holder = hold_lock(lock)
+    fd = _hold(lock)
     try:
         workspace.deadline = time.monotonic() + 30
         text, error = workspace.call("time_config", {"configs": ["interp-d64-n128"]})
     finally:
-        holder.release()
+        os.close(fd)
     assert error and text.startswith("stopped after 30 s"), text
     assert "waiting for the GPU's lock: an evaluation was timing on this GPU, so nothing " \
            "was timed" in text

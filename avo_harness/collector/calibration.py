@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from ..judge.machine import PRIVATE, Machine
+from ..judge.machine import PRIVATE, Machine, calibration_lock
 from ..judge.timer import clock_name, summarize, time_in_process
 from ..options import settings_of
 from ..tasks import BenchConfig, Call, Task
-from .keys import BASELINES_KEY, MACHINE_KEY
+from .keys import BASELINES_KEY, MACHINE_KEY, SAVES_STOPPED_KEY
 
 
 def machine_of(config: pytest.Config) -> Machine:
@@ -48,13 +48,19 @@ def load_calibration(config: pytest.Config, cuda: bool) -> None:
 
 
 def save_calibration(config: pytest.Config, cuda: bool) -> None:
-    """Keep what this session measured of the machine for the next evaluation."""
+    """Keep what this session measured of the machine for the next evaluation; after a
+    save that found the file locked too long, no more (each would wait as long again)."""
     path = _calibration_path(config)
     machine = config.stash.get(MACHINE_KEY, None)
-    if path is None or machine is None or machine.roofline is None:
+    if path is None or machine is None or machine.roofline is None or \
+            config.stash.get(SAVES_STOPPED_KEY, False):
         return
+    gpu_lock = config.getoption("avo_gpu_lock")
     try:
-        machine.keep(path, config.stash.get(BASELINES_KEY, {}))
+        machine.keep(path, config.stash.get(BASELINES_KEY, {}),
+                     calibration_lock(path, Path(gpu_lock) if gpu_lock else None))
+    except TimeoutError:
+        config.stash[SAVES_STOPPED_KEY] = True
     except OSError:  # not kept: a later evaluation measures again, and no verdict changes
         pass
 

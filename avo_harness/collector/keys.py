@@ -18,3 +18,5 @@ BASELINES_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 CASCADE_KEY = pytest.StashKey[Any]()
 #: The session's compile server (``judge.compile_server``), on a GPU only.
 COMPILE_SERVER_KEY = pytest.StashKey[CompileServer]()
+#: Set once a calibration save waited its longest for the lock: the session saves no more.
+SAVES_STOPPED_KEY = pytest.StashKey[bool]()

@@ -8,19 +8,20 @@ collector (one per session, kept across evaluations by ``--avo-calibration``) an
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 from ..tasks import BenchConfig, Task
-from . import gpu_lock
 from .checker import Verdict, calibrate, check_timed
 from .roofline import Roofline, measure
 from .sandbox import Sandbox, SandboxSettings
 
 #: The longest wait for the calibration file's lock (``keep``): a save is never worth a
-#: stalled evaluation.
+#: stalled evaluation (and after one such wait a session saves no more: ``calibration.py``).
 LOCK_WAIT_S = 10.0
 
 #: Inputs come from here: the OS's entropy, which a candidate can neither read nor replay.
@@ -102,16 +103,18 @@ class Machine:
             return None
         return cls(cuda, timeout_s, roofline, protocol_s), baselines
 
-    def keep(self, path: Path, baselines: dict[str, Any]) -> None:
+    def keep(self, path: Path, baselines: dict[str, Any], lock: Path | None = None) -> None:
         """Add what ``kept`` reads to ``path``: the ceilings, the protocol's costs and
         ``baselines``, where the file has none yet. What it holds stays (every evaluation of
-        a run is held to the first measurement of each), and the read and the write hold a
-        lock beside it, so evaluations running at once lose none of each other's."""
+        a run is held to the first measurement of each), and the read and the write hold
+        ``lock`` (``calibration_lock``), so evaluations running at once lose none of each
+        other's."""
         from ..report import write_json_atomically
 
         assert self.roofline is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        with gpu_lock.held(path.with_name(path.name + ".lock"), wait_s=LOCK_WAIT_S):
+        with open(lock or calibration_lock(path, None), "a") as held:
+            _lock(held, LOCK_WAIT_S)
             kept = Machine.kept(path, self.cuda, self.timeout_s)
             machine, held = kept if kept is not None else (self, {})
             roof = machine.roofline or self.roofline
@@ -129,9 +132,29 @@ class Machine:
             self._stand_in = None
 
 
+def calibration_lock(path: Path, gpu_lock: Path | None) -> Path:
+    """The lock of the calibration file ``path``: beside the GPU's lock where there is one,
+    in a folder no candidate sees (bubblewrap hides ``/tmp``), since anyone who can read a
+    file can hold an ``flock`` on it, and a child reads the store; else beside the file."""
+    folder = gpu_lock.parent if gpu_lock is not None else path.parent
+    return folder / f"{path.name}.lock"
+
+
 def device_name(cuda: bool) -> str:
     """The device a calibration describes: the GPU's name, or cpu."""
     import torch
 
     return torch.cuda.get_device_name() if cuda else "cpu"
 
+
+def _lock(file: Any, wait_s: float) -> None:
+    """An exclusive lock on ``file`` within ``wait_s`` seconds, or TimeoutError."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{file.name} stayed locked for {wait_s:g} s") from None
+            time.sleep(0.05)
