@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avo_harness.judge import bytecode
+from avo_harness.judge import bytecode, confine
 from avo_harness.judge.sandbox import Sandbox, SandboxSettings, candidate_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,7 @@ def test_an_install_with_its_bytecode_needs_no_folder(monkeypatch: pytest.Monkey
 def test_without_bytecode_harness_processes_write_to_the_user_s_cache(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cache = _without_bytecode(monkeypatch, tmp_path)
+    monkeypatch.setattr(confine, "detect", lambda: confine.Confinement(None, 7, None))
     env = {"PYTHONDONTWRITEBYTECODE": "1"}  # for source trees: this folder is the harness's
     bytecode.for_harness(env)
     assert set(env) == {bytecode.VARIABLE}
@@ -47,6 +48,10 @@ def test_without_bytecode_harness_processes_write_to_the_user_s_cache(
     chosen = {bytecode.VARIABLE: str(tmp_path / "mine")}
     bytecode.for_harness(chosen)  # the user's own folder stays theirs
     assert chosen == {bytecode.VARIABLE: str(tmp_path / "mine")}
+    monkeypatch.setattr(confine, "detect", lambda: confine.Confinement(None, 0, "none here"))
+    unconfined: dict[str, str] = {}
+    bytecode.for_harness(unconfined)  # the lockdown alone around the children: no folder
+    assert unconfined == {}
 
 
 def test_a_child_reads_the_parent_s_folder_never_writes_and_may_not_touch_it(

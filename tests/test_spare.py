@@ -5,8 +5,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,14 +90,30 @@ def test_the_next_evaluation_runs_in_the_spare_the_last_one_started(tmp_path: Pa
         (following,) = _waiting(settings)
         assert following is not spare
     finally:
-        evaluate_module.end_all()
-        evaluate_module._SPARES.clear()
+        evaluate_module.close_spares()
+    assert following.proc.returncode is not None and not Path(following.folder.name).exists()
+
+
+def _fresh_starts(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The command lines of the evaluation processes started fresh (not spares)."""
+    started: list[list[str]] = []
+    real = evaluate_module.start
+
+    def start(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        if "avo_harness.evolve.spare" not in argv:
+            started.append(argv)
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "start", start)
+    return started
 
 
 @pytest.mark.slow
-def test_a_spare_that_died_is_replaced_by_a_fresh_process(tmp_path: Path) -> None:
+def test_a_spare_that_died_is_replaced_by_a_fresh_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _project(tmp_path)
     settings = _settings(tmp_path)
+    started = _fresh_starts(monkeypatch)
     try:
         evaluate_module._start_spare(settings, Placement())
         (spare,) = _waiting(settings)
@@ -105,7 +123,28 @@ def test_a_spare_that_died_is_replaced_by_a_fresh_process(tmp_path: Path) -> Non
             time.sleep(0.05)
         evaluation = evaluate(path, settings)
         assert evaluation.fitness.passed, evaluation.fitness.reason
+        assert len(started) == 1 and started[0][1:3] == ["-m", "pytest"]
         assert not Path(spare.folder.name).exists()
     finally:
-        evaluate_module.end_all()
-        evaluate_module._SPARES.clear()
+        evaluate_module.close_spares()
+
+
+@pytest.mark.slow
+def test_a_spare_is_handed_on_only_by_the_thread_that_started_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process dies with the thread that started it: a spare of a thread that ended (an
+    agent's step) must not run another thread's evaluation."""
+    path = _project(tmp_path)
+    settings = _settings(tmp_path)
+    started = _fresh_starts(monkeypatch)
+    try:
+        thread = threading.Thread(target=evaluate_module._start_spare,
+                                  args=(settings, Placement()))
+        thread.start()
+        thread.join()
+        assert not _waiting(settings)  # this thread's: none
+        evaluation = evaluate(path, settings)
+        assert evaluation.fitness.passed, evaluation.fitness.reason
+        assert len(started) == 1  # a fresh process, not the other thread's spare
+    finally:
+        evaluate_module.close_spares()

@@ -124,6 +124,18 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
     started = time.monotonic()
     limit, budget_cut = limit_s(settings, time_left_s)
     spare = _spare_for(settings, placement) if settings.spare else None
+    try:
+        return _evaluate_in(path, settings, cascade, on_progress, placement, spare, started,
+                            limit, budget_cut)
+    finally:
+        if spare is not None and not spare.handed:  # taken, never given its arguments
+            spare.end()
+
+
+def _evaluate_in(path: Path, settings: EvalSettings, cascade: Cascade | None,
+                 on_progress: Callable[[dict[str, Any]], None] | None, placement: Placement,
+                 spare: Spare | None, started: float, limit: float,
+                 budget_cut: bool) -> Evaluation:
     with spare.folder if spare is not None else harness_folder("eval") as tmp:
         folder = Path(tmp)
         report_path = folder / "report.json"
@@ -236,11 +248,13 @@ class Spare:
 
     proc: subprocess.Popen[bytes]
     folder: tempfile.TemporaryDirectory[str]
+    handed: bool = False
 
     def hand(self, argv: list[str]) -> subprocess.Popen[bytes] | None:
         """Give the process pytest's part of ``argv``; None if it is no longer there to take
         it (then a new process is started, as without a spare)."""
         assert self.proc.stdin is not None and argv[1:3] == ["-m", "pytest"]
+        self.handed = True
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.write(json.dumps(argv[3:]).encode() + b"\n")
@@ -248,18 +262,40 @@ class Spare:
                 return self.proc
             except OSError:  # it ended between the poll and the write
                 pass
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        _end(self.proc)
+        self.end()
         return None
 
+    def end(self) -> None:
+        """Stop the process (if it still runs: a reaped one's group id may be another's)."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        if self.proc.returncode is None:
+            _end(self.proc)
+        else:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            _forget(self.proc)
 
-#: Spare processes by what they were started for: the interpreter, the project and the slot.
+
+#: Spare processes by what they were started for: the interpreter, the project, the slot,
+#: and the thread that started them, which alone may hand them on: a process dies with the
+#: thread that started it (``_die_with_parent``), and an agent's step thread ends early.
 _SPARES: dict[tuple[Any, ...], list[Spare]] = {}
 
 
 def _spare_key(settings: EvalSettings, placement: Placement) -> tuple[Any, ...]:
-    return settings.device, str(settings.rootdir), placement.env
+    return settings.device, str(settings.rootdir), placement.env, threading.current_thread()
+
+
+def close_spares() -> None:
+    """Stop every spare still waiting, and remove its folder (the run has ended)."""
+    with _RUNNING_LOCK:
+        waiting = [spare for spares in _SPARES.values() for spare in spares]
+        _SPARES.clear()
+    for spare in waiting:
+        spare.end()
+        spare.folder.cleanup()
 
 
 def _spare_for(settings: EvalSettings, placement: Placement) -> Spare | None:
@@ -277,6 +313,11 @@ def _start_spare(settings: EvalSettings, placement: Placement) -> None:
                  cwd=settings.rootdir, env=env, stdin=subprocess.PIPE)
     with _RUNNING_LOCK:
         _SPARES.setdefault(_spare_key(settings, placement), []).append(Spare(proc, folder))
+        orphans = [key for key in _SPARES if not key[-1].is_alive()]
+        left = [spare for key in orphans for spare in _SPARES.pop(key)]
+    for spare in left:  # of threads that ended (their processes died with them)
+        spare.end()
+        spare.folder.cleanup()
 
 
 def last_line(output: bytes) -> str:

@@ -38,7 +38,8 @@ from ..results import candidate_entry
 from ..tasks import HELPER_NAME, Task, get_task, helper_paths, is_candidate
 from . import precision
 from .cascade import from_lineage
-from .evaluate import EvalSettings, Evaluation, Placement, end_all, settings_from, sweep
+from .evaluate import (EvalSettings, Evaluation, Placement, close_spares, end_all,
+                       settings_from, sweep)
 from .fitness import Fitness, accepts, commit_bar
 from .lineage import (CUT_SLOWER, CUT_TIME, FAILED, HARNESS_ERROR, PASSED, PENDING, START,
                       Lineage, Record, best_committed, best_start)
@@ -66,6 +67,7 @@ def main(config: pytest.Config) -> int:
         # The GPUs' lock files, out of every candidate's reach (a sandbox has its own /tmp).
         locks = tempfile.mkdtemp(prefix="avo-locks-")
         cleanup.callback(shutil.rmtree, locks, ignore_errors=True)
+        cleanup.callback(close_spares)  # after the executor's close: no evaluation runs
         try:
             executor = executor_for(settings, eval_settings.device == "cuda", task.name,
                                     Path(locks))

@@ -299,7 +299,8 @@ def _remote_evaluate(task: str, name: str, source: str, settings: EvalSettings,
         _stage_remote(path.parent, helpers)
         path.write_text(source)
         started = now()
-        evaluation = evaluate(path, replace(settings, rootdir=Path(root),
+        # No spare: each task has a project of its own, which no later one would share.
+        evaluation = evaluate(path, replace(settings, rootdir=Path(root), spare=False,
                                             calibration=calibration),
                               cascade=cascade, time_left_s=time_left_s)
     return evaluation, worker, started

@@ -8,7 +8,8 @@ job. So the harness processes the search starts (evaluations, paired timings) ge
 A candidate's child and a compile job are given the same folder to read only: they never
 write bytecode (``PYTHONDONTWRITEBYTECODE``), the folder is read-only to them (bubblewrap,
 Landlock) and refused to the lockdown's writes, so what they load from it only harness
-processes wrote. Where the packages have their bytecode, none of this applies.
+processes wrote. Where the packages have their bytecode, or no OS layer confines the
+children (the in-process lockdown alone), none of this applies.
 """
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ def for_harness(env: dict[str, str]) -> None:
     """A harness process's environment: write bytecode to ``folder()`` (unless the user
     chose a folder of their own), even under ``PYTHONDONTWRITEBYTECODE``, which keeps
     source trees clean: this folder is the harness's own."""
+    from . import confine
+
+    layers = confine.detect()
+    if not (layers.bwrap or layers.landlock_abi):  # the lockdown alone: a folder that
+        return  # outlives the run is no place a child past it should find writable
     where = folder()
     if where is not None and VARIABLE not in env:
         env[VARIABLE] = str(where)
