@@ -224,6 +224,8 @@ def run_in(folder: Path, argv: list[str], rootdir: Path, placement: Placement, l
     except BaseException:
         _end(proc)
         raise
+    if proc.stdout is not None:  # drained to its end (or held open by an escapee: let go)
+        proc.stdout.close()
     _forget(proc)
     return proc.returncode, output
 
