@@ -224,8 +224,6 @@ def run_in(folder: Path, argv: list[str], rootdir: Path, placement: Placement, l
     except BaseException:
         _end(proc)
         raise
-    if proc.stdout is not None:  # drained to its end (or held open by an escapee: let go)
-        proc.stdout.close()
     _forget(proc)
     return proc.returncode, output
 
@@ -415,6 +413,8 @@ def _wait(proc: subprocess.Popen[bytes], limit: float, progress: Path | None,
         if state is not None and on_progress is not None:
             on_progress(state)
     drain.join(timeout=5)
+    if not drain.is_alive():  # read to its end; else a process that escaped holds it open,
+        pipe.close()  # and a close would wait for the read blocked in it
     return b"".join(chunks)
 
 
