@@ -124,20 +124,11 @@ def evaluate(path: Path, settings: EvalSettings, *, cascade: Cascade | None = No
     started = time.monotonic()
     limit, budget_cut = limit_s(settings, time_left_s)
     spare = _spare_for(settings, placement) if settings.spare else None
-    try:
-        return _evaluate_in(path, settings, cascade, on_progress, placement, spare, started,
-                            limit, budget_cut)
-    finally:
-        if spare is not None and not spare.handed:  # taken, never given its arguments
-            spare.end()
-
-
-def _evaluate_in(path: Path, settings: EvalSettings, cascade: Cascade | None,
-                 on_progress: Callable[[dict[str, Any]], None] | None, placement: Placement,
-                 spare: Spare | None, started: float, limit: float,
-                 budget_cut: bool) -> Evaluation:
-    with spare.folder if spare is not None else harness_folder("eval") as tmp:
-        folder = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(spare.folder if spare is not None
+                                          else harness_folder("eval")))
+        if spare is not None:  # taken, never given its arguments (an error in between):
+            stack.callback(lambda: spare.handed or spare.end())  # ended before its folder goes
         report_path = folder / "report.json"
         cascade_path = None
         if cascade is not None:
@@ -277,6 +268,11 @@ class Spare:
                 self.proc.stdout.close()
             _forget(self.proc)
 
+    def discard(self) -> None:
+        """Stop it unused, and remove its folder."""
+        self.end()
+        self.folder.cleanup()
+
 
 #: Spare processes by what they were started for: the interpreter, the project, the slot,
 #: and the thread that started them, which alone may hand them on: a process dies with the
@@ -294,8 +290,7 @@ def close_spares() -> None:
         waiting = [spare for spares in _SPARES.values() for spare in spares]
         _SPARES.clear()
     for spare in waiting:
-        spare.end()
-        spare.folder.cleanup()
+        spare.discard()
 
 
 def _spare_for(settings: EvalSettings, placement: Placement) -> Spare | None:
@@ -316,8 +311,7 @@ def _start_spare(settings: EvalSettings, placement: Placement) -> None:
         orphans = [key for key in _SPARES if not key[-1].is_alive()]
         left = [spare for key in orphans for spare in _SPARES.pop(key)]
     for spare in left:  # of threads that ended (their processes died with them)
-        spare.end()
-        spare.folder.cleanup()
+        spare.discard()
 
 
 def last_line(output: bytes) -> str:

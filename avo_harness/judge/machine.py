@@ -113,8 +113,8 @@ class Machine:
 
         assert self.roofline is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock or calibration_lock(path, None), "a") as held:
-            _lock(held, LOCK_WAIT_S)
+        with open(lock or calibration_lock(path, None), "a") as locked:
+            _lock(locked, LOCK_WAIT_S)
             kept = Machine.kept(path, self.cuda, self.timeout_s)
             machine, held = kept if kept is not None else (self, {})
             roof = machine.roofline or self.roofline
